@@ -1,0 +1,39 @@
+# tierline: `make demo` and `make test` are all a newcomer needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench serve ui clean lock
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv  ## migrate, start the API (:8000) and review UI (:8501), feed a demo task
+	TIERLINE_ENV=dev $(BIN)/tierline demo
+
+test: venv  ## the whole test suite
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check api learner review_ui tests bench
+
+bench: venv  ## API throughput and latency against a bare FastAPI endpoint (BENCHMARKS.md)
+	$(BIN)/python bench/api_bench.py
+
+serve: venv
+	TIERLINE_ENV=dev $(BIN)/tierline serve
+
+ui: venv
+	$(BIN)/tierline ui
+
+lock:  ## re-pin every dependency after changing pyproject.toml
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf $(VENV) build *.egg-info

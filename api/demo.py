@@ -1,0 +1,182 @@
+"""``tierline demo``: the whole loop on a laptop, fed from river's shipped Phishing data.
+
+Starts the API and the review UI as child processes, creates fresh demo keys and
+the demo task, warms the task past its cold start with labelled history, then
+feeds the rest of the stream at a gentle rate so that the review queue fills
+while automated decisions come in. Ctrl-C (or SIGTERM) stops everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from itertools import islice
+
+import httpx
+
+from api import migrate
+from api.cli import ui_command
+from api.db import Database
+from api.schemas import KeyCreate
+from api.services.keys import create_key
+from api.settings import get_settings
+from api.tables import ApiKey
+from learner import load_stream, schema_to_json
+
+log = logging.getLogger("tierline.demo")
+TASK = "demo-phishing"
+WARM_START = 80  # labelled cases replayed first, so the task leaves its cold start
+
+
+class Stop(Exception):
+    pass
+
+
+def _raise_stop(*_: object) -> None:
+    raise Stop
+
+
+def run_demo(*, api_port: int, ui_port: int, rate: float) -> None:
+    os.environ.setdefault("TIERLINE_ENV", "dev")
+    get_settings.cache_clear()
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    keys = _demo_keys(settings.database_url)
+    api_url = f"http://127.0.0.1:{api_port}"
+    env = {**os.environ, "TIERLINE_API_URL": api_url}
+    children = [
+        subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(api_port)],
+                         env=env),
+        subprocess.Popen(ui_command(ui_port), env=env),
+    ]
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        with httpx.Client(base_url=api_url, timeout=10,
+                          headers={"Authorization": f"Bearer {keys['admin']}"}) as admin:
+            _wait_ready(admin, children)
+            stream = load_stream("phishing", seed=0)
+            _ensure_task(admin, stream)
+            rows = iter(stream.rows)
+            _warm_start(api_url, keys, islice(rows, WARM_START))
+            _banner(api_url, ui_port, keys)
+            _feed(api_url, keys["service"], rows, rate)
+    except (KeyboardInterrupt, Stop):
+        pass
+    finally:
+        print("\nstopping tierline demo ...", flush=True)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        print("stopped.", flush=True)
+
+
+def _demo_keys(database_url: str) -> dict[str, str]:
+    """Fresh keys for each role; earlier demo keys are revoked."""
+    db = Database(database_url)
+    keys = {}
+    with db.write() as session:
+        for old in session.query(ApiKey).filter(ApiKey.name.startswith("demo-")):  # type: ignore[attr-defined]
+            old.revoked, old.revoked_at = True, time.time()
+        for role in ("admin", "reviewer", "analyst", "service"):
+            keys[role] = create_key(session, KeyCreate(name=f"demo-{role}", role=role)).key  # type: ignore[arg-type]
+        keys["history"] = create_key(
+            session, KeyCreate(name="demo-history", role="reviewer")
+        ).key
+    db.dispose()
+    return keys
+
+
+def _wait_ready(client: httpx.Client, children: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            raise SystemExit("a demo process exited during start-up; see the log above")
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the API did not become ready within 60 s")
+
+
+def _ensure_task(admin: httpx.Client, stream) -> None:  # type: ignore[no-untyped-def]
+    if admin.get(f"/v1/tasks/{TASK}").status_code == 200:
+        return
+    response = admin.post("/v1/tasks", json={
+        "name": TASK,
+        "labels": stream.labels,
+        "features": schema_to_json(stream.schema),
+        "target_error": 0.05,
+        "audit_rate": 0.05,
+        "min_labels": 50,
+        "threshold": 0.9,
+    })
+    response.raise_for_status()
+
+
+def _warm_start(api_url: str, keys: dict[str, str], rows) -> None:  # type: ignore[no-untyped-def]
+    """Send labelled history and label it as a (recorded) past reviewer would."""
+    service = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {keys['service']}"})
+    history = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {keys['history']}"})
+    with service, history:
+        if service.get(f"/v1/tasks/{TASK}").json()["model_version"] >= WARM_START:
+            return
+        truth = {}
+        for x, y in rows:
+            case = service.post(f"/v1/tasks/{TASK}/cases", json={"features": x}).json()
+            truth[case["id"]] = y
+        while True:
+            response = history.post(f"/v1/tasks/{TASK}/queue/claim")
+            if response.status_code == 204:
+                break
+            claim = response.json()
+            case_id = claim["case"]["id"]
+            if case_id not in truth:
+                history.post(f"/v1/cases/{case_id}/release", json={"lease_id": claim["lease_id"]})
+                break
+            history.post(f"/v1/cases/{case_id}/label",
+                         json={"label": truth[case_id], "lease_id": claim["lease_id"],
+                               "comment": "demo warm start"})
+
+
+def _feed(api_url: str, key: str, rows, rate: float) -> None:  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}) as service:
+        sent = 0
+        for x, _ in rows:
+            service.post(f"/v1/tasks/{TASK}/cases", json={"features": x})
+            sent += 1
+            if sent % 50 == 0:
+                log.info("demo fed %d cases", sent)
+            time.sleep(1.0 / rate)
+    log.info("demo data set exhausted; the API and UI keep running (Ctrl-C to stop)")
+    while True:
+        time.sleep(3600)
+
+
+def _banner(api_url: str, ui_port: int, keys: dict[str, str]) -> None:
+    print(f"""
+================ tierline demo ================
+Review UI : http://127.0.0.1:{ui_port}
+API       : {api_url}   (docs: {api_url}/docs)
+Task      : {TASK}  (river's Phishing data set, {WARM_START} labelled cases replayed)
+
+Sign in to the review UI with one of these keys:
+  reviewer : {keys['reviewer']}
+  analyst  : {keys['analyst']}
+  admin    : {keys['admin']}
+  service  : {keys['service']}
+
+Cases arrive continuously; uncertain ones wait for you in the review queue.
+Press Ctrl-C to stop everything.
+===============================================
+""", flush=True)

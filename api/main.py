@@ -1,0 +1,86 @@
+"""The FastAPI application: wiring, lifespan and error handling.
+
+Run with ``tierline serve`` (or ``uvicorn --factory api.main:create_app``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from api import migrate
+from api.db import Database
+from api.deps import AppState
+from api.errors import ServiceError
+from api.live import ModelStore
+from api.observability import BodyLimitMiddleware, Instruments, MetricsMiddleware
+from api.routes import cases, keys, metrics, ops, review, tasks
+from api.settings import Settings, get_settings
+from learner import LearnerError
+
+log = logging.getLogger("tierline")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the database is migrated and the models loaded in the lifespan."""
+    settings = settings or get_settings()
+    instruments = Instruments()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secret = settings.signing_secret  # refuses to start without a secret outside dev
+        migrate.upgrade(settings.database_url)
+        db = Database(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
+        store = ModelStore(db, secret, snapshot_every=settings.snapshot_every)
+        store.load_all()
+        instruments.watch_tasks(db, store)
+        app.state.tierline = AppState(settings, db, store, instruments)
+        app.state.ready = True
+        log.info("tierline ready on %s", _safe_url(settings.database_url))
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            store.snapshot_all()
+            db.dispose()
+
+    app = FastAPI(
+        title="tierline",
+        version="1",
+        summary="Human-in-the-loop decisions with certified automation",
+        lifespan=lifespan,
+    )
+    for module in (keys, tasks, cases, review, metrics, ops):
+        app.include_router(module.router)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(LearnerError)
+    async def learner_error(_: Request, exc: LearnerError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "database temporarily unavailable"}, 503, headers={"Retry-After": "1"}
+        )
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, instruments=instruments)
+    return app
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for logs."""
+    head, sep, tail = url.rpartition("@")
+    return f"{head.split(':')[0]}:***{sep}{tail}" if sep else url

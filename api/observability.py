@@ -1,0 +1,144 @@
+"""Prometheus metrics: per-route requests and latency, plus per-task gauges read at scrape."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlmodel import select
+
+from api.db import Database
+from api.live import ModelStore
+from api.tables import Task
+
+
+class Instruments:
+    """The metrics of one app, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tierline_requests_total", "HTTP requests", ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tierline_request_seconds", "HTTP request latency", ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.cases = Counter(
+            "tierline_cases_total", "Cases routed, by route kind", ["task", "route"],
+            registry=self.registry,
+        )
+
+    def watch_tasks(self, db: Database, store: ModelStore) -> None:
+        self.registry.register(TaskCollector(db, store))
+
+
+class TaskCollector(Collector):
+    """Per-task gauges, read from the maintained aggregates at scrape time."""
+
+    def __init__(self, db: Database, store: ModelStore) -> None:
+        self.db = db
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauges = {
+            name: GaugeMetricFamily(f"tierline_{name}", text, labels=["task"])
+            for name, text in [
+                ("queue_depth", "Cases waiting for a person"),
+                ("labels", "Labels in the log"),
+                ("model_version", "Labels applied to the live model"),
+                ("automation_rate", "Share of cases decided automatically"),
+                ("threshold", "Confidence threshold in force"),
+            ]
+        }
+        with self.db.read() as session:
+            tasks = session.exec(select(Task)).all()
+        for task in tasks:
+            live = self.store.get(task)
+            gauges["queue_depth"].add_metric([task.name], task.n_queued)
+            gauges["labels"].add_metric([task.name], task.n_labels)
+            gauges["model_version"].add_metric([task.name], live.version if live else 0)
+            gauges["automation_rate"].add_metric(
+                [task.name], task.n_auto / task.n_cases if task.n_cases else 0.0
+            )
+            gauges["threshold"].add_metric([task.name], task.threshold)
+        yield from gauges.values()
+
+
+class MetricsMiddleware:
+    """Counts requests and times them per route template (pure ASGI, no body buffering)."""
+
+    def __init__(self, app: Any, instruments: Instruments) -> None:
+        self.app = app
+        self.instruments = instruments
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            self.instruments.requests.labels(method, path, str(status[0])).inc()
+            self.instruments.latency.labels(method, path).observe(time.perf_counter() - start)
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to a request body over ``max_bytes``, declared or streamed."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _too_large(send, self.max_bytes)
+                return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message  # type: ignore[no-any-return]
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyTooLarge:
+            await _too_large(send, self.max_bytes)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Any, max_bytes: int) -> None:
+    body = f'{{"detail":"request body larger than {max_bytes} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

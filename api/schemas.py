@@ -1,0 +1,243 @@
+"""Request and response models (never bound straight onto table rows)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Role = Literal["admin", "service", "reviewer", "analyst"]
+TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 in UTC (``None`` stays ``None``)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- keys -------------------------------------------------------------------------------
+class KeyCreate(StrictModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    role: Role
+
+
+class KeyPublic(BaseModel):
+    id: str
+    name: str
+    role: Role
+    created_at: str | None
+    revoked: bool
+    last_used_at: str | None = None
+
+
+class KeyCreated(BaseModel):
+    id: str
+    name: str
+    role: Role
+    key: str
+
+
+class KeysPublic(BaseModel):
+    data: list[KeyPublic]
+    count: int
+
+
+class Me(BaseModel):
+    id: str
+    name: str
+    role: Role
+
+
+# --- tasks ------------------------------------------------------------------------------
+class Rule(StrictModel):
+    """A guardrail: matching cases always go to a person."""
+
+    feature: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    op: Literal[">", ">=", "<", "<=", "==", "!=", "in", "not_in", "missing"]
+    value: Any = None
+
+
+class TaskSettings(StrictModel):
+    target_error: float = Field(0.05, gt=0, lt=1)
+    audit_rate: float = Field(0.05, gt=0, le=1)
+    min_labels: int = Field(50, ge=0, le=1_000_000)
+    threshold: float = Field(0.9, ge=0, le=1)
+    delta: float = Field(0.05, gt=0, lt=1)
+
+
+class TaskCreate(TaskSettings):
+    name: TaskName
+    labels: Annotated[list[LabelName], Field(min_length=2, max_length=100)]
+    features: dict[str, Any] | None = None
+    model: Literal["linear", "forest"] = "linear"
+    rules: Annotated[list[Rule], Field(max_length=100)] = []
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be distinct")
+        return labels
+
+
+class TaskUpdate(StrictModel):
+    target_error: float | None = Field(None, gt=0, lt=1)
+    audit_rate: float | None = Field(None, gt=0, le=1)
+    min_labels: int | None = Field(None, ge=0, le=1_000_000)
+    threshold: float | None = Field(None, ge=0, le=1)
+    delta: float | None = Field(None, gt=0, lt=1)
+    automation: Literal["on", "off"] | None = None
+
+
+class TaskPublic(BaseModel):
+    name: str
+    labels: list[str]
+    features: dict[str, Any] | None
+    target_error: float
+    audit_rate: float
+    min_labels: int
+    threshold: float
+    delta: float
+    model: str
+    rules: list[dict[str, Any]]
+    mode: Literal["assist", "automated", "suspended"]
+    automation: Literal["on", "off"]
+    model_version: int
+    created_at: str | None
+
+
+class TasksPublic(BaseModel):
+    data: list[TaskPublic]
+    count: int
+
+
+# --- cases ------------------------------------------------------------------------------
+Features = Annotated[dict[str, Any], Field(max_length=512)]
+
+
+class CaseCreate(StrictModel):
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    features: Features
+
+
+class CaseBatch(StrictModel):
+    cases: Annotated[list[CaseCreate], Field(min_length=1, max_length=1000)]
+
+
+class PredictRequest(StrictModel):
+    features: Features
+
+
+class Contribution(BaseModel):
+    feature: str
+    contribution: float
+
+
+class Prediction(BaseModel):
+    """The scores and the route a case would take."""
+
+    task: str
+    route: Literal["auto", "review", "assist"]
+    suggestion: str | None
+    confidence: float
+    proba: dict[str, float]
+    threshold: float
+    audit: bool
+    reasons: list[str]
+    propensity: float
+    model_version: int
+
+
+class CasePublic(Prediction):
+    id: str
+    external_id: str | None
+    status: Literal["decided", "pending"]
+    decision: str | None
+    created_at: str | None
+
+
+class CaseDetail(CasePublic):
+    features: dict[str, Any]
+    label: str | None
+    labelled_by: str | None
+    labelled_at: str | None
+    explanation: list[Contribution] = []
+
+
+class CaseBatchResult(BaseModel):
+    results: list[CasePublic]
+
+
+# --- review -----------------------------------------------------------------------------
+class Claim(BaseModel):
+    case: CaseDetail
+    lease_id: str
+    lease_expires_at: str | None
+
+
+class LabelCreate(StrictModel):
+    label: LabelName
+    lease_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Correction(StrictModel):
+    label: LabelName
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Release(StrictModel):
+    lease_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+# --- metrics ----------------------------------------------------------------------------
+class Metrics(BaseModel):
+    cases: int
+    automated: int
+    pending: int
+    labels: int
+    automation_rate: float
+    threshold: float
+    mode: str
+    model_version: int
+    auto_error_estimate: float | None
+    auto_error_upper: float | None
+    target_error: float
+    queue_depth: int
+    audited: int
+
+
+class CurvePointPublic(BaseModel):
+    labels: int
+    cases: int
+    automation_rate: float
+    accuracy: float | None
+    threshold: float
+    auto_error_estimate: float | None
+    auto_error_upper: float | None
+    at: str | None
+
+
+class Curve(BaseModel):
+    points: list[CurvePointPublic]
+
+
+class HistoryEntry(BaseModel):
+    at: str | None
+    mode: str
+    threshold: float
+    reason: str
+    n: int
+    errors: int
+    upper: float | None
+
+
+class History(BaseModel):
+    data: list[HistoryEntry]
+    count: int

@@ -1,0 +1,51 @@
+"""API keys: generated once, stored as SHA-256 hashes, checked in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+KEY_PREFIX = "tl_"
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"*"}),
+    "service": frozenset({"cases:write", "cases:read", "tasks:read"}),
+    "reviewer": frozenset({"review", "cases:read", "tasks:read", "metrics:read"}),
+    "analyst": frozenset({"cases:read", "tasks:read", "metrics:read"}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name and role."""
+
+    id: str
+    name: str
+    role: str
+
+    def can(self, permission: str) -> bool:
+        granted = ROLE_PERMISSIONS.get(self.role, frozenset())
+        return "*" in granted or permission in granted
+
+
+def new_key() -> str:
+    """A fresh 256-bit key with a recognisable prefix."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def same_secret(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def sign(data: bytes, secret: bytes) -> str:
+    return hmac.new(secret, data, hashlib.sha256).hexdigest()
+
+
+def verify(data: bytes, signature: str, secret: bytes) -> bool:
+    return hmac.compare_digest(sign(data, secret), signature)

@@ -1,0 +1,314 @@
+"""Cases: validate, score, route and store; read back with their labels."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from api.db import Database
+from api.errors import InvalidInput, NotFound
+from api.live import LiveModel, ModelStore
+from api.schemas import CaseCreate, CaseDetail, CasePublic, Contribution, Prediction, iso
+from api.services.tasks import get_task
+from api.tables import Case, Routing, Task
+from learner import (
+    InvalidFeatures,
+    RoutingDecision,
+    RoutingPolicy,
+    infer_schema,
+    queue_priority,
+    route_case,
+    schema_to_json,
+    validate_features,
+)
+
+
+@dataclass
+class Scored:
+    """A case ready to store: its id, cleaned features and routing decision."""
+
+    case_id: str
+    item: CaseCreate
+    features: dict
+    decision: RoutingDecision
+    model_version: int
+
+
+def new_case_id() -> str:
+    return "c_" + secrets.token_hex(12)
+
+
+def routing_policy(task: Task) -> RoutingPolicy:
+    return RoutingPolicy(
+        threshold=task.threshold,
+        min_labels=task.min_labels,
+        audit_rate=task.audit_rate,
+        automation_on=task.automation == "on",
+    )
+
+
+def ensure_schema(db: Database, task: Task, first_features: dict, loc: list) -> Task:
+    """Fix the task's schema from its first case when none was declared."""
+    if task.features is not None:
+        return task
+    try:
+        inferred = schema_to_json(infer_schema(first_features))
+    except InvalidFeatures as exc:
+        raise InvalidInput([*loc, exc.field], exc.reason) from exc
+    with db.write() as session:
+        session.exec(  # type: ignore[call-overload]
+            update(Task)
+            .where(col(Task.id) == task.id, col(Task.features).is_(None))
+            .values(features=inferred)
+        )
+    with db.read() as session:
+        return get_task(session, task.name)
+
+
+def score(
+    task: Task, live: LiveModel, features: dict, case_key: str, max_string_length: int, loc: list
+) -> tuple[dict, RoutingDecision, int]:
+    """Validate features against the task's schema, then score and route them."""
+    try:
+        clean = validate_features(
+            live.model.schema, features, max_string_length=max_string_length
+        )
+    except InvalidFeatures as exc:
+        raise InvalidInput([*loc, exc.field], exc.reason) from exc
+    with live.lock:
+        proba = live.model.predict_proba_one(clean)
+        version = live.version
+    decision = route_case(
+        proba, policy=routing_policy(task), n_labels=version, task=task.name, case_key=case_key
+    )
+    return clean, decision, version
+
+
+def prepare(
+    db: Database, store: ModelStore, task_name: str, items: Sequence[CaseCreate]
+) -> tuple[Task, LiveModel]:
+    with db.read() as session:
+        task = get_task(session, task_name)
+    task = ensure_schema(db, task, items[0].features, _loc(0, len(items) > 1))
+    live = store.get(task)
+    assert live is not None
+    return task, live
+
+
+def _loc(index: int, batch: bool) -> list:
+    return ["cases", index, "features"] if batch else ["features"]
+
+
+def predict(
+    db: Database, store: ModelStore, task_name: str, features: dict, max_string_length: int
+) -> Prediction:
+    task, live = prepare(db, store, task_name, [CaseCreate(features=features)])
+    _, decision, version = score(
+        task, live, features, new_case_id(), max_string_length, ["features"]
+    )
+    return _prediction(task, decision, version)
+
+
+def submit_cases(
+    db: Database,
+    store: ModelStore,
+    task_name: str,
+    items: Sequence[CaseCreate],
+    *,
+    max_string_length: int,
+    retry: bool = True,
+) -> list[tuple[CasePublic, bool]]:
+    """Route and store cases; returns each case with ``True`` when it was created now.
+
+    A case whose ``external_id`` was seen before is returned as first stored. Every
+    case is validated before anything is written: one bad case rejects the call.
+    """
+    task, live = prepare(db, store, task_name, items)
+    batch = len(items) > 1
+    existing = _existing(db, task, items)
+    scored: list[Scored | CasePublic] = []
+    first_of: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.external_id in existing:
+            scored.append(existing[item.external_id])
+            continue
+        if item.external_id is not None:
+            if item.external_id in first_of:
+                scored.append(scored[first_of[item.external_id]])  # type: ignore[arg-type]
+                continue
+            first_of[item.external_id] = i
+        case_id = new_case_id()
+        clean, decision, version = score(
+            task, live, item.features, case_id, max_string_length, _loc(i, batch)
+        )
+        scored.append(Scored(case_id, item, clean, decision, version))
+    fresh = [s for s in scored if isinstance(s, Scored)]
+    fresh = list({s.case_id: s for s in fresh}.values())
+    try:
+        publics = _store(db, task, fresh)
+    except IntegrityError:  # an external_id stored concurrently: answer with that one
+        if not retry:
+            raise
+        return submit_cases(
+            db, store, task_name, items, max_string_length=max_string_length, retry=False
+        )
+    results: list[tuple[CasePublic, bool]] = []
+    seen: set[str] = set()
+    for s in scored:
+        if isinstance(s, Scored):
+            results.append((publics[s.case_id], s.case_id not in seen))
+            seen.add(s.case_id)
+        else:
+            results.append((s, False))
+    return results
+
+
+def _existing(db: Database, task: Task, items: Sequence[CaseCreate]) -> dict[str, CasePublic]:
+    ids = {item.external_id for item in items if item.external_id is not None}
+    if not ids:
+        return {}
+    with db.read() as session:
+        rows = session.exec(
+            select(Case, Routing)
+            .join(Routing, col(Routing.case_id) == Case.id)
+            .where(Case.task_id == task.id, col(Case.external_id).in_(ids))
+        ).all()
+    return {c.external_id: case_public(task, c, r) for c, r in rows}  # type: ignore[misc]
+
+
+def _store(db: Database, task: Task, fresh: list[Scored]) -> dict[str, CasePublic]:
+    now = time.time()
+    publics: dict[str, CasePublic] = {}
+    n_auto = n_pending = n_queued = 0
+    cases, routings = [], []
+    for s in fresh:
+        d = s.decision
+        decided = d.route == "auto"
+        queued = not decided or d.audit
+        case = Case(
+            id=s.case_id,
+            task_id=task.id,  # type: ignore[arg-type]
+            external_id=s.item.external_id,
+            features=s.features,
+            created_at=now,
+            status="decided" if decided else "pending",
+            decision=d.suggestion if decided else None,
+            decided_at=now if decided else None,
+            queued=queued,
+            priority=queue_priority(d.margin, now, audit=d.audit),
+        )
+        routing = Routing(
+            case_id=s.case_id,
+            route=d.route,
+            suggestion=d.suggestion,
+            confidence=d.confidence,
+            proba=d.proba,
+            threshold=d.threshold,
+            audit=d.audit,
+            reasons=list(d.reasons),
+            propensity=d.propensity,
+            margin=d.margin,
+            model_version=s.model_version,
+        )
+        cases.append(case)
+        routings.append(routing)
+        n_auto += decided
+        n_pending += not decided
+        n_queued += queued
+        publics[s.case_id] = case_public(task, case, routing)
+    if not fresh:
+        return publics
+    with db.write() as session:
+        session.add_all(cases)
+        session.flush()
+        session.add_all(routings)
+        session.exec(  # type: ignore[call-overload]
+            update(Task)
+            .where(col(Task.id) == task.id)
+            .values(
+                n_cases=Task.n_cases + len(fresh),
+                n_auto=Task.n_auto + n_auto,
+                n_pending=Task.n_pending + n_pending,
+                n_queued=Task.n_queued + n_queued,
+            )
+        )
+    return publics
+
+
+def _prediction(task: Task, d: RoutingDecision, version: int) -> Prediction:
+    return Prediction(
+        task=task.name,
+        route=d.route,  # type: ignore[arg-type]
+        suggestion=d.suggestion,
+        confidence=d.confidence,
+        proba=d.proba,
+        threshold=d.threshold,
+        audit=d.audit,
+        reasons=list(d.reasons),
+        propensity=d.propensity,
+        model_version=version,
+    )
+
+
+def case_public(task: Task, case: Case, routing: Routing) -> CasePublic:
+    return CasePublic(
+        id=case.id,
+        task=task.name,
+        external_id=case.external_id,
+        status=case.status,  # type: ignore[arg-type]
+        route=routing.route,  # type: ignore[arg-type]
+        decision=case.decision,
+        suggestion=routing.suggestion,
+        confidence=routing.confidence,
+        proba=routing.proba,
+        threshold=routing.threshold,
+        audit=routing.audit,
+        reasons=list(routing.reasons),
+        propensity=routing.propensity,
+        model_version=routing.model_version,
+        created_at=iso(case.created_at),
+    )
+
+
+def case_detail(
+    task: Task, case: Case, routing: Routing, live: LiveModel | None = None
+) -> CaseDetail:
+    """The case with its features, label and (given a model) what drove the suggestion."""
+    explanation: list[Contribution] = []
+    if live is not None:
+        with live.lock:
+            pairs = live.model.explain_one(case.features)
+        explanation = [Contribution(feature=f, contribution=c) for f, c in pairs]
+    return CaseDetail(
+        **case_public(task, case, routing).model_dump(),
+        features=case.features,
+        label=case.label,
+        labelled_by=case.labelled_by,
+        labelled_at=iso(case.labelled_at),
+        explanation=explanation,
+    )
+
+
+def load_case(session: Session, case_id: str) -> tuple[Task, Case, Routing]:
+    row = session.exec(
+        select(Case, Routing, Task)
+        .join(Routing, col(Routing.case_id) == Case.id)
+        .join(Task, col(Task.id) == Case.task_id)
+        .where(Case.id == case_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"case {case_id!r} not found")
+    case, routing, task = row
+    return task, case, routing
+
+
+def get_case(db: Database, store: ModelStore, case_id: str) -> CaseDetail:
+    with db.read() as session:
+        task, case, routing = load_case(session, case_id)
+    return case_detail(task, case, routing, store.get(task))

@@ -1,0 +1,118 @@
+"""Task metrics and the learning curve, read from maintained aggregates."""
+
+from __future__ import annotations
+
+import time
+
+from sqlmodel import col, select
+
+from api.db import Database
+from api.live import ModelStore
+from api.schemas import Curve, CurvePointPublic, Metrics, iso
+from api.services.tasks import get_task, refresh_mode
+from api.tables import CurvePoint, Label, Task
+from learner import estimate_audit_error
+
+CURVE_WINDOW = 200  # labels behind each point's prequential accuracy
+
+
+def curve_due(n_labels: int) -> bool:
+    """Points at every label early on, then every 10th, then every 50th."""
+    return n_labels <= 50 or (n_labels <= 1000 and n_labels % 10 == 0) or n_labels % 50 == 0
+
+
+def windowed_accuracy(labels: list[Label]) -> float | None:
+    """Prequential accuracy of the suggestion, weighted by 1 / propensity.
+
+    Reviewed cases are the uncertain ones; weighting each label by the inverse of
+    the probability that its case was sent to a person makes the mix represent
+    all cases, automated ones included (through their audits).
+    """
+    total = hits = 0.0
+    for entry in labels:
+        if entry.suggestion is None or entry.propensity <= 0:
+            continue
+        weight = 1.0 / entry.propensity
+        total += weight
+        hits += weight * (entry.suggestion == entry.label)
+    return hits / total if total else None
+
+
+def record_progress(db: Database, task_name: str, model_version: int) -> None:
+    """After a label: move the task's mode if due, and append a curve point if due."""
+    with db.write() as session:
+        task = get_task(session, task_name)
+        refresh_mode(session, task, model_version, f"label {task.n_labels}")
+        if not curve_due(task.n_labels):
+            return
+        recent = list(
+            session.exec(
+                select(Label)
+                .where(Label.task_id == task.id, Label.kind != "correction")
+                .order_by(col(Label.id).desc())
+                .limit(CURVE_WINDOW)
+            )
+        )
+        estimate = estimate_audit_error(task.n_audit_errors, task.n_audited, task.delta)
+        session.add(
+            CurvePoint(
+                task_id=task.id,  # type: ignore[arg-type]
+                at=time.time(),
+                labels=task.n_labels,
+                cases=task.n_cases,
+                automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
+                accuracy=windowed_accuracy(recent),
+                threshold=task.threshold,
+                auto_error_estimate=estimate.estimate,
+                auto_error_upper=estimate.upper,
+            )
+        )
+
+
+def task_metrics(db: Database, store: ModelStore, task_name: str) -> Metrics:
+    with db.read() as session:
+        task = get_task(session, task_name)
+    return metrics_of(task, store)
+
+
+def metrics_of(task: Task, store: ModelStore) -> Metrics:
+    live = store.get(task)
+    estimate = estimate_audit_error(task.n_audit_errors, task.n_audited, task.delta)
+    return Metrics(
+        cases=task.n_cases,
+        automated=task.n_auto,
+        pending=task.n_pending,
+        labels=task.n_labels,
+        automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
+        threshold=task.threshold,
+        mode=task.mode,
+        model_version=live.version if live else 0,
+        auto_error_estimate=estimate.estimate,
+        auto_error_upper=estimate.upper,
+        target_error=task.target_error,
+        queue_depth=task.n_queued,
+        audited=task.n_audited,
+    )
+
+
+def task_curve(db: Database, task_name: str) -> Curve:
+    with db.read() as session:
+        task = get_task(session, task_name)
+        rows = session.exec(
+            select(CurvePoint).where(CurvePoint.task_id == task.id).order_by(col(CurvePoint.id))
+        ).all()
+    return Curve(
+        points=[
+            CurvePointPublic(
+                labels=p.labels,
+                cases=p.cases,
+                automation_rate=p.automation_rate,
+                accuracy=p.accuracy,
+                threshold=p.threshold,
+                auto_error_estimate=p.auto_error_estimate,
+                auto_error_upper=p.auto_error_upper,
+                at=iso(p.at),
+            )
+            for p in rows
+        ]
+    )

@@ -1,0 +1,50 @@
+"""One settings object, read from ``TIERLINE_*`` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'tierline.db'}"
+DEV_SECRET = "tierline-dev-secret-not-for-production"
+
+
+class Settings(BaseSettings):
+    """Server configuration; every field maps to ``TIERLINE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERLINE_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_key: str | None = None
+    secret: str | None = None
+    env: str = "prod"
+    api_url: str = "http://127.0.0.1:8000"
+
+    lease_seconds: float = Field(600.0, gt=0)
+    ageing_seconds: float = Field(3600.0, gt=0)
+    snapshot_every: int = Field(200, ge=1)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(1000, ge=1)
+    max_string_length: int = Field(10_000, ge=1)
+    max_comment_length: int = Field(2_000, ge=1)
+    busy_timeout_ms: int = Field(10_000, ge=0)
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    @property
+    def signing_secret(self) -> bytes:
+        """Secret that signs snapshots and webhooks; dev mode falls back to a fixed one."""
+        if self.secret:
+            return self.secret.encode()
+        if self.is_dev:
+            return DEV_SECRET.encode()
+        raise RuntimeError("TIERLINE_SECRET must be set unless TIERLINE_ENV=dev")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

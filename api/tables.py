@@ -1,0 +1,185 @@
+"""SQLModel tables: the persistent state of tierline.
+
+Times are stored as epoch seconds (UTC floats): exact, portable between SQLite and
+PostgreSQL, and cheap to compare and index. The label log (``label``) is
+append-only and is the source of truth for learning; ``model_snapshot`` caches
+folds of it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=128)
+    role: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: float
+    revoked: bool = False
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "task"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    labels: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    features: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    target_error: float
+    audit_rate: float
+    min_labels: int
+    threshold: float
+    delta: float
+    model_family: str = Field(max_length=16)
+    rules: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    automation: str = Field(default="on", max_length=8)
+    mode: str = Field(default="assist", max_length=16)
+    created_at: float
+    updated_at: float
+    # maintained aggregates (updated in the same transaction as the rows they count)
+    n_cases: int = 0
+    n_auto: int = 0
+    n_pending: int = 0
+    n_queued: int = 0
+    n_labels: int = 0
+    n_audited: int = 0
+    n_audit_errors: int = 0
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "case"
+    __table_args__ = (
+        UniqueConstraint("task_id", "external_id", name="uq_case_task_external"),
+        Index("ix_case_queue", "task_id", "queued", "priority"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    task_id: int = Field(foreign_key="task.id")
+    external_id: str | None = Field(default=None, max_length=256)
+    features: dict = Field(sa_column=Column(JSON, nullable=False))
+    created_at: float
+    status: str = Field(max_length=16)  # decided | pending
+    decision: str | None = None
+    decided_at: float | None = None
+    # review queue: a case waits for a person while ``queued`` is true
+    queued: bool = False
+    priority: float = 0.0
+    lease_id: str | None = Field(default=None, max_length=32)
+    lease_expires_at: float | None = None
+    leased_by: str | None = Field(default=None, max_length=32)
+    # the latest human label
+    label: str | None = None
+    labelled_by: str | None = None
+    labelled_at: float | None = None
+    label_id: int | None = None
+
+
+class Routing(SQLModel, table=True):
+    """How a case was routed, recorded before any label (prequential evidence)."""
+
+    __tablename__ = "routing"
+
+    case_id: str = Field(primary_key=True, foreign_key="case.id", max_length=32)
+    route: str = Field(max_length=16)  # auto | review | assist
+    suggestion: str | None = None
+    confidence: float
+    proba: dict = Field(sa_column=Column(JSON, nullable=False))
+    threshold: float
+    audit: bool
+    reasons: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    propensity: float
+    margin: float
+    model_version: int
+
+
+class Lease(SQLModel, table=True):
+    __tablename__ = "lease"
+
+    id: str = Field(primary_key=True, max_length=32)
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=32)
+    key_id: str = Field(max_length=32)
+    claimed_at: float
+    expires_at: float
+    ended_at: float | None = None
+    outcome: str | None = Field(default=None, max_length=16)  # labelled | released
+
+
+class Label(SQLModel, table=True):
+    """The append-only label log; its order is the order the model learns in."""
+
+    __tablename__ = "label"
+    __table_args__ = (Index("ix_label_task_id", "task_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id")
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=32)
+    label: str
+    kind: str = Field(max_length=16)  # review | assist | audit | correction
+    key_id: str | None = Field(default=None, max_length=32)
+    labelled_by: str | None = None
+    lease_id: str | None = Field(default=None, max_length=32)
+    comment: str | None = None
+    created_at: float
+    corrects: int | None = None
+    # copied from the routing record, so the evidence is one table
+    route: str = Field(max_length=16)
+    suggestion: str | None = None
+    confidence: float
+    propensity: float
+    audit: bool
+
+
+class ModelSnapshot(SQLModel, table=True):
+    """A signed pickle of a task's model after folding labels up to ``last_label_id``."""
+
+    __tablename__ = "model_snapshot"
+    __table_args__ = (Index("ix_snapshot_task_version", "task_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id")
+    version: int
+    last_label_id: int
+    family: str = Field(max_length=16)
+    blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signature: str = Field(max_length=64)
+    created_at: float
+
+
+class TaskHistory(SQLModel, table=True):
+    """Threshold and mode changes of a task, with the evidence behind them."""
+
+    __tablename__ = "task_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    at: float
+    mode: str = Field(max_length=16)
+    threshold: float
+    reason: str
+    n: int = 0
+    errors: int = 0
+    upper: float | None = None
+
+
+class CurvePoint(SQLModel, table=True):
+    """A learning-curve point, appended as labels arrive (a maintained aggregate)."""
+
+    __tablename__ = "curve_point"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    at: float
+    labels: int
+    cases: int
+    automation_rate: float
+    accuracy: float | None
+    threshold: float
+    auto_error_estimate: float | None = None
+    auto_error_upper: float | None = None

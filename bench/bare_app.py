@@ -1,0 +1,12 @@
+"""The baseline: a bare FastAPI endpoint that parses a JSON body and answers JSON."""
+
+from typing import Any
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.post("/bare")
+def bare(body: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "n": len(body)}

@@ -1,0 +1,213 @@
+"""The routing policy: which tier a scored case goes to, and why.
+
+Tiers: ``auto`` (decided by the model; a deterministic share is also audited by a
+person), ``review`` (a person decides, the model suggests) and ``assist`` (a person
+decides with the model's analysis: cold start or automation switched off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from learner.errors import LearnerError
+
+__all__ = ["ROUTES", "RoutingDecision", "RoutingPolicy", "audit_draw", "queue_priority", "route_case"]
+
+ROUTES = ("auto", "review", "assist")
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    """What a task's routing depends on besides the case.
+
+    Parameters
+    ----------
+    threshold
+        Confidence at or above which a case is decided automatically.
+    min_labels
+        Cold start: with fewer labels than this, every case goes to assist.
+    audit_rate
+        Share of automated cases also sent to a person, in (0, 1].
+    automation_on
+        The admin's kill switch.
+    threshold_note
+        The word used for the threshold in reasons (``"certified threshold"``).
+
+    Examples
+    --------
+    >>> RoutingPolicy(threshold=0.9, audit_rate=0.0)
+    Traceback (most recent call last):
+    ...
+    learner.errors.LearnerError: audit_rate must be in (0, 1], got 0.0
+    """
+
+    threshold: float
+    min_labels: int = 50
+    audit_rate: float = 0.05
+    automation_on: bool = True
+    threshold_note: str = "threshold"
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.threshold):
+            raise LearnerError("threshold must be a number, got nan")
+        if not 0.0 < self.audit_rate <= 1.0:
+            raise LearnerError(f"audit_rate must be in (0, 1], got {self.audit_rate}")
+        if self.min_labels < 0:
+            raise LearnerError(f"min_labels must be >= 0, got {self.min_labels}")
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Where a case goes, what the model suggests, and the reasons, for the record.
+
+    ``propensity`` is the probability that a case like this one is seen by a person:
+    1.0 for review and assist, the audit rate for auto. Weighting reviewed labels by
+    ``1 / propensity`` gives unbiased error estimates.
+    """
+
+    route: str
+    suggestion: str | None
+    confidence: float
+    proba: dict[str, float]
+    threshold: float
+    audit: bool
+    reasons: list[str]
+    propensity: float
+    margin: float
+
+
+def audit_draw(task: str, case_key: str) -> float:
+    """A deterministic uniform draw in [0, 1) for a task's case.
+
+    The same case is audited (draw < audit rate) in every process and on every retry.
+
+    Examples
+    --------
+    >>> audit_draw("fraud", "case-1") == audit_draw("fraud", "case-1")
+    True
+    >>> 0.0 <= audit_draw("fraud", "case-2") < 1.0
+    True
+    """
+    digest = hashlib.sha256(f"{task}:{case_key}".encode()).digest()
+    return (int.from_bytes(digest[:8], "big") >> 11) / 9007199254740992.0  # 53 bits / 2**53
+
+
+def _fmt(value: float, other: float) -> str:
+    """``value`` with 2-3 decimals, more if needed to tell it from ``other``."""
+    for digits in range(3, 18):
+        text = f"{value:.{digits}f}"
+        if digits == 3 and text.endswith("0"):
+            text = text[:-1]
+        if value == other or text != f"{other:.{digits}f}".rstrip("0"):
+            if text != f"{other:.{digits}f}":
+                return text
+    return repr(value)
+
+
+def _compare(confidence: float, threshold: float, note: str) -> str:
+    op = ">=" if confidence >= threshold else "<"
+    return f"confidence {_fmt(confidence, threshold)} {op} {note} {_fmt(threshold, confidence)}"
+
+
+def route_case(
+    proba: dict[str, float], *, policy: RoutingPolicy, n_labels: int, task: str, case_key: str
+) -> RoutingDecision:
+    """Route one scored case.
+
+    Rules, in order: automation switched off -> assist; fewer than ``min_labels`` labels
+    -> assist (cold start); no model (empty ``proba``) -> assist; confidence at or above
+    the threshold -> auto, audited when :func:`audit_draw` falls below the audit rate;
+    else review.
+
+    Parameters
+    ----------
+    proba
+        The model's probabilities in label order (empty when the task has no model).
+    policy
+        The task's routing policy.
+    n_labels
+        Labels the model has learned from.
+    task, case_key
+        Identify the case for the deterministic audit draw.
+
+    Examples
+    --------
+    >>> policy = RoutingPolicy(threshold=0.93)
+    >>> d = route_case({"ok": 0.97, "fraud": 0.03}, policy=policy, n_labels=80,
+    ...                task="fraud", case_key="c1")
+    >>> d.route, d.suggestion, d.reasons
+    ('auto', 'ok', ['confidence 0.97 >= threshold 0.93'])
+    >>> route_case({"ok": 0.71, "fraud": 0.29}, policy=policy, n_labels=80, task="fraud",
+    ...            case_key="c2").reasons
+    ['confidence 0.71 < threshold 0.93']
+    >>> route_case({"ok": 0.99, "fraud": 0.01}, policy=policy, n_labels=12, task="fraud",
+    ...            case_key="c3").reasons
+    ['cold start: 12 of 50 labels']
+    """
+    # One pass: the suggestion (first label among ties), the top two probabilities.
+    suggested = None
+    first = second = -math.inf
+    for label, p in proba.items():
+        if p > first:
+            suggested, first, second = label, p, first
+        elif p > second:
+            second = p
+    if suggested is None:
+        confidence = margin = 0.0
+    else:
+        confidence = first
+        margin = first - second if second > -math.inf else 1.0
+
+    audit = False
+    threshold = policy.threshold
+    if not policy.automation_on:
+        route, reasons = "assist", ["automation switched off by an admin"]
+    elif n_labels < policy.min_labels:
+        route, reasons = "assist", [f"cold start: {n_labels} of {policy.min_labels} labels"]
+    elif suggested is None:
+        route, reasons = "assist", ["no model to score the case"]
+    elif confidence >= threshold:
+        route, reasons = "auto", [_compare(confidence, threshold, policy.threshold_note)]
+        if audit_draw(task, case_key) < policy.audit_rate:
+            audit = True
+            reasons.append(f"audit sample (rate {policy.audit_rate:g})")
+    else:
+        route, reasons = "review", [_compare(confidence, threshold, policy.threshold_note)]
+    return RoutingDecision(
+        route=route,
+        suggestion=suggested,
+        confidence=confidence,
+        proba=proba,
+        threshold=threshold,
+        audit=audit,
+        reasons=reasons,
+        propensity=policy.audit_rate if route == "auto" else 1.0,
+        margin=margin,
+    )
+
+
+def queue_priority(
+    margin: float, created_at_epoch: float, *, ageing_seconds: float = 3600.0, audit: bool = False
+) -> float:
+    """Review-queue order key: lower is served first.
+
+    A case's urgency at time ``now`` is ``margin - (now - created_at) / ageing_seconds``:
+    the least certain cases first, and every ``ageing_seconds`` of waiting worth a full
+    unit of margin, so nothing starves. Since ``now / ageing_seconds`` is the same for
+    every row, ordering by the static ``margin + created_at / ageing_seconds`` gives the
+    same order and can be stored once and indexed. Audit cases count as margin 0.
+
+    Examples
+    --------
+    >>> queue_priority(0.2, 7200.0)
+    2.2
+    >>> queue_priority(0.9, 0.0) < queue_priority(0.1, 3600.0)  # an hour older wins
+    True
+    >>> queue_priority(0.9, 0.0, audit=True)
+    0.0
+    """
+    if not ageing_seconds > 0:
+        raise LearnerError(f"ageing_seconds must be > 0, got {ageing_seconds}")
+    return (0.0 if audit else margin) + created_at_epoch / ageing_seconds

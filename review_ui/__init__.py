@@ -1,0 +1,1 @@
+"""The tierline review UI: a Streamlit app that talks to the API through ``api.client``."""

@@ -1,0 +1,121 @@
+"""Turn API values into calm, readable text for the review UI."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+LONG_TEXT = 80
+
+
+def escape_markdown(text: str) -> str:
+    r"""Escape text so Streamlit markdown shows it literally (no links, LaTeX or HTML).
+
+    >>> escape_markdown("*big* $5 [x](y)")
+    '\\*big\\* \\$5 \\[x\\]\\(y\\)'
+    """
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def format_number(value: float | int) -> str:
+    """Thousands separators and sensible decimals.
+
+    >>> format_number(1234567)
+    '1,234,567'
+    >>> format_number(12345.678)
+    '12,345.68'
+    >>> format_number(3.14159)
+    '3.142'
+    >>> format_number(0.000123456)
+    '0.0001235'
+    >>> format_number(2.0)
+    '2'
+    """
+    if isinstance(value, int):
+        return f"{value:,}"
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    size = abs(value)
+    if size >= 100:
+        text = f"{value:,.2f}"
+    elif size >= 1:
+        text = f"{value:,.3f}"
+    else:
+        return f"{value:.4g}"
+    return text.rstrip("0").rstrip(".")
+
+
+def format_value(value: Any) -> str:
+    """A feature value as plain text: yes/no, formatted numbers, a dash for missing.
+
+    >>> [format_value(v) for v in (True, None, 1500, "fr", [1, 2])]
+    ['yes', '—', '1,500', 'fr', '[1, 2]']
+    """
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return format_number(value)
+    if isinstance(value, str):
+        return value if value.strip() else "(empty)"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def is_long(value: Any, kind: str | None = None) -> bool:
+    """Whether a feature deserves a full-width row (text features and long strings)."""
+    return kind == "text" or (isinstance(value, str) and len(value) > LONG_TEXT)
+
+
+def format_percent(value: float | None, digits: int = 1) -> str:
+    """A share as a percentage, or a dash.
+
+    >>> format_percent(0.1234), format_percent(None)
+    ('12.3%', '—')
+    """
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 timestamp from the API (naive means UTC), or ``None``."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def seconds_left(expires_at: str | None, now: datetime | None = None) -> float | None:
+    """Seconds until ``expires_at`` (negative once past), or ``None`` if unknown."""
+    moment = parse_time(expires_at)
+    if moment is None:
+        return None
+    return (moment - (now or datetime.now(UTC))).total_seconds()
+
+
+def format_duration(seconds: float) -> str:
+    """A short countdown.
+
+    >>> format_duration(372), format_duration(42.4), format_duration(-3)
+    ('6 min 12 s', '42 s', '0 s')
+    """
+    whole = max(0, int(seconds))
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def format_contribution(value: float) -> str:
+    """A signed contribution with a true minus sign.
+
+    >>> format_contribution(0.4213), format_contribution(-0.05)
+    ('+0.421', '−0.050')
+    """
+    return f"{'+' if value >= 0 else '−'}{abs(value):.3f}"

@@ -1,0 +1,91 @@
+import random
+
+from tests.utils.factories import claims_case
+
+CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
+CASE_FIELDS = {"id", "task", "external_id", "status", "route", "decision", "suggestion",
+               "confidence", "proba", "threshold", "audit", "reasons", "model_version",
+               "created_at"}
+
+
+def test_case_in_cold_start_goes_to_assist_with_reason(api):
+    api.create_task()
+    case = api.send("claims", CASE)
+    assert CASE_FIELDS <= set(case)
+    assert case["route"] == "assist" and case["status"] == "pending"
+    assert case["decision"] is None
+    assert any("cold start" in r for r in case["reasons"])
+    assert set(case["proba"]) == {"approve", "reject"}
+    assert case["propensity"] == 1.0
+
+
+def test_external_id_makes_the_call_idempotent(api):
+    api.create_task()
+    headers = api.as_("service")
+    first = api.client.post("/v1/tasks/claims/cases",
+                            json={"external_id": "ext-1", "features": CASE}, headers=headers)
+    again = api.client.post("/v1/tasks/claims/cases",
+                            json={"external_id": "ext-1", "features": CASE}, headers=headers)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json() == first.json()
+    assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["cases"] == 1
+
+
+def test_batch_keeps_order_and_dedupes_external_ids(api):
+    api.create_task()
+    rng = random.Random(1)
+    cases = [{"features": claims_case(rng)[0], "external_id": f"e{i}"} for i in range(5)]
+    cases.append({"features": CASE, "external_id": "e0"})
+    response = api.client.post("/v1/tasks/claims/cases/batch", json={"cases": cases},
+                               headers=api.as_("service"))
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["external_id"] for r in results] == ["e0", "e1", "e2", "e3", "e4", "e0"]
+    assert results[5]["id"] == results[0]["id"]
+    assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["cases"] == 5
+
+
+def test_get_case_has_features_and_label_fields(api):
+    api.create_task()
+    case = api.send("claims", CASE)
+    detail = api.client.get(f"/v1/cases/{case['id']}", headers=api.as_("analyst")).json()
+    assert detail["features"] == CASE
+    assert detail["label"] is None and detail["labelled_by"] is None
+    assert api.client.get("/v1/cases/c_missing", headers=api.admin).status_code == 404
+
+
+def test_predict_stores_nothing(api):
+    api.create_task()
+    response = api.client.post("/v1/tasks/claims/predict", json={"features": CASE},
+                               headers=api.as_("service"))
+    assert response.status_code == 200
+    assert response.json()["route"] == "assist"
+    assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["cases"] == 0
+
+
+def test_after_cold_start_confident_cases_are_automated_and_audits_sampled(api):
+    api.create_task(min_labels=10, threshold=0.6, audit_rate=0.3)
+    api.teach("claims", 60)
+    rng = random.Random(7)
+    routed = [api.send("claims", claims_case(rng)[0]) for _ in range(80)]
+    auto = [c for c in routed if c["route"] == "auto"]
+    assert auto, "expected some automated cases after learning"
+    for case in auto:
+        assert case["status"] == "decided" and case["decision"] == case["suggestion"]
+        assert case["confidence"] >= case["threshold"]
+        assert any(">= threshold" in r for r in case["reasons"])
+        assert case["propensity"] == 0.3
+    assert any(c["audit"] for c in auto)
+    for case in routed:
+        if case["route"] == "review":
+            assert case["status"] == "pending" and case["confidence"] < case["threshold"]
+
+
+def test_kill_switch_sends_everything_to_assist(api):
+    api.create_task(min_labels=5, threshold=0.5)
+    api.teach("claims", 30)
+    api.client.patch("/v1/tasks/claims", json={"automation": "off"}, headers=api.admin)
+    case = api.send("claims", CASE)
+    assert case["route"] == "assist"
+    assert any("switched off" in r for r in case["reasons"])
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "assist"

@@ -1,0 +1,34 @@
+METRIC_FIELDS = {"cases", "automated", "pending", "labels", "automation_rate", "threshold",
+                 "mode", "model_version", "auto_error_estimate", "auto_error_upper",
+                 "target_error", "queue_depth"}
+
+
+def test_metrics_follow_cases_and_labels(api):
+    api.create_task(min_labels=10, threshold=0.6, audit_rate=0.5)
+    api.teach("claims", 60)
+    metrics = api.client.get("/v1/tasks/claims/metrics", headers=api.as_("analyst")).json()
+    assert METRIC_FIELDS <= set(metrics)
+    assert metrics["cases"] == 60
+    assert metrics["labels"] == metrics["model_version"]
+    assert metrics["queue_depth"] == 0 and metrics["pending"] == 0
+    assert metrics["automated"] + metrics["labels"] - metrics["audited"] == 60
+    assert metrics["mode"] == "automated"
+    if metrics["audited"]:
+        assert 0 <= metrics["auto_error_estimate"] <= metrics["auto_error_upper"] <= 1
+
+
+def test_curve_has_prequential_points(api):
+    api.create_task(min_labels=10)
+    api.teach("claims", 40)
+    points = api.client.get("/v1/tasks/claims/curve", headers=api.as_("analyst")).json()["points"]
+    assert points and points[-1]["labels"] == 40
+    assert {"labels", "cases", "automation_rate", "accuracy", "threshold",
+            "auto_error_estimate", "auto_error_upper", "at"} <= set(points[-1])
+    assert [p["labels"] for p in points] == sorted(p["labels"] for p in points)
+
+
+def test_history_records_mode_migrations(api):
+    api.create_task(min_labels=5)
+    api.teach("claims", 20)
+    history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()
+    assert [h["mode"] for h in history["data"]][:2] == ["assist", "automated"]

@@ -1,0 +1,134 @@
+import time
+
+from tests.utils.factories import CLAIMS_FEATURES, claims_case  # noqa: F401
+
+CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
+
+
+def test_claim_label_learns_and_counts_model_version(api):
+    api.create_task()
+    case = api.send("claims", CASE)
+    claim = api.claim("claims")
+    assert claim["case"]["id"] == case["id"] and claim["case"]["features"] == CASE
+    assert claim["lease_id"] and claim["lease_expires_at"]
+    labelled = api.label(claim, "reject")
+    assert labelled.status_code == 200
+    body = labelled.json()
+    assert body["label"] == "reject" and body["labelled_by"] == "test-reviewer"
+    assert body["status"] == "decided" and body["decision"] == "reject"
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["model_version"] == 1
+    after = api.client.post("/v1/tasks/claims/predict", json={"features": CASE},
+                            headers=api.admin).json()
+    assert after["proba"]["reject"] > case["proba"]["reject"]
+
+
+def test_empty_queue_claim_is_204(api):
+    api.create_task()
+    response = api.client.post("/v1/tasks/claims/queue/claim", headers=api.as_("reviewer"))
+    assert response.status_code == 204
+
+
+def test_claim_skips_leased_case(api):
+    api.create_task()
+    api.send("claims", CASE)
+    first = api.claim("claims", "alice")
+    assert first is not None
+    assert api.claim("claims", "bob") is None
+
+
+def test_label_repeat_is_idempotent_and_other_label_conflicts(api):
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    first = api.label(claim, "approve")
+    again = api.label(claim, "approve")
+    assert again.status_code == 200 and again.json() == first.json()
+    assert api.label(claim, "reject").status_code == 409
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["model_version"] == 1
+
+
+def test_label_not_in_task_is_422_and_changes_nothing(api):
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    response = api.label(claim, "maybe")
+    assert response.status_code == 422 and "label" in response.text
+    assert api.label(claim, "approve").status_code == 200
+
+
+def test_label_without_holding_lease_is_409(api):
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims", "alice")
+    stolen = dict(claim, lease_id="l_forged")
+    assert api.label(stolen, "approve", "alice").status_code == 409
+    assert api.label(claim, "approve", "bob").status_code == 409
+
+
+def test_expired_lease_returns_case_and_old_holder_gets_409(api, client):
+    client.app.state.tierline.settings.lease_seconds = 0.05
+    api.create_task()
+    api.send("claims", CASE)
+    alice = api.claim("claims", "alice")
+    time.sleep(0.1)
+    client.app.state.tierline.settings.lease_seconds = 600
+    bob = api.claim("claims", "bob")
+    assert bob["case"]["id"] == alice["case"]["id"]
+    assert api.label(alice, "approve", "alice").status_code == 409
+    assert api.label(bob, "approve", "bob").status_code == 200
+
+
+def test_expired_lease_still_labels_when_nobody_else_holds_it(api, client):
+    client.app.state.tierline.settings.lease_seconds = 0.05
+    api.create_task()
+    api.send("claims", CASE)
+    alice = api.claim("claims", "alice")
+    time.sleep(0.1)
+    assert api.label(alice, "approve", "alice").status_code == 200
+
+
+def test_release_returns_case_to_queue(api):
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    response = api.client.post(f"/v1/cases/{claim['case']['id']}/release",
+                               json={"lease_id": claim["lease_id"]}, headers=api.as_("reviewer"))
+    assert response.status_code == 204
+    again = api.claim("claims", "bob")
+    assert again["case"]["id"] == claim["case"]["id"]
+    stale = api.client.post(f"/v1/cases/{claim['case']['id']}/release",
+                            json={"lease_id": claim["lease_id"]}, headers=api.as_("reviewer"))
+    assert stale.status_code == 409
+
+
+def test_queue_serves_most_uncertain_first(api):
+    api.create_task(min_labels=5)
+    api.teach("claims", 40)
+    sent = [api.send("claims", claims_case(__import__("random").Random(i))[0])
+            for i in range(100, 120)]
+    margins = {}
+    for c in sent:
+        ordered = sorted(c["proba"].values(), reverse=True)
+        margins[c["id"]] = ordered[0] - ordered[1]
+    waiting = [c["id"] for c in sent if c["status"] == "pending" or c["audit"]]
+    claimed = []
+    while (claim := api.claim("claims")) is not None:
+        claimed.append(claim["case"]["id"])
+    pending_order = [m for m in claimed if m in waiting]
+    assert [margins[c] for c in pending_order] == sorted(margins[c] for c in pending_order)
+
+
+def test_correction_is_appended_and_learned(api):
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    api.label(claim, "approve")
+    fixed = api.client.post(f"/v1/cases/{claim['case']['id']}/correct",
+                            json={"label": "reject"}, headers=api.as_("reviewer"))
+    assert fixed.status_code == 200 and fixed.json()["label"] == "reject"
+    assert fixed.json()["decision"] == "reject"
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["model_version"] == 2
+    other = api.client.post(f"/v1/cases/{claim['case']['id']}/correct",
+                            json={"label": "approve"}, headers=api.as_("reviewer", "mallory"))
+    assert other.status_code == 403
