@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -23,6 +24,13 @@ UI_ENTRY = PROJECT_ROOT / "review_ui" / "app.py"
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _exit_cleanly_on_signals() -> None:
+    """uvicorn shuts down gracefully, then re-raises SIGINT/SIGTERM: exit 0 on them."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(0))
 
 
 @app.command()
@@ -40,6 +48,7 @@ def serve(
         typer.echo("error: --workers > 1 needs the PostgreSQL scale-out (not available yet); "
                    "run one process", err=True)
         raise typer.Exit(2)
+    _exit_cleanly_on_signals()
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=access_log, timeout_graceful_shutdown=10)
 

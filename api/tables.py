@@ -31,7 +31,9 @@ class Task(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True)
     labels: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    features: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    features: dict | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     target_error: float
     audit_rate: float
     min_labels: int

@@ -1,0 +1,69 @@
+"""tierline's learner: pure ML, no web or database imports.
+
+Feature pipelines from a task schema, river models, uncertainty measures, the routing
+policy and error bounds. Features are dicts, labels are strings, and every model is a
+deterministic fold of its labels (``learn_one(x, y)``, ``predict_proba_one(x)``).
+"""
+
+from learner.datasets import STREAM_NAMES, Stream, load_stream
+from learner.errors import InvalidFeatures, InvalidLabel, InvalidSchema, LearnerError
+from learner.features import build_features, source_feature
+from learner.model import MODEL_FAMILIES, TaskModel, make_classifier
+from learner.risk import (
+    ErrorEstimate,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    estimate_audit_error,
+)
+from learner.routing import (
+    ROUTES,
+    RoutingDecision,
+    RoutingPolicy,
+    audit_draw,
+    queue_priority,
+    route_case,
+)
+from learner.schema import (
+    FEATURE_KINDS,
+    FeatureSpec,
+    infer_schema,
+    parse_schema,
+    schema_to_json,
+    validate_features,
+)
+from learner.uncertainty import confidence, entropy, margin, suggestion
+
+__all__ = [
+    "FEATURE_KINDS",
+    "MODEL_FAMILIES",
+    "ROUTES",
+    "STREAM_NAMES",
+    "ErrorEstimate",
+    "FeatureSpec",
+    "InvalidFeatures",
+    "InvalidLabel",
+    "InvalidSchema",
+    "LearnerError",
+    "RoutingDecision",
+    "RoutingPolicy",
+    "Stream",
+    "TaskModel",
+    "audit_draw",
+    "build_features",
+    "clopper_pearson_lower",
+    "clopper_pearson_upper",
+    "confidence",
+    "entropy",
+    "estimate_audit_error",
+    "infer_schema",
+    "load_stream",
+    "make_classifier",
+    "margin",
+    "parse_schema",
+    "queue_priority",
+    "route_case",
+    "schema_to_json",
+    "source_feature",
+    "suggestion",
+    "validate_features",
+]

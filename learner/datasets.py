@@ -46,23 +46,28 @@ def _feature_name(key: object) -> str:
     return name[:64]
 
 
-def _label(y: object) -> str:
-    return str(y)
-
-
 # --- sources -----------------------------------------------------------------------------
-# Each returns (labels, schema of kinds, rows as raw (x, y) pairs, whether rows are finite).
 
 
-def _river_file(dataset_cls: Callable, labels: list[str]):
-    def load(seed: int):
-        rows = list(dataset_cls())
-        return labels, None, rows, True
+@dataclass
+class _Source:
+    """Raw rows of a data set; the schema is read off the first row unless given."""
+
+    labels: list[str]
+    rows: Iterable[tuple[dict, object]]
+    finite: bool
+    categories: tuple[str, ...] = ()
+    schema: dict[str, FeatureSpec] | None = None  # given: rows are already clean
+
+
+def _river_file(dataset_cls: Callable, labels: list[str]) -> Callable[[int], _Source]:
+    def load(seed: int) -> _Source:
+        return _Source(labels, list(dataset_cls()), finite=True)
 
     return load
 
 
-def _digits(seed: int):
+def _digits(seed: int) -> _Source:
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -70,15 +75,55 @@ def _digits(seed: int):
         ({f"pixel_{j // 8}_{j % 8}": float(v) for j, v in enumerate(img)}, int(y))
         for img, y in zip(data.data, data.target, strict=True)
     ]
-    return [str(d) for d in range(10)], None, rows, True
+    return _Source([str(d) for d in range(10)], rows, finite=True)
 
 
-def _synth(make: Callable[[int], Iterable], labels: list[str], categories: tuple[str, ...] = ()):
-    def load(seed: int):
-        kinds = dict.fromkeys(categories, "category")
-        return labels, kinds, make(seed), False
+def _synth(
+    make: Callable[[int], Iterable], labels: list[str], categories: tuple[str, ...] = ()
+) -> Callable[[int], _Source]:
+    def load(seed: int) -> _Source:
+        return _Source(labels, make(seed), finite=False, categories=categories)
 
     return load
+
+
+_TICKET_LABELS = ["refund", "replace", "reject"]
+_TICKET_WORDS = {
+    "refund": ["refund", "money", "charged", "twice", "cancel", "back"],
+    "replace": ["broken", "damaged", "replace", "cracked", "faulty", "missing"],
+    "reject": ["warranty", "expired", "used", "months", "opened", "worn"],
+}
+_NEUTRAL_WORDS = ["order", "parcel", "please", "help", "item", "today", "my", "the", "urgent"]
+_TICKET_CHANNELS = {
+    "refund": (["email", "web", "phone", "chat"], [4, 3, 2, 1]),
+    "replace": (["email", "web", "phone", "chat"], [2, 2, 3, 3]),
+    "reject": (["email", "web", "phone", "chat"], [1, 2, 4, 3]),
+}
+
+
+def _tickets(seed: int) -> Iterator[tuple[dict, str]]:
+    """Synthetic support tickets with every feature kind, some optional and absent."""
+    rng = random.Random(seed)
+    while True:
+        label = rng.choices(_TICKET_LABELS, weights=[0.45, 0.35, 0.2])[0]
+        x: dict = {}
+        if rng.random() < 0.85:
+            mean = {"refund": 3.5, "replace": 4.5, "reject": 5.0}[label]
+            x["amount"] = round(rng.lognormvariate(mean, 0.8), 2)
+        channels, weights = _TICKET_CHANNELS[label]
+        x["channel"] = rng.choices(channels, weights=weights)[0]
+        x["customer_years"] = round(rng.uniform(0, 10), 1)
+        x["vip"] = rng.random() < {"refund": 0.3, "replace": 0.2, "reject": 0.1}[label]
+        if rng.random() < 0.9:
+            words = rng.choices(_NEUTRAL_WORDS, k=rng.randint(2, 5))
+            words += [
+                rng.choice(_TICKET_WORDS[label] if rng.random() < 0.6 else _NEUTRAL_WORDS)
+                for _ in range(2)
+            ]
+            rng.shuffle(words)
+            x["subject"] = " ".join(words)
+        yield x, label
+
 
 
 def _sources() -> dict[str, Callable]:
@@ -103,7 +148,19 @@ def _sources() -> dict[str, Callable]:
             ["0", "1", "2"],
         ),
         "sea": _synth(lambda s: synth.SEA(seed=s), ["False", "True"]),
+        "tickets": _tickets_source,
     }
+
+
+def _tickets_source(seed: int) -> _Source:
+    schema = {
+        "amount": FeatureSpec("number", required=False),
+        "channel": FeatureSpec("category"),
+        "customer_years": FeatureSpec("number"),
+        "vip": FeatureSpec("boolean"),
+        "subject": FeatureSpec("text", required=False),
+    }
+    return _Source(list(_TICKET_LABELS), _tickets(seed), finite=False, schema=schema)
 
 
 STREAM_NAMES = (
@@ -116,10 +173,11 @@ STREAM_NAMES = (
     "agrawal",
     "randomrbf",
     "sea",
+    "tickets",
 )
 
 
-def _clean_row(x: dict, names: dict, categories: dict) -> dict:
+def _clean_row(x: dict, names: dict, categories: set[str]) -> dict:
     out = {}
     for key, value in x.items():
         name = names[key]
@@ -141,8 +199,10 @@ def load_stream(
     ----------
     name
         One of ``phishing``, ``bananas``, ``imagesegments``, ``shuttle`` (river's shipped
-        files), ``digits`` (scikit-learn), or the synthetic ``hyperplane``, ``agrawal``,
-        ``randomrbf``, ``sea`` (river's seeded generators).
+        files), ``digits`` (scikit-learn), the synthetic ``hyperplane``, ``agrawal``,
+        ``randomrbf`` (3 classes), ``sea`` (river's seeded generators), or ``tickets``
+        (synthetic support tickets with number, category, text and boolean features,
+        some optional and absent; labels refund, replace, reject).
     seed
         Seeds the shuffle of file data sets and the synthetic generators.
     n
@@ -168,35 +228,37 @@ def load_stream(
     sources = _sources()
     if name not in sources:
         raise LearnerError(f"unknown stream {name!r}; expected one of {', '.join(STREAM_NAMES)}")
-    labels, kinds, raw_rows, finite = sources[name](seed)
-    raw_rows = iter(raw_rows)
-    if finite:
-        raw_rows = list(raw_rows)
+    source = sources[name](seed)
+    raw_rows: Iterable[tuple[dict, object]] = source.rows
+    if source.finite:
         if shuffle:
+            raw_rows = list(raw_rows)
             random.Random(seed).shuffle(raw_rows)
     elif n is None:
         n = SYNTHETIC_DEFAULT_N
     if n is not None:
         raw_rows = itertools.islice(raw_rows, n)
+    if source.schema is not None:
+        clean_rows = ((x, str(y)) for x, y in raw_rows)
+        return Stream(name, list(source.labels), dict(source.schema), clean_rows)
 
-    # Peek at the first row for the feature names and kinds.
+    # Read the feature names and kinds off the first row.
     raw_rows = iter(raw_rows)
     first = next(raw_rows, None)
     names: dict = {}
     schema: dict[str, FeatureSpec] = {}
-    categories: dict[str, None] = {}
-    if first is not None:
-        for key, value in first[0].items():
-            feature = names[key] = _feature_name(key)
-            kind = (kinds or {}).get(feature) or ("boolean" if isinstance(value, bool) else "number")
-            schema[feature] = FeatureSpec(kind)
-            if kind == "category":
-                categories[feature] = None
+    for key, value in (first[0] if first else {}).items():
+        feature = names[key] = _feature_name(key)
+        if feature in source.categories:
+            schema[feature] = FeatureSpec("category")
+        else:
+            schema[feature] = FeatureSpec("boolean" if isinstance(value, bool) else "number")
+    categories = set(source.categories)
 
     def rows() -> Iterator[tuple[dict, str]]:
         if first is None:
             return
         for x, y in itertools.chain([first], raw_rows):
-            yield _clean_row(x, names, categories), _label(y)
+            yield _clean_row(x, names, categories), str(y)
 
-    return Stream(name=name, labels=labels, schema=schema, rows=rows())
+    return Stream(name, list(source.labels), schema, rows())

@@ -1,8 +1,9 @@
 """Prequential (test-then-train) evaluation of models on labelled streams.
 
 Run ``python -m learner.evaluate`` to redo the measurements behind the default model
-family (``learner/MODEL_CHOICE.md``): prequential accuracy and µs per case of every
-candidate on phishing, bananas, imagesegments and digits.
+family (``learner/MODEL_CHOICE.md``): prequential accuracy, µs per case and snapshot size
+of every candidate on phishing, bananas, imagesegments and digits (``--datasets tickets``
+for the synthetic mixed-kind stream).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PrequentialResult:
     correct: int
     predict_seconds: float
     learn_seconds: float
+    model_bytes: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -68,41 +70,41 @@ def prequential(model: TaskModel, rows: Iterable[tuple[dict, str]]) -> Prequenti
         learn_seconds += t2 - t1
         n += 1
         correct += max(proba, key=proba.__getitem__) == y
-    return PrequentialResult(n, correct, predict_seconds, learn_seconds)
+    size = len(model.to_bytes()) if hasattr(model, "to_bytes") else 0
+    return PrequentialResult(n, correct, predict_seconds, learn_seconds, size)
 
 
-def _logistic(lr: float | None) -> linear_model.LogisticRegression:
-    optimizer = optim.SGD(0.01 if lr is None else lr)
-    return linear_model.LogisticRegression(optimizer=optimizer)
-
-
-def _linear(lr: float | None, multi: str = "ovr") -> Callable[[list[str], int], object]:
+def _linear(optimizer: Callable[[], optim.base.Optimizer], multi: str = "softmax") -> Callable:
     def make(labels: list[str], seed: int):
         if len(labels) == 2:
-            return _logistic(lr)
+            return linear_model.LogisticRegression(optimizer=optimizer())
         if multi == "softmax":
-            return linear_model.SoftmaxRegression(optimizer=optim.SGD(0.01 if lr is None else lr))
-        return multiclass.OneVsRestClassifier(_logistic(lr))
+            return linear_model.SoftmaxRegression(optimizer=optimizer())
+        logistic = linear_model.LogisticRegression(optimizer=optimizer())
+        return multiclass.OneVsRestClassifier(logistic)
 
     return make
 
 
-#: name -> (family, classifier factory); ``None`` means the family's default.
+def _amf(n: int, max_nodes: int | None, seed: int) -> forest.AMFClassifier:
+    return forest.AMFClassifier(n, max_nodes=max_nodes, seed=seed)
+
+
+#: name -> (family, classifier factory ``(labels, seed) -> classifier``); ``None`` means
+#: the family's default.
 CANDIDATES: dict[str, tuple[str, Callable | None]] = {
-    "linear SGD(0.01)": ("linear", _linear(0.01)),
+    "linear SGD(0.01)": ("linear", _linear(lambda: optim.SGD(0.01))),
     "linear SGD(0.05) [default]": ("linear", None),
-    "linear SGD(0.1)": ("linear", _linear(0.1)),
-    "linear softmax SGD(0.05)": ("linear", _linear(0.05, "softmax")),
-    "linear Adam": ("linear", lambda labels, seed: _adam(labels)),
-    "forest ARF(10) [default]": ("forest", None),
-    "forest ARF(5)": ("forest", lambda labels, seed: forest.ARFClassifier(n_models=5, seed=seed)),
+    "linear SGD(0.1)": ("linear", _linear(lambda: optim.SGD(0.1))),
+    "linear SGD(0.05) one-vs-rest": ("linear", _linear(lambda: optim.SGD(0.05), "ovr")),
+    "linear Adam": ("linear", _linear(optim.Adam)),
+    "forest AMF(10, max_nodes=300)": ("forest", lambda labels, seed: _amf(10, 300, seed)),
+    "forest AMF(10, max_nodes=500) [default]": ("forest", None),
+    "forest AMF(10, max_nodes=1000)": ("forest", lambda labels, seed: _amf(10, 1000, seed)),
+    "forest AMF(10, unbounded)": ("forest", lambda labels, seed: _amf(10, None, seed)),
+    "forest ARF(10)": ("forest", lambda labels, seed: forest.ARFClassifier(10, seed=seed)),
     "forest HAT": ("forest", lambda labels, seed: tree.HoeffdingAdaptiveTreeClassifier(seed=seed)),
 }
-
-
-def _adam(labels: list[str]):
-    logistic = linear_model.LogisticRegression(optimizer=optim.Adam())
-    return logistic if len(labels) == 2 else multiclass.OneVsRestClassifier(logistic)
 
 
 DATASETS = ("phishing", "bananas", "imagesegments", "digits")
@@ -138,12 +140,13 @@ def compare_models(
 
 def _table(results: list[tuple[str, str, PrequentialResult]]) -> str:
     lines = [
-        "| model | data set | cases | accuracy | predict µs | learn µs |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| model | data set | cases | accuracy | predict µs | learn µs | snapshot KiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, data, r in results:
         lines.append(
-            f"| {name} | {data} | {r.n} | {r.accuracy:.3f} | {r.predict_us:.0f} | {r.learn_us:.0f} |"
+            f"| {name} | {data} | {r.n} | {r.accuracy:.3f} | {r.predict_us:.0f} | {r.learn_us:.0f} "
+            f"| {r.model_bytes / 1024:.0f} |"
         )
     return "\n".join(lines)
 
@@ -152,9 +155,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="cases per data set")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--datasets", nargs="+", default=list(DATASETS), help="stream names (learner.datasets)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log.info("%s", _table(compare_models(n=args.n, seed=args.seed)))
+    log.info("%s", _table(compare_models(datasets=args.datasets, n=args.n, seed=args.seed)))
 
 
 if __name__ == "__main__":

@@ -84,23 +84,57 @@ class MissingIndicator(base.Transformer):
 
 
 class CategoryEncoder(base.Transformer):
-    """One-hot encoding of category fields as ``name=value: 1.0`` (zeros left implicit).
+    """One-hot encoding of category fields as ``name=value: 1.0``.
 
     ``preprocessing.OneHotEncoder`` names its outputs ``name_value``, which can collide
     between fields (``a`` = ``b_c`` vs ``a_b`` = ``c``) and cannot be traced back to the
     field; ``=`` cannot occur in a feature name, so these names are unambiguous.
 
+    Parameters
+    ----------
+    fields
+        The category fields.
+    dense
+        Also emit ``0.0`` for the values seen so far (the first ``max_dense`` per field),
+        for trees: they treat an absent feature as missing, not as zero.
+    max_dense
+        Values per field kept for ``dense`` output.
+
     Examples
     --------
     >>> CategoryEncoder("country", "plan").transform_one({"country": "FR"})
     {'country=FR': 1.0}
+    >>> dense = CategoryEncoder("country", dense=True)
+    >>> for c in ("FR", "DE"):
+    ...     dense.learn_one({"country": c})
+    >>> dense.transform_one({"country": "IT"})
+    {'country=FR': 0.0, 'country=DE': 0.0, 'country=IT': 1.0}
     """
 
-    def __init__(self, *fields: str) -> None:
+    def __init__(self, *fields: str, dense: bool = False, max_dense: int = 50) -> None:
         self.fields = fields
+        self.dense = dense
+        self.max_dense = max_dense
+        self._zeros: dict[str, float] = {}
+        self._counts = dict.fromkeys(fields, 0)
+
+    def learn_one(self, x: dict) -> None:
+        if not self.dense:
+            return
+        zeros, counts = self._zeros, self._counts
+        for f in self.fields:
+            if f in x and counts[f] < self.max_dense:
+                name = f"{f}={x[f]}"
+                if name not in zeros:
+                    zeros[name] = 0.0
+                    counts[f] += 1
 
     def transform_one(self, x: dict) -> dict:
-        return {f"{f}={x[f]}": 1.0 for f in self.fields if f in x}
+        out = self._zeros.copy() if self.dense else {}
+        for f in self.fields:
+            if f in x:
+                out[f"{f}={x[f]}"] = 1.0
+        return out
 
 
 class TextVectorizer(feature_extraction.TFIDF):
@@ -133,7 +167,7 @@ class TextVectorizer(feature_extraction.TFIDF):
         return {prefix + t: v for t, v in super().transform_one(x).items()}
 
 
-def build_features(schema: dict[str, FeatureSpec], *, scale_numbers: bool = True):
+def build_features(schema: dict[str, FeatureSpec], *, for_trees: bool = False):
     """A river transformer that turns validated features into numbers.
 
     Numbers go through ``preprocessing.StandardScaler`` (an absent optional number
@@ -145,9 +179,10 @@ def build_features(schema: dict[str, FeatureSpec], *, scale_numbers: bool = True
     ----------
     schema
         The task schema.
-    scale_numbers
-        Standard-scale numbers (for linear models). Trees split on raw values instead:
-        a running scaler would move their thresholds as its statistics change.
+    for_trees
+        Build for tree models: numbers stay raw (a running scaler would move split
+        thresholds as its statistics change) and categories are dense one-hot (trees
+        treat an absent feature as missing, not as zero). Text stays sparse.
 
     Returns
     -------
@@ -164,7 +199,8 @@ def build_features(schema: dict[str, FeatureSpec], *, scale_numbers: bool = True
     >>> features.learn_one(x)
     >>> out = features.transform_one(x)
     >>> sorted(out.items())
-    [('amount', 0.0), ('country=FR', 1.0), ('note:late', 0.707...), ('note:parcel', 0.707...), ('vip', 1.0)]
+    [('amount', 0.0), ('country=FR', 1.0), ('note:late', 0.707...), ('note:parcel', 0.707...),
+     ('vip', 1.0)]
     >>> sorted(features.transform_one({"country": "DE", "note": "", "vip": False}))
     ['amount=<missing>', 'country=DE', 'vip']
     """
@@ -177,11 +213,11 @@ def build_features(schema: dict[str, FeatureSpec], *, scale_numbers: bool = True
     steps: list[base.Transformer] = []
     if numbers:
         select = SelectFields(*numbers)
-        steps.append(select | preprocessing.StandardScaler() if scale_numbers else select)
+        steps.append(select if for_trees else select | preprocessing.StandardScaler())
     if optional_numbers:
         steps.append(MissingIndicator(*optional_numbers))
     if by_kind["category"]:
-        steps.append(CategoryEncoder(*by_kind["category"]))
+        steps.append(CategoryEncoder(*by_kind["category"], dense=for_trees))
     if by_kind["boolean"]:
         steps.append(BooleanEncoder(*by_kind["boolean"]))
     steps.extend(TextVectorizer(name) for name in by_kind["text"])

@@ -18,7 +18,7 @@ from river import base, forest, linear_model, multiclass, optim
 
 from learner.errors import InvalidLabel, LearnerError
 from learner.features import build_features, source_feature
-from learner.schema import FeatureSpec
+from learner.schema import FeatureSpec, parse_schema
 
 __all__ = ["MODEL_FAMILIES", "TaskModel", "make_classifier"]
 
@@ -27,30 +27,34 @@ log = logging.getLogger(__name__)
 MODEL_FAMILIES = ("linear", "forest")
 #: SGD learning rate of the linear family (chosen by measurement: see MODEL_CHOICE.md).
 LINEAR_LEARNING_RATE = 0.05
-#: Trees in the forest family.
+#: Trees in the forest family, and the most nodes per tree (bounds memory and snapshots).
 FOREST_SIZE = 10
+FOREST_MAX_NODES = 500
 _FORMAT = 1
+_FAMILY_LIST = ", ".join(MODEL_FAMILIES)
 
 
 def make_classifier(family: str, n_labels: int, seed: int = 0) -> base.Classifier:
     """The river classifier behind a model family.
 
-    ``linear`` is a logistic regression trained by SGD, one-vs-rest for more than two
-    labels; ``forest`` is an adaptive random forest of Hoeffding trees.
+    ``linear`` is a logistic regression trained by SGD (softmax regression for more than
+    two labels); ``forest`` is an aggregated Mondrian forest. See MODEL_CHOICE.md.
 
     Examples
     --------
     >>> make_classifier("linear", 2)
     LogisticRegression (...)
     >>> type(make_classifier("linear", 3)).__name__, type(make_classifier("forest", 2)).__name__
-    ('OneVsRestClassifier', 'ARFClassifier')
+    ('SoftmaxRegression', 'AMFClassifier')
     """
     if family == "linear":
-        logistic = linear_model.LogisticRegression(optimizer=optim.SGD(LINEAR_LEARNING_RATE))
-        return logistic if n_labels == 2 else multiclass.OneVsRestClassifier(logistic)
+        optimizer = optim.SGD(LINEAR_LEARNING_RATE)
+        if n_labels == 2:
+            return linear_model.LogisticRegression(optimizer=optimizer)
+        return linear_model.SoftmaxRegression(optimizer=optimizer)
     if family == "forest":
-        return forest.ARFClassifier(n_models=FOREST_SIZE, seed=seed)
-    raise LearnerError(f"unknown model family {family!r}; expected one of {', '.join(MODEL_FAMILIES)}")
+        return forest.AMFClassifier(n_estimators=FOREST_SIZE, max_nodes=FOREST_MAX_NODES, seed=seed)
+    raise LearnerError(f"unknown model family {family!r}; expected one of {_FAMILY_LIST}")
 
 
 class TaskModel:
@@ -61,16 +65,23 @@ class TaskModel:
     labels
         The task's labels, in display order (at least two, distinct).
     schema
-        The task schema; ``predict_proba_one``, ``learn_one`` and ``explain_one`` take
-        features as returned by :func:`learner.schema.validate_features`.
+        The task schema (parsed, or its JSON form); ``predict_proba_one``, ``learn_one``
+        and ``explain_one`` take features as returned by
+        :func:`learner.schema.validate_features`.
     family
-        ``"linear"`` (default: fast, calibrated enough, explains itself) or ``"forest"``
-        (non-linear, slower).
+        ``"linear"`` (default: fast, explains itself, good with text) or ``"forest"``
+        (non-linear, for tabular data; several times slower).
     seed
         Seeds the forest's randomness.
     classifier
         A river classifier to use instead of the family's own (for experiments). A binary
         one (``_multiclass`` false) is trained with ``labels[1]`` as ``True``.
+
+    Notes
+    -----
+    Not thread-safe: river updates plain dicts, so run ``learn_one`` under a lock that
+    predictions also take. Predicting between labels does not change what the model
+    learns: a live model and one rebuilt by replaying its labels are identical.
 
     Examples
     --------
@@ -84,7 +95,7 @@ class TaskModel:
     >>> proba = model.predict_proba_one({"n_links": 7.0, "body": "cheap pills"})
     >>> max(proba, key=proba.get), model.n_learned
     ('spam', 40)
-    >>> [name for name, _ in model.explain_one({"n_links": 7.0, "body": "cheap pills"})]
+    >>> sorted(name for name, _ in model.explain_one({"n_links": 7.0, "body": "cheap pills"}))
     ['body', 'n_links']
     >>> TaskModel.from_bytes(model.to_bytes()).predict_proba_one({"n_links": 7.0}) == \\
     ...     model.predict_proba_one({"n_links": 7.0})
@@ -103,30 +114,43 @@ class TaskModel:
         labels = list(labels)
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise LearnerError("a task needs at least two distinct labels")
+        if not all(isinstance(label, str) for label in labels):
+            raise LearnerError("labels must be strings")
         if family not in MODEL_FAMILIES:
-            raise LearnerError(
-                f"unknown model family {family!r}; expected one of {', '.join(MODEL_FAMILIES)}"
-            )
+            raise LearnerError(f"unknown model family {family!r}; expected one of {_FAMILY_LIST}")
         self.labels = labels
-        self.schema = dict(schema)
+        if all(isinstance(spec, FeatureSpec) for spec in schema.values()):
+            self.schema = dict(schema)
+        else:
+            self.schema = parse_schema(schema)
         self.family = family
         self.seed = seed
         self.n_learned = 0
-        self.features = build_features(self.schema, scale_numbers=family == "linear")
+        self.features = build_features(self.schema, for_trees=family == "forest")
         if classifier is None:
             classifier = make_classifier(family, len(labels), seed)
         self.classifier = classifier
         self._index = {label: i for i, label in enumerate(labels)}
         self._uniform = dict.fromkeys(labels, 1.0 / len(labels))
-        # How the classifier sees a label: bool (binary), the label (one-vs-rest), or its
-        # index (anything else: trees keep classes in sets, and small ints hash alike in
-        # every process).
-        self._binary = not classifier._multiclass
-        if self._binary and len(labels) != 2:
-            raise LearnerError(f"{type(classifier).__name__} is binary; the task has {len(labels)} labels")
-        self._ovr = isinstance(classifier, multiclass.OneVsRestClassifier)
-        if self._ovr:  # every label gets its model from the start, in label order
+        # How the classifier sees a label: as a bool (binary), as the label itself
+        # (one-vs-rest and softmax, given every label up front so that their outputs
+        # always hold every label in label order), or as its index (anything else: trees
+        # keep classes in sets, and small ints hash alike in every process).
+        if not classifier._multiclass:
+            if len(labels) != 2:
+                raise LearnerError(
+                    f"{type(classifier).__name__} is binary; the task has {len(labels)} labels"
+                )
+            self._mode = "binary"
+        elif isinstance(classifier, multiclass.OneVsRestClassifier):
             classifier.classifiers = {label: classifier.classifier.clone() for label in labels}
+            self._mode = "keyed"
+        elif isinstance(classifier, linear_model.SoftmaxRegression):
+            for label in labels:
+                classifier.weights[label]  # noqa: B018 (creates the label's weights)
+            self._mode = "keyed"
+        else:
+            self._mode = "indexed"
 
     # --- prediction ---------------------------------------------------------------------
     def predict_proba_one(self, x: dict) -> dict[str, float]:
@@ -141,11 +165,12 @@ class TaskModel:
         if not self.n_learned:
             return self._uniform.copy()
         xt = self.features.transform_one(x)
-        if self._binary:
+        mode = self._mode
+        if mode == "binary":
             p = self.classifier.predict_proba_one(xt)[True]
             first, second = self.labels
             return {first: 1.0 - p, second: p}
-        if self._ovr:  # already normalised, keyed by label in label order
+        if mode == "keyed":  # already normalised, keyed by label in label order
             return self.classifier.predict_proba_one(xt)
         return self._normalise(self.classifier.predict_proba_one(xt))
 
@@ -184,9 +209,10 @@ class TaskModel:
         features = self.features
         features.learn_one(x)
         xt = features.transform_one(x)
-        if self._binary:
+        mode = self._mode
+        if mode == "binary":
             self.classifier.learn_one(xt, index == 1)
-        elif self._ovr:
+        elif mode == "keyed":
             self.classifier.learn_one(xt, y)
         else:
             self.classifier.learn_one(xt, index)
@@ -214,7 +240,7 @@ class TaskModel:
             return []
         proba = self.predict_proba_one(x)
         suggested = max(proba, key=proba.__getitem__)
-        weights = self._linear_weights(suggested)
+        weights = self._linear_weights(suggested, proba)
         if weights is None:
             contributions = self._perturbation(x, suggested, proba[suggested])
         else:
@@ -227,16 +253,29 @@ class TaskModel:
         ranked = sorted(contributions.items(), key=lambda item: -abs(item[1]))
         return [(name, c) for name, c in ranked[:top] if c]
 
-    def _linear_weights(self, suggested: str) -> dict | None:
-        """Weights whose dot product with the features is the log-odds of ``suggested``."""
+    def _linear_weights(self, suggested: str, proba: dict[str, float]) -> dict | None:
+        """Per-feature weights toward ``suggested``, or ``None`` for a non-linear model.
+
+        Logistic regression: the weights of the log-odds of ``suggested``. Softmax: the
+        gradient of ``log p(suggested)``, ``w[suggested] - sum_l p(l) w[l]``.
+        """
         clf = self.classifier
-        if self._binary and isinstance(clf, linear_model.LogisticRegression):
+        if self._mode == "binary" and isinstance(clf, linear_model.LogisticRegression):
             weights = clf.weights
             if suggested == self.labels[0]:
                 return {name: -w for name, w in weights.items()}
             return weights
-        if self._ovr and isinstance(clf.classifier, linear_model.LogisticRegression):
+        if isinstance(clf, multiclass.OneVsRestClassifier) and isinstance(
+            clf.classifier, linear_model.LogisticRegression
+        ):
             return clf.classifiers[suggested].weights
+        if isinstance(clf, linear_model.SoftmaxRegression):
+            combined = dict(clf.weights[suggested])
+            for label, weights in clf.weights.items():
+                p = proba[label]
+                for name, w in weights.items():
+                    combined[name] = combined.get(name, 0.0) - p * w
+            return combined
         return None
 
     def _perturbation(self, x: dict, suggested: str, p: float) -> dict[str, float]:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from learner.errors import LearnerError
 
-__all__ = ["ROUTES", "RoutingDecision", "RoutingPolicy", "audit_draw", "queue_priority", "route_case"]
+__all__ = [
+    "ROUTES",
+    "RoutingDecision",
+    "RoutingPolicy",
+    "audit_draw",
+    "queue_priority",
+    "route_case",
+]
 
 ROUTES = ("auto", "review", "assist")
 
@@ -94,21 +101,22 @@ def audit_draw(task: str, case_key: str) -> float:
     return (int.from_bytes(digest[:8], "big") >> 11) / 9007199254740992.0  # 53 bits / 2**53
 
 
-def _fmt(value: float, other: float) -> str:
-    """``value`` with 2-3 decimals, more if needed to tell it from ``other``."""
-    for digits in range(3, 18):
-        text = f"{value:.{digits}f}"
-        if digits == 3 and text.endswith("0"):
-            text = text[:-1]
-        if value == other or text != f"{other:.{digits}f}".rstrip("0"):
-            if text != f"{other:.{digits}f}":
-                return text
-    return repr(value)
+def _short(value: float) -> str:
+    """3 decimals, or 2 when the third is 0: ``0.97``, ``0.925``."""
+    text = f"{value:.3f}"
+    return text[:-1] if text[-1] == "0" else text
 
 
 def _compare(confidence: float, threshold: float, note: str) -> str:
+    """``confidence 0.97 >= threshold 0.93``, with more decimals when 3 would hide the gap."""
+    conf, thr = _short(confidence), _short(threshold)
+    if conf == thr and confidence != threshold:
+        for digits in range(4, 18):
+            conf, thr = f"{confidence:.{digits}f}", f"{threshold:.{digits}f}"
+            if conf != thr:
+                break
     op = ">=" if confidence >= threshold else "<"
-    return f"confidence {_fmt(confidence, threshold)} {op} {note} {_fmt(threshold, confidence)}"
+    return f"confidence {conf} {op} {note} {thr}"
 
 
 def route_case(

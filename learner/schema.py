@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 FEATURE_KINDS = ("number", "category", "text", "boolean")
+_KIND_LIST = ", ".join(FEATURE_KINDS)
 MAX_FEATURES = 512
 MAX_NAME_LENGTH = 64
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -69,9 +70,9 @@ def _parse_spec(name: str, raw: object) -> FeatureSpec:
         if not isinstance(required, bool):
             raise InvalidSchema(name, "'required' must be true or false")
     else:
-        raise InvalidSchema(name, 'expected a kind such as "number" or {"type": ..., "required": ...}')
+        raise InvalidSchema(name, 'expected a kind such as "number" or {"type": ..., ...}')
     if kind not in FEATURE_KINDS:
-        raise InvalidSchema(name, f"unknown kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
+        raise InvalidSchema(name, f"unknown kind {kind!r}; expected one of {_KIND_LIST}")
     return FeatureSpec(kind, required)
 
 
@@ -97,11 +98,12 @@ def parse_schema(raw: dict) -> dict[str, FeatureSpec]:
     Examples
     --------
     >>> parse_schema({"amount": "number", "note": {"type": "text", "required": False}})
-    {'amount': FeatureSpec(kind='number', required=True), 'note': FeatureSpec(kind='text', required=False)}
+    {'amount': FeatureSpec(kind='number', required=True),
+     'note': FeatureSpec(kind='text', required=False)}
     >>> parse_schema({"amount": "money"})
     Traceback (most recent call last):
     ...
-    learner.errors.InvalidSchema: amount: unknown kind 'money'; expected one of number, category, text, boolean
+    learner.errors.InvalidSchema: amount: unknown kind 'money'; expected one of number, ...
     """
     if not isinstance(raw, dict):
         raise InvalidSchema(SCHEMA_FIELD, "expected an object mapping feature names to kinds")
@@ -158,7 +160,9 @@ def infer_schema(features: dict) -> dict[str, FeatureSpec]:
     Examples
     --------
     >>> infer_schema({"amount": 12.5, "country": "FR", "vip": True})
-    {'amount': FeatureSpec(kind='number', required=True), 'country': FeatureSpec(kind='category', required=True), 'vip': FeatureSpec(kind='boolean', required=True)}
+    {'amount': FeatureSpec(kind='number', required=True),
+     'country': FeatureSpec(kind='category', required=True),
+     'vip': FeatureSpec(kind='boolean', required=True)}
     >>> infer_schema({"note": "the parcel arrived late and damaged"})["note"].kind
     'text'
     """

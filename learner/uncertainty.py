@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from learner.errors import LearnerError
+
 __all__ = ["confidence", "entropy", "margin", "suggestion"]
 
 
@@ -60,4 +62,6 @@ def suggestion(proba: dict[str, float]) -> str:
     >>> suggestion({"a": 0.4, "b": 0.4, "c": 0.2})
     'a'
     """
+    if not proba:
+        raise LearnerError("no probabilities to suggest a label from")
     return max(proba, key=proba.__getitem__)
