@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -22,6 +23,9 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Create or upgrade the schema of ``database_url`` to ``revision``."""
     if database_url.startswith("sqlite:///"):
-        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database_url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as conn:  # WAL is a property of the file: set it once here
+            conn.execute("PRAGMA journal_mode=WAL")
     command.upgrade(alembic_config(database_url), revision)
     log.info("database at revision %s", revision)

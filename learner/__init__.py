@@ -23,6 +23,7 @@ from learner.routing import (
     queue_priority,
     route_case,
 )
+from learner.rules import Rule, apply_guardrails, matching_rules, parse_rules
 from learner.schema import (
     FEATURE_KINDS,
     FeatureSpec,
@@ -46,8 +47,10 @@ __all__ = [
     "LearnerError",
     "RoutingDecision",
     "RoutingPolicy",
+    "Rule",
     "Stream",
     "TaskModel",
+    "apply_guardrails",
     "audit_draw",
     "build_features",
     "clopper_pearson_lower",
@@ -59,6 +62,8 @@ __all__ = [
     "load_stream",
     "make_classifier",
     "margin",
+    "matching_rules",
+    "parse_rules",
     "parse_schema",
     "queue_priority",
     "route_case",

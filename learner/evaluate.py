@@ -94,10 +94,12 @@ def _amf(n: int, max_nodes: int | None, seed: int) -> forest.AMFClassifier:
 #: the family's default.
 CANDIDATES: dict[str, tuple[str, Callable | None]] = {
     "linear SGD(0.01)": ("linear", _linear(lambda: optim.SGD(0.01))),
-    "linear SGD(0.05) [default]": ("linear", None),
+    "linear SGD(0.05)": ("linear", _linear(lambda: optim.SGD(0.05))),
     "linear SGD(0.1)": ("linear", _linear(lambda: optim.SGD(0.1))),
     "linear SGD(0.05) one-vs-rest": ("linear", _linear(lambda: optim.SGD(0.05), "ovr")),
-    "linear Adam": ("linear", _linear(optim.Adam)),
+    "linear Adam(0.001)": ("linear", _linear(optim.Adam)),
+    "linear AdaGrad(0.1) [default]": ("linear", None),
+    "linear AdaGrad(0.5)": ("linear", _linear(lambda: optim.AdaGrad(0.5))),
     "forest AMF(10, max_nodes=300)": ("forest", lambda labels, seed: _amf(10, 300, seed)),
     "forest AMF(10, max_nodes=500) [default]": ("forest", None),
     "forest AMF(10, max_nodes=1000)": ("forest", lambda labels, seed: _amf(10, 1000, seed)),

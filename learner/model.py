@@ -25,8 +25,8 @@ __all__ = ["MODEL_FAMILIES", "TaskModel", "make_classifier"]
 log = logging.getLogger(__name__)
 
 MODEL_FAMILIES = ("linear", "forest")
-#: SGD learning rate of the linear family (chosen by measurement: see MODEL_CHOICE.md).
-LINEAR_LEARNING_RATE = 0.05
+#: Learning rate of the linear family's AdaGrad optimizer (see MODEL_CHOICE.md).
+LINEAR_LEARNING_RATE = 0.1
 #: Trees in the forest family, and the most nodes per tree (bounds memory and snapshots).
 FOREST_SIZE = 10
 FOREST_MAX_NODES = 500
@@ -37,8 +37,9 @@ _FAMILY_LIST = ", ".join(MODEL_FAMILIES)
 def make_classifier(family: str, n_labels: int, seed: int = 0) -> base.Classifier:
     """The river classifier behind a model family.
 
-    ``linear`` is a logistic regression trained by SGD (softmax regression for more than
-    two labels); ``forest`` is an aggregated Mondrian forest. See MODEL_CHOICE.md.
+    ``linear`` is a logistic regression trained by AdaGrad (softmax regression for more
+    than two labels); ``forest`` is an aggregated Mondrian forest of bounded size. See
+    ``learner/MODEL_CHOICE.md`` for the measurements behind these choices.
 
     Examples
     --------
@@ -48,7 +49,7 @@ def make_classifier(family: str, n_labels: int, seed: int = 0) -> base.Classifie
     ('SoftmaxRegression', 'AMFClassifier')
     """
     if family == "linear":
-        optimizer = optim.SGD(LINEAR_LEARNING_RATE)
+        optimizer = optim.AdaGrad(LINEAR_LEARNING_RATE)
         if n_labels == 2:
             return linear_model.LogisticRegression(optimizer=optimizer)
         return linear_model.SoftmaxRegression(optimizer=optimizer)

@@ -21,7 +21,9 @@ from learner import (
     InvalidFeatures,
     RoutingDecision,
     RoutingPolicy,
+    apply_guardrails,
     infer_schema,
+    parse_rules,
     queue_priority,
     route_case,
     schema_to_json,
@@ -87,6 +89,8 @@ def score(
     decision = route_case(
         proba, policy=routing_policy(task), n_labels=version, task=task.name, case_key=case_key
     )
+    if task.rules:
+        decision = apply_guardrails(decision, parse_rules(task.rules, None), clean)
     return clean, decision, version
 
 

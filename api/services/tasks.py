@@ -11,7 +11,7 @@ from api.errors import Conflict, InvalidInput, NotFound
 from api.live import ModelStore
 from api.schemas import History, HistoryEntry, TaskCreate, TaskPublic, TasksPublic, TaskUpdate, iso
 from api.tables import Task, TaskHistory
-from learner import InvalidSchema, parse_schema, schema_to_json
+from learner import InvalidSchema, parse_rules, parse_schema, schema_to_json
 
 
 def get_task(session: Session, name: str) -> Task:
@@ -48,6 +48,11 @@ def create_task(session: Session, body: TaskCreate) -> Task:
             features = schema_to_json(parse_schema(body.features))
         except InvalidSchema as exc:
             raise InvalidInput(["features", exc.field], exc.reason) from exc
+    rules = [rule.model_dump() for rule in body.rules]
+    try:
+        parse_rules(rules, parse_schema(features) if features is not None else None)
+    except InvalidSchema as exc:
+        raise InvalidInput([exc.field], exc.reason) from exc
     now = time.time()
     task = Task(
         name=body.name,
@@ -59,7 +64,7 @@ def create_task(session: Session, body: TaskCreate) -> Task:
         threshold=body.threshold,
         delta=body.delta,
         model_family=body.model,
-        rules=[rule.model_dump() for rule in body.rules],
+        rules=rules,
         created_at=now,
         updated_at=now,
     )

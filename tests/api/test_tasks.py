@@ -56,3 +56,26 @@ def test_features_inferred_from_first_case_then_fixed(api):
     wrong = api.client.post("/v1/tasks/free/cases", json={"features": {"amount": "x",
                             "country": "fr", "vip": False}}, headers=api.as_("service"))
     assert wrong.status_code == 422 and "amount" in wrong.text
+
+
+def test_guardrail_rule_sends_matching_cases_to_a_person(api):
+    api.create_task(min_labels=5, threshold=0.0,
+                    rules=[{"feature": "amount", "op": ">", "value": 10000}])
+    api.teach("claims", 20)
+    small = api.send("claims", {"amount": 50, "country": "fr", "note": "x", "vip": False})
+    large = api.send("claims", {"amount": 50000, "country": "fr", "note": "x", "vip": False})
+    assert small["route"] == "auto"
+    assert large["route"] == "assist" and "rule: amount > 10000" in large["reasons"]
+
+
+def test_invalid_rules_are_422(api):
+    for rule in ({"feature": "ghost", "op": ">", "value": 1},
+                 {"feature": "amount", "op": ">", "value": "big"},
+                 {"feature": "amount", "op": "~", "value": 1},
+                 {"feature": "country", "op": "in", "value": []}):
+        response = api.client.post("/v1/tasks", json={
+            "name": "r", "labels": ["a", "b"], "features": {"amount": "number",
+                                                             "country": "category"},
+            "rules": [rule]}, headers=api.admin)
+        assert response.status_code == 422, rule
+        assert "rules" in str(response.json()["detail"])

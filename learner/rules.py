@@ -1,0 +1,138 @@
+"""Guardrail rules: cases that match always go to a person, whatever the confidence.
+
+A rule is ``{"feature": name, "op": op, "value": v}`` with ``op`` one of
+``> >= < <= == !=`` (numbers; ``==``/``!=`` also strings and booleans), ``in`` /
+``not_in`` (membership in a list) or ``missing`` (the feature is absent or null).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from learner.errors import InvalidSchema
+from learner.routing import RoutingDecision
+from learner.schema import FeatureSpec
+
+__all__ = ["Rule", "apply_guardrails", "matching_rules", "parse_rules"]
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "==": operator.eq, "!=": operator.ne,
+}
+_ORDERED = {">", ">=", "<", "<="}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One guardrail.
+
+    Examples
+    --------
+    >>> rule = Rule("amount", ">", 10000)
+    >>> rule.matches({"amount": 12000}), rule.matches({"amount": 50}), rule.matches({})
+    (True, False, False)
+    >>> str(rule)
+    'rule: amount > 10000'
+    >>> Rule("country", "in", ("ru", "kp")).matches({"country": "kp"})
+    True
+    >>> Rule("note", "missing").matches({"note": None})
+    True
+    """
+
+    feature: str
+    op: str
+    value: Any = None
+
+    def matches(self, features: dict) -> bool:
+        present = features.get(self.feature)
+        if self.op == "missing":
+            return present is None
+        if present is None:
+            return False
+        if self.op == "in":
+            return present in self.value
+        if self.op == "not_in":
+            return present not in self.value
+        return _COMPARE[self.op](present, self.value)
+
+    def __str__(self) -> str:
+        if self.op == "missing":
+            return f"rule: {self.feature} missing"
+        shown = list(self.value) if self.op in ("in", "not_in") else self.value
+        return f"rule: {self.feature} {self.op.replace('_', ' ')} {shown}"
+
+
+def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[Rule]:
+    """Check rules against a schema (when known) and build them.
+
+    Raises :class:`InvalidSchema` naming ``rules[i]`` and what is wrong.
+
+    Examples
+    --------
+    >>> from learner.schema import parse_schema
+    >>> schema = parse_schema({"amount": "number", "country": "category"})
+    >>> parse_rules([{"feature": "amount", "op": ">", "value": 10000}], schema)
+    [Rule(feature='amount', op='>', value=10000)]
+    >>> parse_rules([{"feature": "amount", "op": ">", "value": "big"}], schema)
+    Traceback (most recent call last):
+    ...
+    learner.errors.InvalidSchema: rules[0]: 'amount > ...' needs a number, got 'big'
+    """
+    rules = []
+    for i, item in enumerate(raw):
+        where = f"rules[{i}]"
+        feature, op, value = item.get("feature"), item.get("op"), item.get("value")
+        if schema is not None and feature not in schema:
+            raise InvalidSchema(where, f"unknown feature {feature!r}")
+        kind = schema[feature].kind if schema is not None else None
+        if op in _ORDERED:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidSchema(where, f"'{feature} {op} ...' needs a number, got {value!r}")
+            if kind not in (None, "number"):
+                raise InvalidSchema(where, f"{op} compares numbers; {feature} is {kind}")
+        elif op in ("in", "not_in"):
+            if not isinstance(value, list) or not value:
+                raise InvalidSchema(where, f"{op} needs a non-empty list of values")
+            value = tuple(value)
+        elif op in ("==", "!="):
+            if value is None or isinstance(value, list | dict):
+                raise InvalidSchema(where, f"{op} needs a single value")
+        elif op == "missing":
+            value = None
+        else:
+            raise InvalidSchema(where, f"unknown op {op!r}")
+        rules.append(Rule(feature, op, value))
+    return rules
+
+
+def matching_rules(rules: list[Rule], features: dict) -> list[str]:
+    """The reasons of every rule that ``features`` match (empty when none do).
+
+    Examples
+    --------
+    >>> matching_rules([Rule("amount", ">", 10)], {"amount": 11})
+    ['rule: amount > 10']
+    """
+    return [str(rule) for rule in rules if rule.matches(features)]
+
+
+def apply_guardrails(decision: RoutingDecision, rules: list[Rule], features: dict) -> RoutingDecision:
+    """Send a case that matches any rule to ``assist``, stating the rules in its reasons.
+
+    Examples
+    --------
+    >>> from learner.routing import RoutingPolicy, route_case
+    >>> policy = RoutingPolicy(threshold=0.5, min_labels=0)
+    >>> d = route_case({"yes": 0.9, "no": 0.1}, policy=policy, n_labels=10, task="t", case_key="c")
+    >>> guarded = apply_guardrails(d, [Rule("amount", ">", 10)], {"amount": 50})
+    >>> guarded.route, guarded.reasons[-1], guarded.propensity
+    ('assist', 'rule: amount > 10', 1.0)
+    """
+    matched = matching_rules(rules, features)
+    if not matched:
+        return decision
+    return replace(decision, route="assist", audit=False, propensity=1.0,
+                   reasons=[*decision.reasons, *matched])

@@ -1,0 +1,43 @@
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+from api.db import Database
+from api.services.keys import resolve_key
+from api.settings import get_settings
+
+
+@pytest.fixture
+def database(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("TIERLINE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def test_db_upgrade_creates_the_schema_in_wal_mode(database):
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    path = database.removeprefix("sqlite:///")
+    conn = sqlite3.connect(path)
+    tables = {row[0] for row in conn.execute("select name from sqlite_master where type='table'")}
+    assert {"api_key", "task", "case", "routing", "lease", "label", "model_snapshot",
+            "alembic_version"} <= tables
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_keys_create_prints_a_working_key(database):
+    result = CliRunner().invoke(app, ["keys", "create", "--name", "ops", "--role", "analyst"])
+    assert result.exit_code == 0, result.output
+    key = result.output.strip().rsplit(" ", 1)[-1]
+    with Database(database).read() as session:
+        who = resolve_key(session, key, admin_key=None)
+    assert who is not None and who.role == "analyst" and who.name == "ops"
+
+
+def test_keys_create_rejects_unknown_role(database):
+    result = CliRunner().invoke(app, ["keys", "create", "--name", "x", "--role", "root"])
+    assert result.exit_code == 2
