@@ -12,8 +12,9 @@ import typer
 
 from api.settings import PROJECT_ROOT, get_settings
 
-app = typer.Typer(help="tierline: human-in-the-loop decisions with certified automation.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="tierline: human-in-the-loop decisions with certified automation.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -23,7 +24,9 @@ UI_ENTRY = PROJECT_ROOT / "review_ui" / "app.py"
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -45,12 +48,23 @@ def serve(
 
     _logging()
     if workers > 1:
-        typer.echo("error: --workers > 1 needs the PostgreSQL scale-out (not available yet); "
-                   "run one process", err=True)
+        typer.echo(
+            "error: --workers > 1 needs the PostgreSQL scale-out (not available yet); "
+            "run one process",
+            err=True,
+        )
         raise typer.Exit(2)
     _exit_cleanly_on_signals()
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=access_log, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command()
@@ -61,9 +75,19 @@ def ui(port: Annotated[int, typer.Option(help="Port of the review UI.")] = 8501)
 
 def ui_command(port: int) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(UI_ENTRY),
-        "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(UI_ENTRY),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.address",
+        "127.0.0.1",
     ]
 
 
@@ -121,4 +145,3 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-

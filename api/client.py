@@ -237,7 +237,7 @@ class TierlineClient:
         max_retries: int = 5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = (base_url or os.environ.get("TIERLINE_API_URL") or DEFAULT_API_URL)
+        self.base_url = base_url or os.environ.get("TIERLINE_API_URL") or DEFAULT_API_URL
         self.base_url = self.base_url.rstrip("/")
         key = key if key is not None else os.environ.get("TIERLINE_API_KEY")
         self.max_retries = max(0, int(max_retries))
@@ -291,8 +291,15 @@ class TierlineClient:
                 # Timeouts after sending may have reached the server: repeat only safe calls.
                 if idempotent and attempt < retries:
                     delay = self._backoff(attempt)
-                    logger.warning("%s %s failed (%s); retry %d/%d in %.1fs", method, path,
-                                   exc.__class__.__name__, attempt + 1, retries, delay)
+                    logger.warning(
+                        "%s %s failed (%s); retry %d/%d in %.1fs",
+                        method,
+                        path,
+                        exc.__class__.__name__,
+                        attempt + 1,
+                        retries,
+                        delay,
+                    )
                     _sleep(delay)
                     attempt += 1
                     continue
@@ -306,8 +313,15 @@ class TierlineClient:
                 delay = self._backoff(attempt)
                 if wait is not None:
                     delay = max(wait, delay)
-                logger.warning("%s %s answered %d; retry %d/%d in %.1fs", method, path, status,
-                               attempt + 1, retries, delay)
+                logger.warning(
+                    "%s %s answered %d; retry %d/%d in %.1fs",
+                    method,
+                    path,
+                    status,
+                    attempt + 1,
+                    retries,
+                    delay,
+                )
                 _sleep(delay)
                 attempt += 1
                 continue
@@ -318,8 +332,9 @@ class TierlineClient:
             try:
                 return response.json()
             except ValueError as exc:
-                raise TierlineError(status, f"the API answered with non-JSON: "
-                                            f"{response.text[:200]!r}") from exc
+                raise TierlineError(
+                    status, f"the API answered with non-JSON: {response.text[:200]!r}"
+                ) from exc
 
     def _get(self, path: str, **kwargs: Any) -> Any:
         return self._request("GET", path, **kwargs)
@@ -378,9 +393,7 @@ class TierlineClient:
         body: JSON = {"features": dict(features)}
         if external_id is not None:
             body["external_id"] = external_id
-        return self._post(
-            f"/v1/tasks/{_p(task)}/cases", body, idempotent=external_id is not None
-        )
+        return self._post(f"/v1/tasks/{_p(task)}/cases", body, idempotent=external_id is not None)
 
     def send_cases(self, task: str, cases: Iterable[Mapping[str, Any]]) -> list[JSON]:
         """Send many ``{"features", "external_id"?}`` cases, in calls of up to 1000.
@@ -414,9 +427,7 @@ class TierlineClient:
         """Lease the next case to review, or ``None`` when nothing is waiting."""
         return self._post(f"/v1/tasks/{_p(task)}/queue/claim")
 
-    def label(
-        self, case_id: str, label: str, lease_id: str, comment: str | None = None
-    ) -> JSON:
+    def label(self, case_id: str, label: str, lease_id: str, comment: str | None = None) -> JSON:
         """Label a leased case (idempotent under the same lease)."""
         body: JSON = {"label": label, "lease_id": lease_id}
         if comment:
@@ -524,8 +535,16 @@ def curve_frame(curve: Any) -> pd.DataFrame:
     """Curve points (a list, or the ``{"points": [...]}`` answer) in label order."""
     import pandas as pd
 
-    columns = ["labels", "cases", "automation_rate", "accuracy", "threshold",
-               "auto_error_estimate", "auto_error_upper", "at"]
+    columns = [
+        "labels",
+        "cases",
+        "automation_rate",
+        "accuracy",
+        "threshold",
+        "auto_error_estimate",
+        "auto_error_upper",
+        "at",
+    ]
     rows = _records(curve)
     frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=columns)
     for column in columns:

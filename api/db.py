@@ -68,9 +68,10 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
-        with (self._write_lock or nullcontext()), Session(
-            self.write_engine, expire_on_commit=False
-        ) as session:
+        with (
+            self._write_lock or nullcontext(),
+            Session(self.write_engine, expire_on_commit=False) as session,
+        ):
             try:
                 yield session
                 session.commit()

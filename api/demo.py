@@ -49,14 +49,16 @@ def run_demo(*, api_port: int, ui_port: int, rate: float) -> None:
     api_url = f"http://127.0.0.1:{api_port}"
     env = {**os.environ, "TIERLINE_API_URL": api_url}
     children = [
-        subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(api_port)],
-                         env=env),
+        subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(api_port)], env=env
+        ),
         subprocess.Popen(ui_command(ui_port), env=env),
     ]
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        with httpx.Client(base_url=api_url, timeout=10,
-                          headers={"Authorization": f"Bearer {keys['admin']}"}) as admin:
+        with httpx.Client(
+            base_url=api_url, timeout=10, headers={"Authorization": f"Bearer {keys['admin']}"}
+        ) as admin:
             _wait_ready(admin, children)
             stream = load_stream("phishing", seed=0)
             _ensure_task(admin, stream)
@@ -88,9 +90,7 @@ def _demo_keys(database_url: str) -> dict[str, str]:
             old.revoked, old.revoked_at = True, time.time()
         for role in ("admin", "reviewer", "analyst", "service"):
             keys[role] = create_key(session, KeyCreate(name=f"demo-{role}", role=role)).key  # type: ignore[arg-type]
-        keys["history"] = create_key(
-            session, KeyCreate(name="demo-history", role="reviewer")
-        ).key
+        keys["history"] = create_key(session, KeyCreate(name="demo-history", role="reviewer")).key
     db.dispose()
     return keys
 
@@ -112,15 +112,18 @@ def _wait_ready(client: httpx.Client, children: list[subprocess.Popen]) -> None:
 def _ensure_task(admin: httpx.Client, stream) -> None:  # type: ignore[no-untyped-def]
     if admin.get(f"/v1/tasks/{TASK}").status_code == 200:
         return
-    response = admin.post("/v1/tasks", json={
-        "name": TASK,
-        "labels": stream.labels,
-        "features": schema_to_json(stream.schema),
-        "target_error": 0.05,
-        "audit_rate": 0.05,
-        "min_labels": 50,
-        "threshold": 0.9,
-    })
+    response = admin.post(
+        "/v1/tasks",
+        json={
+            "name": TASK,
+            "labels": stream.labels,
+            "features": schema_to_json(stream.schema),
+            "target_error": 0.05,
+            "audit_rate": 0.05,
+            "min_labels": 50,
+            "threshold": 0.9,
+        },
+    )
     response.raise_for_status()
 
 
@@ -144,17 +147,20 @@ def _warm_start(api_url: str, keys: dict[str, str], rows) -> None:  # type: igno
             if case_id not in truth:
                 history.post(f"/v1/cases/{case_id}/release", json={"lease_id": claim["lease_id"]})
                 break
-            history.post(f"/v1/cases/{case_id}/label",
-                         json={"label": truth[case_id], "lease_id": claim["lease_id"],
-                               "comment": "demo warm start"})
+            history.post(
+                f"/v1/cases/{case_id}/label",
+                json={
+                    "label": truth[case_id],
+                    "lease_id": claim["lease_id"],
+                    "comment": "demo warm start",
+                },
+            )
 
 
 def _feed(api_url: str, key: str, rows, rate: float) -> None:  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}) as service:
-        sent = 0
-        for x, _ in rows:
+        for sent, (x, _) in enumerate(rows, start=1):
             service.post(f"/v1/tasks/{TASK}/cases", json={"features": x})
-            sent += 1
             if sent % 50 == 0:
                 log.info("demo fed %d cases", sent)
             time.sleep(1.0 / rate)
@@ -164,19 +170,22 @@ def _feed(api_url: str, key: str, rows, rate: float) -> None:  # type: ignore[no
 
 
 def _banner(api_url: str, ui_port: int, keys: dict[str, str]) -> None:
-    print(f"""
+    print(
+        f"""
 ================ tierline demo ================
 Review UI : http://127.0.0.1:{ui_port}
 API       : {api_url}   (docs: {api_url}/docs)
 Task      : {TASK}  (river's Phishing data set, {WARM_START} labelled cases replayed)
 
 Sign in to the review UI with one of these keys:
-  reviewer : {keys['reviewer']}
-  analyst  : {keys['analyst']}
-  admin    : {keys['admin']}
-  service  : {keys['service']}
+  reviewer : {keys["reviewer"]}
+  analyst  : {keys["analyst"]}
+  admin    : {keys["admin"]}
+  service  : {keys["service"]}
 
 Cases arrive continuously; uncertain ones wait for you in the review queue.
 Press Ctrl-C to stop everything.
 ===============================================
-""", flush=True)
+""",
+        flush=True,
+    )

@@ -37,13 +37,17 @@ def current_principal(request: Request, state: StateDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing API key: send Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     with state.db.read() as session:
         who = resolve_key(session, presented.strip(), state.settings.admin_key)
     if who is None:
-        raise HTTPException(401, "unknown or revoked API key",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
     return who
 
 
@@ -59,3 +63,6 @@ def require(permission: str):  # type: ignore[no-untyped-def]
         return who
 
     return Depends(check)
+
+
+Reviewer = Annotated[Principal, require("review")]

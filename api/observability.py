@@ -22,16 +22,22 @@ class Instruments:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "tierline_requests_total", "HTTP requests", ["method", "route", "status"],
+            "tierline_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "tierline_request_seconds", "HTTP request latency", ["method", "route"],
+            "tierline_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
         self.cases = Counter(
-            "tierline_cases_total", "Cases routed, by route kind", ["task", "route"],
+            "tierline_cases_total",
+            "Cases routed, by route kind",
+            ["task", "route"],
             registry=self.registry,
         )
 
@@ -138,7 +144,14 @@ class BodyTooLarge(Exception):
 
 async def _too_large(send: Any, max_bytes: int) -> None:
     body = f'{{"detail":"request body larger than {max_bytes} bytes"}}'.encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -40,12 +40,14 @@ def ensure_wrk() -> str:
     if found:
         return found
     print("installing wrk (Debian package) ...", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL
+    )
     if not shutil.which("wrk"):
         subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL
+        )
     return shutil.which("wrk") or "wrk"
 
 
@@ -53,13 +55,28 @@ def wrk(url: str, body: dict, key: str, seconds: int, connections: int) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA.format(body=json.dumps(body), key=key))
     out = subprocess.run(
-        [ensure_wrk(), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-         script.name, url], capture_output=True, text=True, check=True,
+        [
+            ensure_wrk(),
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": _ms(out, "50%"), "p99_ms": _ms(out, "99%"),
-            "errors": int(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": rps,
+        "p50_ms": _ms(out, "50%"),
+        "p99_ms": _ms(out, "99%"),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 def _ms(out: str, pct: str) -> float:
@@ -70,8 +87,19 @@ def _ms(out: str, pct: str) -> float:
 def start_bare() -> subprocess.Popen:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"], cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+    )
     process.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     for _ in range(100):
         try:
@@ -86,25 +114,38 @@ def prepare_task(url: str, warm: int) -> tuple[dict, list[dict]]:
     """A phishing task past its cold start; returns a sample case and a batch of 1000."""
     stream = load_stream("phishing", seed=0)
     rows = list(islice(stream.rows, warm + 1000))
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"},
-                      timeout=60) as client:
-        client.post("/v1/tasks", json={"name": "bench", "labels": stream.labels,
-                                       "features": schema_to_json(stream.schema),
-                                       "min_labels": 50, "threshold": 0.9}).raise_for_status()
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60
+    ) as client:
+        client.post(
+            "/v1/tasks",
+            json={
+                "name": "bench",
+                "labels": stream.labels,
+                "features": schema_to_json(stream.schema),
+                "min_labels": 50,
+                "threshold": 0.9,
+            },
+        ).raise_for_status()
         truth = {}
         for x, y in rows[:warm]:
             truth[client.post("/v1/tasks/bench/cases", json={"features": x}).json()["id"]] = y
         while (claim := client.post("/v1/tasks/bench/queue/claim")).status_code == 200:
             claim = claim.json()
-            client.post(f"/v1/cases/{claim['case']['id']}/label",
-                        json={"label": truth.get(claim["case"]["id"], stream.labels[0]),
-                              "lease_id": claim["lease_id"]}).raise_for_status()
+            client.post(
+                f"/v1/cases/{claim['case']['id']}/label",
+                json={
+                    "label": truth.get(claim["case"]["id"], stream.labels[0]),
+                    "lease_id": claim["lease_id"],
+                },
+            ).raise_for_status()
     return rows[warm][0], [{"features": x} for x, _ in rows[warm:]]
 
 
 def batch_rate(url: str, batch: list[dict], seconds: float) -> float:
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"},
-                      timeout=60) as client:
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60
+    ) as client:
         sent, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             client.post("/v1/tasks/bench/cases/batch", json={"cases": batch}).raise_for_status()
@@ -121,29 +162,51 @@ def main() -> None:
     results: dict[str, dict] = {}
     bare = start_bare()
     try:
-        results["bare"] = wrk(f"{bare.url}/bare", {"features": {"a": 1}}, "none",  # type: ignore[attr-defined]
-                              args.seconds, args.connections)
+        results["bare"] = wrk(
+            f"{bare.url}/bare",
+            {"features": {"a": 1}},
+            "none",  # type: ignore[attr-defined]
+            args.seconds,
+            args.connections,
+        )
     finally:
         bare.terminate()
         bare.wait()
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess({"TIERLINE_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
-                                "TIERLINE_ADMIN_KEY": ADMIN, "TIERLINE_ENV": "dev"}).start()
+        server = ServerProcess(
+            {
+                "TIERLINE_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                "TIERLINE_ADMIN_KEY": ADMIN,
+                "TIERLINE_ENV": "dev",
+            }
+        ).start()
         try:
             sample, batch = prepare_task(server.url, warm=300)
-            results["predict"] = wrk(f"{server.url}/v1/tasks/bench/predict",
-                                     {"features": sample}, ADMIN, args.seconds, args.connections)
-            results["cases"] = wrk(f"{server.url}/v1/tasks/bench/cases",
-                                   {"features": sample}, ADMIN, args.seconds, args.connections)
+            results["predict"] = wrk(
+                f"{server.url}/v1/tasks/bench/predict",
+                {"features": sample},
+                ADMIN,
+                args.seconds,
+                args.connections,
+            )
+            results["cases"] = wrk(
+                f"{server.url}/v1/tasks/bench/cases",
+                {"features": sample},
+                ADMIN,
+                args.seconds,
+                args.connections,
+            )
             results["batch"] = {"cases_per_s": batch_rate(server.url, batch, args.seconds)}
         finally:
             server.stop()
     base = results["bare"]["rps"]
-    print(f"\n| endpoint | requests/s | ratio to bare | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    print("\n| endpoint | requests/s | ratio to bare | p50 ms | p99 ms |\n|---|---|---|---|---|")
     for name in ("bare", "predict", "cases"):
         r = results[name]
-        print(f"| {name} | {r['rps']:.0f} | {r['rps'] / base:.2f} | {r['p50_ms']:.2f} "
-              f"| {r['p99_ms']:.2f} |")
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['rps'] / base:.2f} | {r['p50_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} |"
+        )
     print(f"\nbatch (1,000 cases per call): {results['batch']['cases_per_s']:.0f} cases/s")
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)

@@ -125,7 +125,6 @@ def _tickets(seed: int) -> Iterator[tuple[dict, str]]:
         yield x, label
 
 
-
 def _sources() -> dict[str, Callable]:
     from river import datasets
     from river.datasets import synth
@@ -190,9 +189,7 @@ def _clean_row(x: dict, names: dict, categories: set[str]) -> dict:
     return out
 
 
-def load_stream(
-    name: str, *, seed: int = 0, n: int | None = None, shuffle: bool = True
-) -> Stream:
+def load_stream(name: str, *, seed: int = 0, n: int | None = None, shuffle: bool = True) -> Stream:
     """Load a labelled stream by name.
 
     Parameters

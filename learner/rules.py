@@ -19,8 +19,12 @@ from learner.schema import FeatureSpec
 __all__ = ["Rule", "apply_guardrails", "matching_rules", "parse_rules"]
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-    "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 _ORDERED = {">", ">=", "<", "<="}
 
@@ -119,7 +123,9 @@ def matching_rules(rules: list[Rule], features: dict) -> list[str]:
     return [str(rule) for rule in rules if rule.matches(features)]
 
 
-def apply_guardrails(decision: RoutingDecision, rules: list[Rule], features: dict) -> RoutingDecision:
+def apply_guardrails(
+    decision: RoutingDecision, rules: list[Rule], features: dict
+) -> RoutingDecision:
     """Send a case that matches any rule to ``assist``, stating the rules in its reasons.
 
     Examples
@@ -134,5 +140,6 @@ def apply_guardrails(decision: RoutingDecision, rules: list[Rule], features: dic
     matched = matching_rules(rules, features)
     if not matched:
         return decision
-    return replace(decision, route="assist", audit=False, propensity=1.0,
-                   reasons=[*decision.reasons, *matched])
+    return replace(
+        decision, route="assist", audit=False, propensity=1.0, reasons=[*decision.reasons, *matched]
+    )

@@ -7,8 +7,9 @@ from api.services import keys as service
 router = APIRouter(prefix="/v1", tags=["keys"])
 
 
-@router.post("/keys", status_code=201, response_model=KeyCreated,
-             dependencies=[require("keys:manage")])
+@router.post(
+    "/keys", status_code=201, response_model=KeyCreated, dependencies=[require("keys:manage")]
+)
 def create_key(body: KeyCreate, state: StateDep) -> KeyCreated:
     with state.db.write() as session:
         return service.create_key(session, body)

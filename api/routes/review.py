@@ -1,36 +1,33 @@
 from fastapi import APIRouter, Response
 
-from api.deps import StateDep, require
+from api.deps import Reviewer, StateDep
 from api.schemas import CaseDetail, Claim, Correction, LabelCreate, Release
-from api.security import Principal
 from api.services import review as service
 
 router = APIRouter(prefix="/v1", tags=["review"])
 
 
-@router.post("/tasks/{task}/queue/claim", response_model=Claim,
-             responses={204: {"description": "nothing is waiting"}})
-def claim(task: str, state: StateDep, who: Principal = require("review")) -> Claim | Response:
-    claimed = service.claim_next(
-        state.db, state.store, task, who, state.settings.lease_seconds
-    )
+@router.post(
+    "/tasks/{task}/queue/claim",
+    response_model=Claim,
+    responses={204: {"description": "nothing is waiting"}},
+)
+def claim(task: str, state: StateDep, who: Reviewer) -> Claim | Response:
+    claimed = service.claim_next(state.db, state.store, task, who, state.settings.lease_seconds)
     return claimed if claimed is not None else Response(status_code=204)
 
 
 @router.post("/cases/{case_id}/label", response_model=CaseDetail)
-def label(case_id: str, body: LabelCreate, state: StateDep,
-          who: Principal = require("review")) -> CaseDetail:
+def label(case_id: str, body: LabelCreate, state: StateDep, who: Reviewer) -> CaseDetail:
     return service.label_case(state.db, state.store, case_id, body, who)
 
 
 @router.post("/cases/{case_id}/correct", response_model=CaseDetail)
-def correct(case_id: str, body: Correction, state: StateDep,
-            who: Principal = require("review")) -> CaseDetail:
+def correct(case_id: str, body: Correction, state: StateDep, who: Reviewer) -> CaseDetail:
     return service.correct_label(state.db, state.store, case_id, body, who)
 
 
 @router.post("/cases/{case_id}/release", status_code=204)
-def release(case_id: str, body: Release, state: StateDep,
-            who: Principal = require("review")) -> Response:
+def release(case_id: str, body: Release, state: StateDep, who: Reviewer) -> Response:
     service.release_case(state.db, case_id, body.lease_id, who)
     return Response(status_code=204)

@@ -7,8 +7,7 @@ from api.services import tasks as service
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 
-@router.post("", status_code=201, response_model=TaskPublic,
-             dependencies=[require("tasks:write")])
+@router.post("", status_code=201, response_model=TaskPublic, dependencies=[require("tasks:write")])
 def create_task(body: TaskCreate, state: StateDep) -> TaskPublic:
     with state.db.write() as session:
         task = service.create_task(session, body)

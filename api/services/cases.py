@@ -78,9 +78,7 @@ def score(
 ) -> tuple[dict, RoutingDecision, int]:
     """Validate features against the task's schema, then score and route them."""
     try:
-        clean = validate_features(
-            live.model.schema, features, max_string_length=max_string_length
-        )
+        clean = validate_features(live.model.schema, features, max_string_length=max_string_length)
     except InvalidFeatures as exc:
         raise InvalidInput([*loc, exc.field], exc.reason) from exc
     with live.lock:

@@ -69,7 +69,8 @@ def claim_next(
 def _check_label(task: Task, label: str) -> None:
     if label not in task.labels:
         raise InvalidInput(
-            ["label"], f"{label!r} is not a label of task {task.name!r}; expected one of {task.labels}"
+            ["label"],
+            f"{label!r} is not a label of task {task.name!r}; expected one of {task.labels}",
         )
 
 
@@ -123,8 +124,18 @@ def label_case(
                 f"your lease on case {case_id} expired and another reviewer holds the case"
             )
         kind = "audit" if routing.audit else routing.route
-        entry = _append_label(session, task, case, routing, body.label, kind, who, now,
-                              lease_id=body.lease_id, comment=body.comment)
+        entry = _append_label(
+            session,
+            task,
+            case,
+            routing,
+            body.label,
+            kind,
+            who,
+            now,
+            lease_id=body.lease_id,
+            comment=body.comment,
+        )
         if case.status == "pending":
             case.status, case.decision, case.decided_at = "decided", body.label, now
         session.exec(  # type: ignore[call-overload]
@@ -174,10 +185,24 @@ def correct_label(
         return case_detail(task, case, routing, store.get(task))
     now = time.time()
     with db.write() as session:
-        entry = _append_label(session, task, case, routing, body.label, "correction", who, now,
-                              comment=body.comment, corrects=previous.id)
-        values: dict = {"label": body.label, "labelled_by": who.name, "labelled_at": now,
-                        "label_id": entry.id}
+        entry = _append_label(
+            session,
+            task,
+            case,
+            routing,
+            body.label,
+            "correction",
+            who,
+            now,
+            comment=body.comment,
+            corrects=previous.id,
+        )
+        values: dict = {
+            "label": body.label,
+            "labelled_by": who.name,
+            "labelled_at": now,
+            "label_id": entry.id,
+        }
         if routing.route != "auto":
             values["decision"] = body.label
         session.exec(update(Case).where(col(Case.id) == case_id).values(**values))  # type: ignore[call-overload]
@@ -256,8 +281,11 @@ def release_case(db: Database, case_id: str, lease_id: str, who: Principal) -> N
         load_case(session, case_id)  # 404 for an unknown case
         released = session.exec(  # type: ignore[call-overload]
             update(Case)
-            .where(col(Case.id) == case_id, col(Case.lease_id) == lease_id,
-                   col(Case.leased_by) == who.id)
+            .where(
+                col(Case.id) == case_id,
+                col(Case.lease_id) == lease_id,
+                col(Case.leased_by) == who.id,
+            )
             .values(lease_id=None, lease_expires_at=None, leased_by=None)
         ).rowcount
         if released != 1:

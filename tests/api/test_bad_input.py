@@ -13,42 +13,52 @@ def ready(api):
 
 
 def snapshot(api):
-    return (api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json(),
-            api.client.get("/v1/tasks/claims", headers=api.admin).json())
+    return (
+        api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json(),
+        api.client.get("/v1/tasks/claims", headers=api.admin).json(),
+    )
 
 
-@pytest.mark.parametrize(("body", "status", "names"), [
-    ({"features": {**GOOD, "amount": "lots"}}, 422, "amount"),
-    ({"features": {**GOOD, "vip": "yes"}}, 422, "vip"),
-    ({"features": {**GOOD, "amount": True}}, 422, "amount"),
-    ({"features": {**GOOD, "colour": "red"}}, 422, "colour"),
-    ({"features": {k: v for k, v in GOOD.items() if k != "country"}}, 422, "country"),
-    ({"features": {**GOOD, "note": "x" * 20_000}}, 422, "note"),
-    ({}, 422, "features"),
-    ({"features": GOOD, "surprise": 1}, 422, "surprise"),
-    ({"features": "not a dict"}, 422, "features"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "names"),
+    [
+        ({"features": {**GOOD, "amount": "lots"}}, 422, "amount"),
+        ({"features": {**GOOD, "vip": "yes"}}, 422, "vip"),
+        ({"features": {**GOOD, "amount": True}}, 422, "amount"),
+        ({"features": {**GOOD, "colour": "red"}}, 422, "colour"),
+        ({"features": {k: v for k, v in GOOD.items() if k != "country"}}, 422, "country"),
+        ({"features": {**GOOD, "note": "x" * 20_000}}, 422, "note"),
+        ({}, 422, "features"),
+        ({"features": GOOD, "surprise": 1}, 422, "surprise"),
+        ({"features": "not a dict"}, 422, "features"),
+    ],
+)
 def test_bad_case_is_rejected_naming_the_field(ready, body, status, names):
     before = snapshot(ready)
-    response = ready.client.post("/v1/tasks/claims/cases", json=body,
-                                 headers=ready.as_("service"))
+    response = ready.client.post("/v1/tasks/claims/cases", json=body, headers=ready.as_("service"))
     assert response.status_code == status, response.text
     assert names in str(response.json()["detail"])
     assert snapshot(ready) == before
 
 
 def test_unknown_task_is_404(ready):
-    response = ready.client.post("/v1/tasks/nope/cases", json={"features": GOOD},
-                                 headers=ready.as_("service"))
+    response = ready.client.post(
+        "/v1/tasks/nope/cases", json={"features": GOOD}, headers=ready.as_("service")
+    )
     assert response.status_code == 404 and "nope" in response.json()["detail"]
 
 
 def test_invalid_json_and_empty_body_are_422(ready):
     headers = {**ready.as_("service"), "content-type": "application/json"}
-    assert ready.client.post("/v1/tasks/claims/cases", content=b"{not json",
-                             headers=headers).status_code == 422
-    assert ready.client.post("/v1/tasks/claims/cases", content=b"",
-                             headers=headers).status_code == 422
+    assert (
+        ready.client.post(
+            "/v1/tasks/claims/cases", content=b"{not json", headers=headers
+        ).status_code
+        == 422
+    )
+    assert (
+        ready.client.post("/v1/tasks/claims/cases", content=b"", headers=headers).status_code == 422
+    )
 
 
 def test_oversized_body_is_413(ready):
@@ -61,8 +71,9 @@ def test_oversized_body_is_413(ready):
 def test_batch_over_1000_is_422_and_stores_nothing(ready):
     before = snapshot(ready)
     cases = [{"features": GOOD}] * 1001
-    response = ready.client.post("/v1/tasks/claims/cases/batch", json={"cases": cases},
-                                 headers=ready.as_("service"))
+    response = ready.client.post(
+        "/v1/tasks/claims/cases/batch", json={"cases": cases}, headers=ready.as_("service")
+    )
     assert response.status_code == 422 and "cases" in str(response.json()["detail"])
     assert snapshot(ready) == before
 
@@ -70,8 +81,9 @@ def test_batch_over_1000_is_422_and_stores_nothing(ready):
 def test_one_bad_case_rejects_the_whole_batch_naming_its_index(ready):
     before = snapshot(ready)
     cases = [{"features": GOOD}, {"features": GOOD}, {"features": {**GOOD, "amount": "x"}}]
-    response = ready.client.post("/v1/tasks/claims/cases/batch", json={"cases": cases},
-                                 headers=ready.as_("service"))
+    response = ready.client.post(
+        "/v1/tasks/claims/cases/batch", json={"cases": cases}, headers=ready.as_("service")
+    )
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert detail[0]["loc"] == ["body", "cases", 2, "features", "amount"]
@@ -82,14 +94,28 @@ def test_bad_label_requests(ready):
     claim = ready.claim("claims")
     headers = ready.as_("reviewer")
     url = f"/v1/cases/{claim['case']['id']}/label"
-    assert ready.client.post(url, json={"label": "maybe", "lease_id": claim["lease_id"]},
-                             headers=headers).status_code == 422
-    assert ready.client.post(url, json={"lease_id": claim["lease_id"]},
-                             headers=headers).status_code == 422
-    assert ready.client.post(url, json={"label": "approve", "lease_id": claim["lease_id"],
-                                        "comment": "x" * 5000},
-                             headers=headers).status_code == 422
-    assert ready.client.post("/v1/cases/c_nope/label",
-                             json={"label": "approve", "lease_id": "l"},
-                             headers=headers).status_code == 404
+    assert (
+        ready.client.post(
+            url, json={"label": "maybe", "lease_id": claim["lease_id"]}, headers=headers
+        ).status_code
+        == 422
+    )
+    assert (
+        ready.client.post(url, json={"lease_id": claim["lease_id"]}, headers=headers).status_code
+        == 422
+    )
+    assert (
+        ready.client.post(
+            url,
+            json={"label": "approve", "lease_id": claim["lease_id"], "comment": "x" * 5000},
+            headers=headers,
+        ).status_code
+        == 422
+    )
+    assert (
+        ready.client.post(
+            "/v1/cases/c_nope/label", json={"label": "approve", "lease_id": "l"}, headers=headers
+        ).status_code
+        == 404
+    )
     assert ready.label(claim, "approve").status_code == 200

@@ -24,8 +24,16 @@ def test_db_upgrade_creates_the_schema_in_wal_mode(database):
     path = database.removeprefix("sqlite:///")
     conn = sqlite3.connect(path)
     tables = {row[0] for row in conn.execute("select name from sqlite_master where type='table'")}
-    assert {"api_key", "task", "case", "routing", "lease", "label", "model_snapshot",
-            "alembic_version"} <= tables
+    assert {
+        "api_key",
+        "task",
+        "case",
+        "routing",
+        "lease",
+        "label",
+        "model_snapshot",
+        "alembic_version",
+    } <= tables
     assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 

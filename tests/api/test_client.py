@@ -40,8 +40,9 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def make(handler: Handler, **kwargs) -> TierlineClient:
-    return TierlineClient("http://tierline.test", "tl_key", transport=httpx.MockTransport(handler),
-                          **kwargs)
+    return TierlineClient(
+        "http://tierline.test", "tl_key", transport=httpx.MockTransport(handler), **kwargs
+    )
 
 
 def sequence(*responses: httpx.Response) -> tuple[Handler, list[httpx.Request]]:
@@ -109,24 +110,46 @@ def test_claim_returns_case_and_lease() -> None:
 @pytest.mark.parametrize(
     ("call", "method", "path", "body"),
     [
-        (lambda tl: tl.create_key("svc", "service"), "POST", "/v1/keys",
-         {"name": "svc", "role": "service"}),
+        (
+            lambda tl: tl.create_key("svc", "service"),
+            "POST",
+            "/v1/keys",
+            {"name": "svc", "role": "service"},
+        ),
         (lambda tl: tl.revoke_key("k_1"), "DELETE", "/v1/keys/k_1", None),
-        (lambda tl: tl.create_task("claims", ["a", "b"], {"x": "number"}, threshold=0.8),
-         "POST", "/v1/tasks",
-         {"name": "claims", "labels": ["a", "b"], "features": {"x": "number"}, "threshold": 0.8}),
+        (
+            lambda tl: tl.create_task("claims", ["a", "b"], {"x": "number"}, threshold=0.8),
+            "POST",
+            "/v1/tasks",
+            {"name": "claims", "labels": ["a", "b"], "features": {"x": "number"}, "threshold": 0.8},
+        ),
         (lambda tl: tl.get_task("claims"), "GET", "/v1/tasks/claims", None),
-        (lambda tl: tl.update_task("claims", automation="off"), "PATCH", "/v1/tasks/claims",
-         {"automation": "off"}),
-        (lambda tl: tl.send_case("claims", {"x": 1}, external_id="e1"), "POST",
-         "/v1/tasks/claims/cases", {"features": {"x": 1}, "external_id": "e1"}),
-        (lambda tl: tl.predict("claims", {"x": 1}), "POST", "/v1/tasks/claims/predict",
-         {"features": {"x": 1}}),
+        (
+            lambda tl: tl.update_task("claims", automation="off"),
+            "PATCH",
+            "/v1/tasks/claims",
+            {"automation": "off"},
+        ),
+        (
+            lambda tl: tl.send_case("claims", {"x": 1}, external_id="e1"),
+            "POST",
+            "/v1/tasks/claims/cases",
+            {"features": {"x": 1}, "external_id": "e1"},
+        ),
+        (
+            lambda tl: tl.predict("claims", {"x": 1}),
+            "POST",
+            "/v1/tasks/claims/predict",
+            {"features": {"x": 1}},
+        ),
         (lambda tl: tl.get_case("c_1"), "GET", "/v1/cases/c_1", None),
-        (lambda tl: tl.label("c_1", "a", "l_1", "looks fine"), "POST", "/v1/cases/c_1/label",
-         {"label": "a", "lease_id": "l_1", "comment": "looks fine"}),
-        (lambda tl: tl.release("c_1", "l_1"), "POST", "/v1/cases/c_1/release",
-         {"lease_id": "l_1"}),
+        (
+            lambda tl: tl.label("c_1", "a", "l_1", "looks fine"),
+            "POST",
+            "/v1/cases/c_1/label",
+            {"label": "a", "lease_id": "l_1", "comment": "looks fine"},
+        ),
+        (lambda tl: tl.release("c_1", "l_1"), "POST", "/v1/cases/c_1/release", {"lease_id": "l_1"}),
         (lambda tl: tl.correct("c_1", "b"), "POST", "/v1/cases/c_1/correct", {"label": "b"}),
         (lambda tl: tl.metrics("claims"), "GET", "/v1/tasks/claims/metrics", None),
         (lambda tl: tl.readyz(), "GET", "/readyz", None),
@@ -181,9 +204,17 @@ def test_send_cases_with_nothing_makes_no_call() -> None:
 # --- errors -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [(401, Unauthorized), (403, Forbidden), (404, NotFound), (409, Conflict),
-     (413, PayloadTooLarge), (422, InvalidInput), (429, RateLimited), (503, Unavailable),
-     (400, TierlineError)],
+    [
+        (401, Unauthorized),
+        (403, Forbidden),
+        (404, NotFound),
+        (409, Conflict),
+        (413, PayloadTooLarge),
+        (422, InvalidInput),
+        (429, RateLimited),
+        (503, Unavailable),
+        (400, TierlineError),
+    ],
 )
 def test_errors_map_to_classes(status: int, cls: type[TierlineError], sleeps) -> None:
     handler, _ = sequence(httpx.Response(status, json={"detail": "nope"}))
@@ -236,8 +267,7 @@ def test_retries_honour_retry_after(sleeps: list[float]) -> None:
 
 
 def test_backoff_grows_exponentially_with_jitter(sleeps: list[float]) -> None:
-    handler, seen = sequence(*[httpx.Response(503) for _ in range(5)],
-                             httpx.Response(200, json={}))
+    handler, seen = sequence(*[httpx.Response(503) for _ in range(5)], httpx.Response(200, json={}))
     make(handler, max_retries=5).metrics("claims")
     assert len(seen) == 6
     for attempt, wait in enumerate(sleeps):
@@ -246,8 +276,9 @@ def test_backoff_grows_exponentially_with_jitter(sleeps: list[float]) -> None:
 
 
 def test_gives_up_after_max_retries(sleeps: list[float]) -> None:
-    handler, seen = sequence(httpx.Response(429, headers={"Retry-After": "1"},
-                                            json={"detail": "rate limited"}))
+    handler, seen = sequence(
+        httpx.Response(429, headers={"Retry-After": "1"}, json={"detail": "rate limited"})
+    )
     with pytest.raises(RateLimited) as info:
         make(handler, max_retries=2).claim("claims")
     assert len(seen) == 3 and len(sleeps) == 2
@@ -308,26 +339,34 @@ def test_persistent_outage_raises_unavailable(sleeps) -> None:
 
 
 def test_readyz_does_not_wait(sleeps) -> None:
-    handler, seen = sequence(httpx.Response(503, headers={"Retry-After": "5"},
-                                            json={"detail": "loading models"}))
+    handler, seen = sequence(
+        httpx.Response(503, headers={"Retry-After": "5"}, json={"detail": "loading models"})
+    )
     with pytest.raises(Unavailable, match="loading models"):
         make(handler).readyz()
     assert len(seen) == 1 and sleeps == []
 
 
 def test_wait_ready_polls_until_ready(sleeps) -> None:
-    handler, seen = sequence(httpx.Response(503), httpx.Response(503),
-                             httpx.Response(200, json={"status": "ready"}))
+    handler, seen = sequence(
+        httpx.Response(503), httpx.Response(503), httpx.Response(200, json={"status": "ready"})
+    )
     assert make(handler).wait_ready(timeout=10) == {"status": "ready"}
     assert len(seen) == 3
 
 
 # --- frames -----------------------------------------------------------------------------
 def test_cases_frame_expands_features_and_proba() -> None:
-    frame = cases_frame([
-        {**CASE, "features": {"amount": 10.0}, "proba": {"a": 0.9, "b": 0.1},
-         "created_at": "2030-01-01T00:00:00+00:00"},
-    ])
+    frame = cases_frame(
+        [
+            {
+                **CASE,
+                "features": {"amount": 10.0},
+                "proba": {"a": 0.9, "b": 0.1},
+                "created_at": "2030-01-01T00:00:00+00:00",
+            },
+        ]
+    )
     assert {"features.amount", "proba.a", "proba.b"} <= set(frame.columns)
     assert frame.loc["c_1", "features.amount"] == 10.0
     assert str(frame["created_at"].dtype).startswith("datetime64")
@@ -337,8 +376,9 @@ def test_cases_frame_expands_features_and_proba() -> None:
 def test_curve_frame_has_columns_even_when_empty() -> None:
     empty = curve_frame({"points": []})
     assert empty.empty and "accuracy" in empty.columns
-    frame = curve_frame([{"labels": 5, "cases": 10, "accuracy": 0.8,
-                          "at": "2030-01-01T00:00:00+00:00"}])
+    frame = curve_frame(
+        [{"labels": 5, "cases": 10, "accuracy": 0.8, "at": "2030-01-01T00:00:00+00:00"}]
+    )
     assert frame.loc[0, "labels"] == 5 and frame["threshold"].isna().all()
 
 
@@ -351,6 +391,7 @@ def test_metrics_frame_shapes() -> None:
 
 
 def test_to_dataframe_unwraps_envelopes() -> None:
-    frame = to_dataframe({"data": [{"id": "k_1", "created_at": "2030-01-01T00:00:00Z"}],
-                          "count": 1})
+    frame = to_dataframe(
+        {"data": [{"id": "k_1", "created_at": "2030-01-01T00:00:00Z"}], "count": 1}
+    )
     assert list(frame["id"]) == ["k_1"]

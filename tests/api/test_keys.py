@@ -2,8 +2,9 @@ from tests.utils.factories import ADMIN_KEY, auth
 
 
 def test_create_key_shows_key_once_and_lists_without_it(api):
-    created = api.client.post("/v1/keys", json={"name": "svc-a", "role": "service"},
-                              headers=api.admin)
+    created = api.client.post(
+        "/v1/keys", json={"name": "svc-a", "role": "service"}, headers=api.admin
+    )
     assert created.status_code == 201
     body = created.json()
     assert set(body) == {"id", "name", "role", "key"}
@@ -26,8 +27,9 @@ def test_keys_are_stored_as_hashes(api, settings):
 
 
 def test_revoked_key_gets_401(api):
-    created = api.client.post("/v1/keys", json={"name": "r", "role": "reviewer"},
-                              headers=api.admin).json()
+    created = api.client.post(
+        "/v1/keys", json={"name": "r", "role": "reviewer"}, headers=api.admin
+    ).json()
     assert api.client.get("/v1/me", headers=auth(created["key"])).status_code == 200
     assert api.client.delete(f"/v1/keys/{created['id']}", headers=api.admin).status_code == 204
     assert api.client.get("/v1/me", headers=auth(created["key"])).status_code == 401

@@ -18,8 +18,9 @@ def test_claim_label_learns_and_counts_model_version(api):
     assert body["status"] == "decided" and body["decision"] == "reject"
     task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
     assert task["model_version"] == 1
-    after = api.client.post("/v1/tasks/claims/predict", json={"features": CASE},
-                            headers=api.admin).json()
+    after = api.client.post(
+        "/v1/tasks/claims/predict", json={"features": CASE}, headers=api.admin
+    ).json()
     assert after["proba"]["reject"] > case["proba"]["reject"]
 
 
@@ -92,21 +93,28 @@ def test_release_returns_case_to_queue(api):
     api.create_task()
     api.send("claims", CASE)
     claim = api.claim("claims")
-    response = api.client.post(f"/v1/cases/{claim['case']['id']}/release",
-                               json={"lease_id": claim["lease_id"]}, headers=api.as_("reviewer"))
+    response = api.client.post(
+        f"/v1/cases/{claim['case']['id']}/release",
+        json={"lease_id": claim["lease_id"]},
+        headers=api.as_("reviewer"),
+    )
     assert response.status_code == 204
     again = api.claim("claims", "bob")
     assert again["case"]["id"] == claim["case"]["id"]
-    stale = api.client.post(f"/v1/cases/{claim['case']['id']}/release",
-                            json={"lease_id": claim["lease_id"]}, headers=api.as_("reviewer"))
+    stale = api.client.post(
+        f"/v1/cases/{claim['case']['id']}/release",
+        json={"lease_id": claim["lease_id"]},
+        headers=api.as_("reviewer"),
+    )
     assert stale.status_code == 409
 
 
 def test_queue_serves_most_uncertain_first(api):
     api.create_task(min_labels=5)
     api.teach("claims", 40)
-    sent = [api.send("claims", claims_case(__import__("random").Random(i))[0])
-            for i in range(100, 120)]
+    sent = [
+        api.send("claims", claims_case(__import__("random").Random(i))[0]) for i in range(100, 120)
+    ]
     margins = {}
     for c in sent:
         ordered = sorted(c["proba"].values(), reverse=True)
@@ -124,11 +132,17 @@ def test_correction_is_appended_and_learned(api):
     api.send("claims", CASE)
     claim = api.claim("claims")
     api.label(claim, "approve")
-    fixed = api.client.post(f"/v1/cases/{claim['case']['id']}/correct",
-                            json={"label": "reject"}, headers=api.as_("reviewer"))
+    fixed = api.client.post(
+        f"/v1/cases/{claim['case']['id']}/correct",
+        json={"label": "reject"},
+        headers=api.as_("reviewer"),
+    )
     assert fixed.status_code == 200 and fixed.json()["label"] == "reject"
     assert fixed.json()["decision"] == "reject"
     assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["model_version"] == 2
-    other = api.client.post(f"/v1/cases/{claim['case']['id']}/correct",
-                            json={"label": "approve"}, headers=api.as_("reviewer", "mallory"))
+    other = api.client.post(
+        f"/v1/cases/{claim['case']['id']}/correct",
+        json={"label": "approve"},
+        headers=api.as_("reviewer", "mallory"),
+    )
     assert other.status_code == 403

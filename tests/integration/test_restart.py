@@ -23,20 +23,32 @@ def probe_set() -> list[dict]:
 def observe(client: httpx.Client) -> dict:
     task = client.get("/v1/tasks/claims").json()
     metrics = client.get("/v1/tasks/claims/metrics").json()
-    probes = [client.post("/v1/tasks/claims/predict", json={"features": x}).json()["proba"]
-              for x in probe_set()]
+    probes = [
+        client.post("/v1/tasks/claims/predict", json={"features": x}).json()["proba"]
+        for x in probe_set()
+    ]
     return {"version": task["model_version"], "metrics": metrics, "probes": probes}
 
 
 def test_kill_9_loses_no_acknowledged_case_or_label(tmp_path):
-    env = {"TIERLINE_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}",
-           "TIERLINE_ADMIN_KEY": ADMIN_KEY, "TIERLINE_ENV": "dev",
-           "TIERLINE_SNAPSHOT_EVERY": "30"}
+    env = {
+        "TIERLINE_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}",
+        "TIERLINE_ADMIN_KEY": ADMIN_KEY,
+        "TIERLINE_ENV": "dev",
+        "TIERLINE_SNAPSHOT_EVERY": "30",
+    }
     server = ServerProcess(env, log=tmp_path / "server.log").start()
     admin = httpx.Client(base_url=server.url, headers=auth(ADMIN_KEY), timeout=10)
-    admin.post("/v1/tasks", json={"name": "claims", "labels": ["approve", "reject"],
-                                  "features": CLAIMS_FEATURES, "min_labels": 20,
-                                  "threshold": 0.7}).raise_for_status()
+    admin.post(
+        "/v1/tasks",
+        json={
+            "name": "claims",
+            "labels": ["approve", "reject"],
+            "features": CLAIMS_FEATURES,
+            "min_labels": 20,
+            "threshold": 0.7,
+        },
+    ).raise_for_status()
     reviewer = admin.post("/v1/keys", json={"name": "rev", "role": "reviewer"}).json()["key"]
     rev = httpx.Client(base_url=server.url, headers=auth(reviewer), timeout=10)
 
@@ -52,8 +64,10 @@ def test_kill_9_loses_no_acknowledged_case_or_label(tmp_path):
             break
         claim = claim.json()
         case_id = claim["case"]["id"]
-        response = rev.post(f"/v1/cases/{case_id}/label",
-                            json={"label": truth[case_id], "lease_id": claim["lease_id"]})
+        response = rev.post(
+            f"/v1/cases/{case_id}/label",
+            json={"label": truth[case_id], "lease_id": claim["lease_id"]},
+        )
         assert response.status_code == 200
         labelled[case_id] = truth[case_id]
 
@@ -66,8 +80,9 @@ def test_kill_9_loses_no_acknowledged_case_or_label(tmp_path):
             load_rng = random.Random(5)
             while not stop.is_set():
                 try:
-                    r = c.post("/v1/tasks/claims/cases", json={"features":
-                                                                claims_case(load_rng)[0]})
+                    r = c.post(
+                        "/v1/tasks/claims/cases", json={"features": claims_case(load_rng)[0]}
+                    )
                 except httpx.TransportError:
                     return
                 if r.status_code == 201:
@@ -100,6 +115,10 @@ def test_kill_9_loses_no_acknowledged_case_or_label(tmp_path):
     claimed = set()
     while (claim := rev.post("/v1/tasks/claims/queue/claim")).status_code == 200:
         claimed.add(claim.json()["case"]["id"])
-    assert {c for c in waiting_before if admin.get(f"/v1/cases/{c}").json()["route"] != "auto"
-            or admin.get(f"/v1/cases/{c}").json()["audit"]} <= claimed
+    assert {
+        c
+        for c in waiting_before
+        if admin.get(f"/v1/cases/{c}").json()["route"] != "auto"
+        or admin.get(f"/v1/cases/{c}").json()["audit"]
+    } <= claimed
     assert server.stop() == 0

@@ -70,7 +70,11 @@ def test_load_stream_agrawal_has_categories():
 def test_load_stream_tickets_mixes_kinds_and_absent_features():
     stream = load_stream("tickets", n=300)
     assert {spec.kind for spec in stream.schema.values()} == {
-        "number", "category", "text", "boolean"}
+        "number",
+        "category",
+        "text",
+        "boolean",
+    }
     rows = list(stream.rows)
     assert any("subject" not in x for x, _ in rows)
     assert any("amount" not in x for x, _ in rows)

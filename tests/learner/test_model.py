@@ -109,8 +109,12 @@ def test_forest_beats_linear_on_non_linear_data():
 
 @pytest.mark.parametrize(
     ("labels", "family", "error"),
-    [(["only"], "linear", "two distinct"), (["a", "a"], "linear", "two distinct"),
-     (["a", "b"], "boosted", "unknown model family"), ([1, 2], "linear", "strings")],
+    [
+        (["only"], "linear", "two distinct"),
+        (["a", "a"], "linear", "two distinct"),
+        (["a", "b"], "boosted", "unknown model family"),
+        ([1, 2], "linear", "strings"),
+    ],
 )
 def test_task_model_rejects_bad_arguments(labels, family, error):
     with pytest.raises(LearnerError, match=error):
@@ -119,8 +123,11 @@ def test_task_model_rejects_bad_arguments(labels, family, error):
 
 def test_task_model_rejects_binary_classifier_for_three_labels():
     with pytest.raises(LearnerError, match="binary"):
-        TaskModel(["a", "b", "c"], parse_schema({"v": "number"}),
-                  classifier=linear_model.LogisticRegression())
+        TaskModel(
+            ["a", "b", "c"],
+            parse_schema({"v": "number"}),
+            classifier=linear_model.LogisticRegression(),
+        )
 
 
 # --- explanations ---------------------------------------------------------------------------
@@ -150,8 +157,12 @@ def test_explain_one_is_signed_toward_the_suggestion():
 
 def test_explain_one_multiclass_linear_points_at_the_text():
     model, rows = trained("tickets", "linear", n=500)
-    x = {"channel": "email", "customer_years": 5.0, "vip": False,
-         "subject": "refund money charged twice"}
+    x = {
+        "channel": "email",
+        "customer_years": 5.0,
+        "vip": False,
+        "subject": "refund money charged twice",
+    }
     assert model.explain_one(x)[0][0] == "subject"
 
 
@@ -167,7 +178,12 @@ def test_to_bytes_round_trip_gives_identical_predictions_and_learning(family):
     model, rows = trained("tickets", family, n=150)
     copy = TaskModel.from_bytes(model.to_bytes())
     assert (copy.labels, copy.schema, copy.family, copy.seed, copy.n_learned) == (
-        model.labels, model.schema, model.family, model.seed, model.n_learned)
+        model.labels,
+        model.schema,
+        model.family,
+        model.seed,
+        model.n_learned,
+    )
     for x, y in rows:
         assert copy.predict_proba_one(x) == model.predict_proba_one(x)
         copy.learn_one(x, y)
@@ -234,8 +250,13 @@ for family in ("linear", "forest"):
 def fingerprint(hash_seed: str) -> str:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     done = subprocess.run(
-        [sys.executable, "-c", FINGERPRINT], cwd=ROOT, env=env, capture_output=True,
-        text=True, check=True, timeout=120,
+        [sys.executable, "-c", FINGERPRINT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     return done.stdout
 

@@ -33,9 +33,7 @@ def route(proba, policy=POLICY, n_labels=80, case_key="c1"):
 
 def key_with_draw(below: bool, rate: float) -> str:
     """A case key whose audit draw is below (or not below) ``rate``."""
-    return next(
-        k for k in map(str, range(10_000)) if (audit_draw("fraud", k) < rate) == below
-    )
+    return next(k for k in map(str, range(10_000)) if (audit_draw("fraud", k) < rate) == below)
 
 
 def test_route_case_confident_goes_to_auto():
@@ -97,7 +95,11 @@ def test_route_case_uses_threshold_note():
 def test_route_case_without_model_goes_to_assist():
     decision = route({})
     assert (decision.route, decision.suggestion, decision.confidence, decision.margin) == (
-        "assist", None, 0.0, 0.0)
+        "assist",
+        None,
+        0.0,
+        0.0,
+    )
     assert decision.reasons == ["no model to score the case"]
 
 
@@ -109,7 +111,8 @@ def test_route_case_reason_shows_enough_decimals_to_see_the_gap():
     decision = route({"ok": 0.9296, "fraud": 0.0704})
     assert decision.reasons == ["confidence 0.9296 < threshold 0.9300"]
     assert route({"ok": 0.9712, "fraud": 0.0288}).reasons[0] == (
-        "confidence 0.971 >= threshold 0.93")
+        "confidence 0.971 >= threshold 0.93"
+    )
 
 
 def test_route_case_ties_go_to_first_label():
@@ -118,8 +121,12 @@ def test_route_case_ties_go_to_first_label():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"threshold": math.nan}, {"threshold": 0.9, "audit_rate": 0.0},
-     {"threshold": 0.9, "audit_rate": 1.5}, {"threshold": 0.9, "min_labels": -1}],
+    [
+        {"threshold": math.nan},
+        {"threshold": 0.9, "audit_rate": 0.0},
+        {"threshold": 0.9, "audit_rate": 1.5},
+        {"threshold": 0.9, "min_labels": -1},
+    ],
 )
 def test_routing_policy_rejects_bad_values(kwargs):
     with pytest.raises(LearnerError):

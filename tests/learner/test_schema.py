@@ -129,12 +129,22 @@ def test_schema_to_json_is_compact():
 
 def test_infer_schema_guesses_kinds():
     schema = infer_schema(
-        {"vip": True, "n": 3, "amount": 9.5, "country": "FR",
-         "note": "the parcel arrived two weeks late", "id": "x" * 40}
+        {
+            "vip": True,
+            "n": 3,
+            "amount": 9.5,
+            "country": "FR",
+            "note": "the parcel arrived two weeks late",
+            "id": "x" * 40,
+        }
     )
     assert {name: spec.kind for name, spec in schema.items()} == {
-        "vip": "boolean", "n": "number", "amount": "number", "country": "category",
-        "note": "text", "id": "category",
+        "vip": "boolean",
+        "n": "number",
+        "amount": "number",
+        "country": "category",
+        "note": "text",
+        "id": "category",
     }
     assert all(spec.required for spec in schema.values())
 
@@ -234,8 +244,11 @@ def test_validate_features_rejects_non_dict():
 
 @given(
     st.fixed_dictionaries(
-        {"amount": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-10**6, 10**6),
-         "country": st.text(max_size=20) | st.integers()},
+        {
+            "amount": st.floats(allow_nan=False, allow_infinity=False)
+            | st.integers(-(10**6), 10**6),
+            "country": st.text(max_size=20) | st.integers(),
+        },
         optional={"note": st.text(max_size=50) | st.none(), "vip": st.booleans()},
     )
 )

@@ -50,8 +50,13 @@ class Api:
         return auth(self.key(role, name))
 
     def create_task(self, name: str = "claims", **settings: Any) -> dict[str, Any]:
-        body = {"name": name, "labels": ["approve", "reject"], "features": CLAIMS_FEATURES,
-                "min_labels": 10, **settings}
+        body = {
+            "name": name,
+            "labels": ["approve", "reject"],
+            "features": CLAIMS_FEATURES,
+            "min_labels": 10,
+            **settings,
+        }
         response = self.client.post("/v1/tasks", json=body, headers=self.admin)
         assert response.status_code == 201, response.text
         return response.json()
@@ -60,14 +65,16 @@ class Api:
         body: dict[str, Any] = {"features": features}
         if external_id is not None:
             body["external_id"] = external_id
-        response = self.client.post(f"/v1/tasks/{task}/cases", json=body,
-                                    headers=self.as_("service"))
+        response = self.client.post(
+            f"/v1/tasks/{task}/cases", json=body, headers=self.as_("service")
+        )
         assert response.status_code in (200, 201), response.text
         return response.json()
 
     def claim(self, task: str, reviewer: str = "test-reviewer") -> dict[str, Any] | None:
-        response = self.client.post(f"/v1/tasks/{task}/queue/claim",
-                                    headers=self.as_("reviewer", reviewer))
+        response = self.client.post(
+            f"/v1/tasks/{task}/queue/claim", headers=self.as_("reviewer", reviewer)
+        )
         if response.status_code == 204:
             return None
         assert response.status_code == 200, response.text
