@@ -41,6 +41,7 @@ def _raise_stop(*_: object) -> None:
 
 
 def run_demo(*, api_port: int, ui_port: int, rate: float) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.setdefault("TIERLINE_ENV", "dev")
     get_settings.cache_clear()
     settings = get_settings()
@@ -48,13 +49,14 @@ def run_demo(*, api_port: int, ui_port: int, rate: float) -> None:
     keys = _demo_keys(settings.database_url)
     api_url = f"http://127.0.0.1:{api_port}"
     env = {**os.environ, "TIERLINE_API_URL": api_url}
+    # own sessions: Ctrl-C reaches only this process, which then stops the children in order
+    serve = [sys.executable, "-m", "api.cli", "serve", "--port", str(api_port)]
     children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(api_port)], env=env
-        ),
-        subprocess.Popen(ui_command(ui_port), env=env),
+        subprocess.Popen(serve, env=env, start_new_session=True),
+        subprocess.Popen(ui_command(ui_port), env=env, start_new_session=True),
     ]
-    signal.signal(signal.SIGTERM, _raise_stop)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_stop)
     try:
         with httpx.Client(
             base_url=api_url, timeout=10, headers={"Authorization": f"Bearer {keys['admin']}"}
@@ -66,7 +68,7 @@ def run_demo(*, api_port: int, ui_port: int, rate: float) -> None:
             _warm_start(api_url, keys, islice(rows, WARM_START))
             _banner(api_url, ui_port, keys)
             _feed(api_url, keys["service"], rows, rate)
-    except (KeyboardInterrupt, Stop):
+    except Stop:
         pass
     finally:
         print("\nstopping tierline demo ...", flush=True)

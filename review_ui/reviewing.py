@@ -57,8 +57,17 @@ KEEP_DONE = 50
 def setup(state: State) -> None:
     """Create the review keys once per session."""
     defaults: dict[str, Any] = {
-        TASK: None, CURRENT: None, PREFETCHED: None, SKIPPED: set(), DONE: [], COUNT: 0,
-        PENDING: None, NOTICE: None, EMPTY: False, ONLY_SKIPPED: 0, CLAIM_ERROR: None,
+        TASK: None,
+        CURRENT: None,
+        PREFETCHED: None,
+        SKIPPED: set(),
+        DONE: [],
+        COUNT: 0,
+        PENDING: None,
+        NOTICE: None,
+        EMPTY: False,
+        ONLY_SKIPPED: 0,
+        CLAIM_ERROR: None,
         CORRECTING: False,
     }
     for name, value in defaults.items():
@@ -165,7 +174,11 @@ def switch_task(client: TierlineClient, state: State, task: str | None) -> None:
     release_all(client, state)
     state[TASK] = task
     state[EMPTY], state[ONLY_SKIPPED], state[CLAIM_ERROR], state[CORRECTING] = (
-        False, 0, None, False)
+        False,
+        0,
+        None,
+        False,
+    )
 
 
 def retry_claim(client: TierlineClient, state: State) -> None:
@@ -188,9 +201,14 @@ def submit_label(client: TierlineClient, state: State, label: str) -> None:
         return
     comment = (state.get(COMMENT) or "").strip() or None
     state[PENDING] = {
-        "action": "label", "case_id": claim["case"]["id"], "lease_id": claim["lease_id"],
-        "label": label, "comment": comment, "task": state[TASK],
-        "suggestion": claim["case"].get("suggestion"), "at": time.time(),
+        "action": "label",
+        "case_id": claim["case"]["id"],
+        "lease_id": claim["lease_id"],
+        "label": label,
+        "comment": comment,
+        "task": state[TASK],
+        "suggestion": claim["case"].get("suggestion"),
+        "at": time.time(),
     }
     send_pending(client, state)
 
@@ -201,8 +219,14 @@ def correct_last(client: TierlineClient, state: State, label: str) -> None:
         return
     last = state[DONE][-1]
     comment = (state.get(COMMENT) or "").strip() or None
-    state[PENDING] = {"action": "correct", "case_id": last["case_id"], "label": label,
-                      "previous": last["label"], "comment": comment, "at": time.time()}
+    state[PENDING] = {
+        "action": "correct",
+        "case_id": last["case_id"],
+        "label": label,
+        "previous": last["label"],
+        "comment": comment,
+        "at": time.time(),
+    }
     send_pending(client, state)
 
 
@@ -213,15 +237,17 @@ def send_pending(client: TierlineClient, state: State) -> None:
         return
     try:
         if pending["action"] == "label":
-            client.label(pending["case_id"], pending["label"], pending["lease_id"],
-                         pending["comment"])
+            client.label(
+                pending["case_id"], pending["label"], pending["lease_id"], pending["comment"]
+            )
         else:
             client.correct(pending["case_id"], pending["label"], pending["comment"])
     except TierlineError as error:
         if _unavailable(error):
-            logger.warning("%s of %s kept for retry: %s", pending["action"], pending["case_id"],
-                           error)
-            notify(state, "error", _kept_message(pending, error))
+            logger.warning(
+                "%s of %s kept for retry: %s", pending["action"], pending["case_id"], error
+            )
+            pending["error"] = kept_message(pending, error)
             return
         state[PENDING] = None
         _refused(client, state, pending, error)
@@ -232,23 +258,41 @@ def send_pending(client: TierlineClient, state: State) -> None:
     if pending["action"] == "label":
         _labelled(client, state, pending)
     else:
-        state[DONE][-1]["label"] = pending["label"]
-        notify(state, "success", f"Case {pending['case_id']} relabelled "
-                                 f"{pending['previous']} → {pending['label']}.")
+        for entry in state[DONE]:
+            if entry["case_id"] == pending["case_id"]:
+                entry["label"] = pending["label"]
+        notify(
+            state,
+            "success",
+            f"Case {pending['case_id']} relabelled {pending['previous']} → {pending['label']}.",
+        )
 
 
-def _kept_message(pending: dict[str, Any], error: TierlineError) -> str:
+def kept_message(pending: dict[str, Any], error: TierlineError | None = None) -> str:
+    """Tell the reviewer their submission is kept and how to send it."""
     what = "label" if pending["action"] == "label" else "correction"
-    reason = ("cannot be reached" if error.status is None
-              else f"is unavailable right now ({error.message})")
-    return (f"The tierline API {reason}. Your {what} “{pending['label']}” for case "
-            f"{pending['case_id']} is kept and will be sent when you press Retry.")
+    if error is None:
+        reason = "has not confirmed it yet"
+    elif error.status is None:
+        reason = "cannot be reached"
+    else:
+        reason = f"is unavailable right now ({error.message})"
+    return (
+        f"The tierline API {reason}. Your {what} “{pending['label']}” for case "
+        f"{pending['case_id']} is kept and will be sent when you press Retry."
+    )
 
 
 def _labelled(client: TierlineClient, state: State, pending: dict[str, Any]) -> None:
     state[COUNT] += 1
-    state[DONE].append({"case_id": pending["case_id"], "task": pending["task"],
-                        "label": pending["label"], "suggestion": pending["suggestion"]})
+    state[DONE].append(
+        {
+            "case_id": pending["case_id"],
+            "task": pending["task"],
+            "label": pending["label"],
+            "suggestion": pending["suggestion"],
+        }
+    )
     del state[DONE][:-KEEP_DONE]
     current = state[CURRENT]
     if current and current["case"]["id"] == pending["case_id"]:
@@ -266,8 +310,13 @@ def _refused(
         notify(state, "error", f"The correction was not accepted: {error.message}")
         return
     if isinstance(error, Conflict | NotFound):
-        notify(state, "warning", CONFLICT_MESSAGE if isinstance(error, Conflict)
-               else f"Case {pending['case_id']} no longer exists; here is the next one.")
+        notify(
+            state,
+            "warning",
+            CONFLICT_MESSAGE
+            if isinstance(error, Conflict)
+            else f"Case {pending['case_id']} no longer exists; here is the next one.",
+        )
         state[CURRENT] = None
         ensure_case(client, state)
         return

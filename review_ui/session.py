@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import streamlit as st
 
@@ -39,7 +39,7 @@ def make_client(key: str) -> TierlineClient:
 
 def state() -> MutableMapping[str, Any]:
     """This browser session's state (a seam for tests)."""
-    return st.session_state
+    return cast(MutableMapping[str, Any], st.session_state)
 
 
 def signed_in() -> bool:

@@ -395,3 +395,9 @@ def test_to_dataframe_unwraps_envelopes() -> None:
         {"data": [{"id": "k_1", "created_at": "2030-01-01T00:00:00Z"}], "count": 1}
     )
     assert list(frame["id"]) == ["k_1"]
+
+
+def test_client_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(client_module).failed == 0

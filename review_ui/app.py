@@ -1,0 +1,106 @@
+"""tierline review UI entry point: ``streamlit run review_ui/app.py``.
+
+Sign in with an API key in the sidebar; the pages offered follow the key's role.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(HERE.parent))
+
+from review_ui import reviewing, session  # noqa: E402
+
+logger = logging.getLogger("review_ui")
+
+PAGES = {
+    "review": ("views/review.py", "Review", ":material/task_alt:"),
+    "dashboard": ("views/dashboard.py", "Dashboard", ":material/monitoring:"),
+    "admin": ("views/admin.py", "Admin", ":material/admin_panel_settings:"),
+}
+PAGES_BY_ROLE = {
+    "reviewer": ["review"],
+    "analyst": ["dashboard"],
+    "admin": ["review", "dashboard", "admin"],
+}
+
+
+def _submit_key() -> None:
+    if session.sign_in(st.session_state.get("signin_key", "")):
+        st.session_state["signin_key"] = ""
+
+
+def sign_in_form() -> None:
+    """The sidebar form that takes an API key."""
+    with st.sidebar.form("signin", border=False):
+        st.text_input(
+            "API key", type="password", key="signin_key", autocomplete="off", placeholder="tl_…"
+        )
+        st.form_submit_button("Sign in", type="primary", on_click=_submit_key)
+    error = st.session_state.get(session.SIGNIN_ERROR)
+    if error:
+        st.sidebar.error(error)
+
+
+def welcome() -> None:
+    """The only page before sign-in."""
+    st.title("tierline")
+    st.write("Sign in with your API key in the sidebar to review cases or read the dashboard.")
+    st.caption(f"API: {session.api_url()}")
+
+
+def no_pages() -> None:
+    st.title("tierline")
+    st.warning(
+        f"Keys with the role “{session.role()}” have no pages in the review UI. "
+        "Use an admin, reviewer or analyst key."
+    )
+
+
+def account_box() -> None:
+    """Who is signed in, and the sign-out button."""
+    who = session.me()
+    st.sidebar.markdown(f"**{who['name']}** · {who['role']}")
+    pending = st.session_state.get(reviewing.PENDING)
+    if pending:
+        st.sidebar.warning(
+            f"Your {'label' if pending['action'] == 'label' else 'correction'} "
+            f"“{pending['label']}” for case {pending['case_id']} has not been sent yet; "
+            "signing out now discards it."
+        )
+    label = "Sign out and discard it" if pending else "Sign out"
+    st.sidebar.button(label, key="signout", on_click=session.sign_out)
+
+
+def main() -> None:
+    st.set_page_config(page_title="tierline", layout="wide")
+    if not session.signed_in():
+        sign_in_form()
+        pages = [st.Page(welcome, title="Sign in", url_path="signin", default=True)]
+    else:
+        names = PAGES_BY_ROLE.get(session.role() or "", [])
+        pages = [
+            st.Page(
+                HERE / PAGES[name][0],
+                title=PAGES[name][1],
+                icon=PAGES[name][2],
+                url_path=name,
+                default=index == 0,
+            )
+            for index, name in enumerate(names)
+        ]
+        if not pages:
+            pages = [st.Page(no_pages, title="tierline", url_path="none", default=True)]
+    page = st.navigation(pages, position="sidebar" if len(pages) > 1 else "hidden")
+    if session.signed_in():
+        account_box()
+    page.run()
+
+
+main()

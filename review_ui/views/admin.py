@@ -1,0 +1,254 @@
+"""Admin page: tasks and their automation switch, API keys, threshold history."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import streamlit as st
+
+from api.client import TierlineClient, TierlineError
+from review_ui import session
+
+logger = logging.getLogger(__name__)
+
+ROLES = ["reviewer", "analyst", "service", "admin"]
+RULES_HELP = (
+    'A JSON list, e.g. [{"feature": "amount", "op": ">", "value": 10000}]. '
+    "Ops: > >= < <= == != in not_in missing. Matching cases always go to a person."
+)
+FEATURES_HELP = (
+    "A JSON object of name → type (number, category, text, boolean), e.g. "
+    '{"amount": "number", "country": "category"}. Leave empty to infer it from '
+    "the first case."
+)
+
+
+class FormError(ValueError):
+    """A form field that cannot be used as entered."""
+
+
+def parse_json(text: str, field: str, kind: type) -> Any:
+    """Parse an optional JSON field; ``None`` when empty."""
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FormError(f"{field}: not valid JSON ({error.msg}, line {error.lineno})") from error
+    if not isinstance(value, kind):
+        raise FormError(f"{field}: expected a JSON {'object' if kind is dict else 'list'}")
+    return value
+
+
+def parse_labels(text: str) -> list[str]:
+    """Comma- or newline-separated labels, in order, blanks dropped."""
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+# --- tasks ------------------------------------------------------------------------------
+def _set_automation(tl: TierlineClient, name: str) -> None:
+    on = st.session_state[f"ad_auto_{name}"]
+    try:
+        tl.update_task(name, automation="on" if on else "off")
+    except TierlineError as error:
+        del st.session_state[f"ad_auto_{name}"]  # the toggle falls back to the task's state
+        st.session_state["ad_notice"] = ("error", f"{name}: {session.describe(error)}")
+        return
+    st.session_state["ad_notice"] = (
+        "success",
+        f"Automation for “{name}” switched {'on' if on else 'off'}.",
+    )
+
+
+def task_list(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
+    """Existing tasks with their kill switch."""
+    if not tasks:
+        st.caption("No tasks yet.")
+        return
+    rows = [
+        {
+            "task": t["name"],
+            "labels": ", ".join(t.get("labels", [])),
+            "mode": t.get("mode"),
+            "automation": t.get("automation"),
+            "threshold": t.get("threshold"),
+            "target_error": t.get("target_error"),
+            "audit_rate": t.get("audit_rate"),
+            "min_labels": t.get("min_labels"),
+            "model": t.get("model"),
+            "rules": len(t.get("rules") or []),
+        }
+        for t in tasks
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.markdown("**Automation** (switching it off sends every case to people)")
+    for task in tasks:
+        name = task["name"]
+        st.toggle(
+            f"{name} — mode {task.get('mode', '—')}",
+            key=f"ad_auto_{name}",
+            value=task.get("automation") == "on",
+            on_change=_set_automation,
+            args=(tl, name),
+        )
+
+
+def create_task_form(tl: TierlineClient) -> None:
+    """A form for a new task."""
+    with st.form("ad_create_task"):
+        st.markdown("**New task**")
+        name = st.text_input("Name", placeholder="claims", help="a-z, 0-9, - and _; up to 64")
+        labels = st.text_input(
+            "Labels",
+            placeholder="approve, reject",
+            help="Comma-separated, in the order reviewers see them (keys 1–9).",
+        )
+        features = st.text_area("Features (JSON, optional)", help=FEATURES_HELP, height=100)
+        first, second, third = st.columns(3)
+        target_error = first.number_input(
+            "Target error", 0.001, 0.5, 0.05, step=0.01, format="%.3f"
+        )
+        audit_rate = second.number_input("Audit rate", 0.0, 1.0, 0.05, step=0.01, format="%.3f")
+        min_labels = third.number_input("Min labels", 0, 1_000_000, 50, step=10)
+        first, second, third = st.columns(3)
+        threshold = first.number_input("Threshold", 0.0, 1.0, 0.9, step=0.01, format="%.3f")
+        delta = second.number_input(
+            "δ (1 − confidence)", 0.001, 0.5, 0.05, step=0.01, format="%.3f"
+        )
+        model = third.selectbox("Model", ["linear", "forest"])
+        rules = st.text_area("Guardrail rules (JSON, optional)", help=RULES_HELP, height=100)
+        submitted = st.form_submit_button("Create task", type="primary")
+    if not submitted:
+        return
+    try:
+        body: dict[str, Any] = {
+            "target_error": target_error,
+            "audit_rate": audit_rate,
+            "min_labels": int(min_labels),
+            "threshold": threshold,
+            "delta": delta,
+            "model": model,
+        }
+        parsed_rules = parse_json(rules, "rules", list)
+        if parsed_rules is not None:
+            body["rules"] = parsed_rules
+        created = tl.create_task(
+            name.strip(), parse_labels(labels), parse_json(features, "features", dict), **body
+        )
+    except FormError as error:
+        st.error(str(error))
+        return
+    except TierlineError as error:
+        st.error(f"The task was not created: {session.describe(error)}")
+        return
+    logger.info("task %s created", created.get("name"))
+    st.success(f"Task “{created['name']}” created (mode {created.get('mode', 'assist')}).")
+
+
+# --- keys -------------------------------------------------------------------------------
+def create_key_form(tl: TierlineClient) -> None:
+    """Create a key and show its secret once."""
+    with st.form("ad_create_key", clear_on_submit=True):
+        st.markdown("**New key**")
+        left, right = st.columns(2)
+        name = left.text_input("Key name", placeholder="alice")
+        role = right.selectbox("Role", ROLES)
+        submitted = st.form_submit_button("Create key", type="primary")
+    if not submitted:
+        return
+    if not name.strip():
+        st.error("name: give the key a name.")
+        return
+    try:
+        created = tl.create_key(name.strip(), role)
+    except TierlineError as error:
+        st.error(f"The key was not created: {session.describe(error)}")
+        return
+    logger.info("key %s (%s) created", created.get("id"), created.get("role"))
+    st.warning(
+        f"Key for “{created['name']}” ({created['role']}). Copy it now: it will not be shown again."
+    )
+    st.code(created["key"], language=None)
+
+
+def key_list(tl: TierlineClient) -> None:
+    """All keys, and revoking one."""
+    try:
+        keys = tl.list_keys()
+    except TierlineError as error:
+        st.error(session.describe(error))
+        return
+    if not keys:
+        st.caption("No keys yet.")
+        return
+    st.dataframe(keys, hide_index=True, width="stretch")
+    active = {k["id"]: k for k in keys if not k.get("revoked")}
+    if not active:
+        return
+    with st.form("ad_revoke_key"):
+        st.markdown("**Revoke a key**")
+        key_id = st.selectbox(
+            "Key",
+            list(active),
+            format_func=lambda i: f"{active[i]['name']} ({active[i]['role']}) {i}",
+        )
+        sure = st.checkbox("Yes, revoke it: its holder loses access at once")
+        submitted = st.form_submit_button("Revoke key")
+    if not submitted:
+        return
+    if not sure:
+        st.error("Tick the box to confirm.")
+        return
+    try:
+        tl.revoke_key(key_id)
+    except TierlineError as error:
+        st.error(f"The key was not revoked: {session.describe(error)}")
+        return
+    own = " (the key you are signed in with)" if key_id == session.me().get("id") else ""
+    st.session_state["ad_notice"] = ("success", f"Key {key_id} revoked{own}.")
+    st.rerun()
+
+
+# --- history ----------------------------------------------------------------------------
+def history_table(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
+    if not tasks:
+        st.caption("No tasks yet.")
+        return
+    name = st.selectbox("Task", [t["name"] for t in tasks], key="ad_history_task")
+    try:
+        entries = tl.history(name)
+    except TierlineError as error:
+        st.error(session.describe(error))
+        return
+    if entries:
+        st.dataframe(entries, hide_index=True, width="stretch")
+    else:
+        st.caption("No threshold or mode changes yet.")
+
+
+def main() -> None:
+    tl = session.client()
+    st.title("Admin")
+    notice = st.session_state.pop("ad_notice", None)
+    if notice:
+        getattr(st, notice[0])(notice[1])
+    tasks_tab, keys_tab, history_tab = st.tabs(["Tasks", "Keys", "Threshold history"])
+    with tasks_tab:
+        create_task_form(tl)
+        try:
+            tasks = tl.list_tasks()
+        except TierlineError as error:
+            st.error(session.describe(error))
+            tasks = []
+        task_list(tl, tasks)
+    with keys_tab:
+        create_key_form(tl)
+        key_list(tl)
+    with history_tab:
+        history_table(tl, tasks)
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__
+    main()

@@ -1,0 +1,245 @@
+"""Dashboard page: how a task is learning and how far automation can be trusted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from api.client import TierlineClient, TierlineError, curve_frame, to_dataframe
+from review_ui import session
+from review_ui.formatting import format_number, format_percent
+
+MODE_COLOURS = {"assist": "violet", "automated": "green", "suspended": "red"}
+
+
+def tiles(metrics: dict[str, Any], task: dict[str, Any]) -> None:
+    """Headline numbers for the task."""
+    target = metrics.get("target_error", task.get("target_error"))
+    upper = metrics.get("auto_error_upper")
+    first = st.columns(4)
+    first[0].metric(
+        "Cases",
+        format_number(metrics.get("cases", 0)),
+        help=f"{format_number(metrics.get('labels', 0))} labelled by people",
+    )
+    first[1].metric("Automation rate", format_percent(metrics.get("automation_rate")))
+    first[2].metric("Threshold", _fixed(metrics.get("threshold"), 3))
+    first[3].metric(
+        "Estimated error (automated)",
+        format_percent(metrics.get("auto_error_estimate"), 2),
+        delta=f"upper bound {format_percent(upper, 2)} · target {format_percent(target, 2)}",
+        delta_color="off",
+        delta_arrow="off",
+        help="Error of automated decisions, weighted by propensity, with its finite-sample "
+        "upper bound against the task's target.",
+    )
+    second = st.columns(4)
+    second[0].metric("Waiting in queue", format_number(metrics.get("queue_depth", 0)))
+    mode = str(metrics.get("mode", task.get("mode", "—")))
+    second[1].metric("Mode", mode, help=f"automation switch: {task.get('automation', '—')}")
+    second[2].metric("Model version", str(metrics.get("model_version", "—")))
+    second[3].metric("Labels", format_number(metrics.get("labels", 0)))
+    if upper is not None and target is not None:
+        if upper <= target:
+            st.success(
+                f"The error bound {format_percent(upper, 2)} is within the target "
+                f"{format_percent(target, 2)}."
+            )
+        else:
+            st.warning(
+                f"The error bound {format_percent(upper, 2)} is above the target "
+                f"{format_percent(target, 2)}."
+            )
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def mode_changes(curve: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Place each mode change on the label axis: the label count when it happened."""
+    empty = pd.DataFrame(columns=["labels", "mode", "reason"])
+    if curve.empty or history.empty or "at" not in history or curve["at"].isna().all():
+        return empty
+    ordered = curve.dropna(subset=["at"]).sort_values("at")
+    events = history.dropna(subset=["at"]).sort_values("at")
+    if "mode" in events:
+        events = events[events["mode"].ne(events["mode"].shift())]
+    if events.empty:
+        return empty
+    placed = pd.merge_asof(
+        events[["at", "mode", "reason"]], ordered[["at", "labels"]], on="at", direction="backward"
+    )
+    placed["labels"] = placed["labels"].fillna(0)
+    return placed[["labels", "mode", "reason"]]
+
+
+def _line(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    title: str,
+    y_title: str,
+    marks: pd.DataFrame,
+    domain: tuple[float, float] | None = (0, 1),
+) -> alt.LayerChart | alt.FacetChart:
+    scale = alt.Scale(domain=list(domain)) if domain else alt.Undefined
+    line = (
+        alt.Chart(frame.dropna(subset=[y]))
+        .mark_line(point=len(frame) < 40)
+        .encode(
+            x=alt.X(f"{x}:Q", title=x),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=scale),
+            tooltip=[x, y],
+        )
+    )
+    return alt.layer(line, *_mode_rules(marks, x)).properties(title=title, height=260)
+
+
+def _mode_rules(marks: pd.DataFrame, x: str) -> list[alt.Chart]:
+    if marks.empty or x != "labels":
+        return []
+    rule = (
+        alt.Chart(marks)
+        .mark_rule(strokeDash=[4, 4], color="gray")
+        .encode(x="labels:Q", tooltip=["mode", "reason", "labels"])
+    )
+    text = (
+        alt.Chart(marks)
+        .mark_text(align="left", dx=3, dy=-110, color="gray")
+        .encode(x="labels:Q", text="mode")
+    )
+    return [rule, text]
+
+
+def error_chart(
+    frame: pd.DataFrame, target: float | None, marks: pd.DataFrame
+) -> alt.LayerChart | alt.FacetChart:
+    """Error estimate and its upper bound against the target."""
+    long = frame.melt(
+        id_vars=["labels"],
+        value_vars=["auto_error_estimate", "auto_error_upper"],
+        var_name="series",
+        value_name="error",
+    ).dropna(subset=["error"])
+    long["series"] = long["series"].map(
+        {"auto_error_estimate": "estimate", "auto_error_upper": "upper bound"}
+    )
+    layers: list[alt.Chart] = [
+        alt.Chart(long)
+        .mark_line()
+        .encode(
+            x=alt.X("labels:Q", title="labels"),
+            y=alt.Y("error:Q", title="error of automated decisions"),
+            color=alt.Color("series:N", title=None),
+            strokeDash=alt.StrokeDash("series:N", legend=None),
+            tooltip=["labels", "series", "error"],
+        )
+    ]
+    if target is not None:
+        layers.append(
+            alt.Chart(pd.DataFrame({"target": [target]}))
+            .mark_rule(color="red")
+            .encode(y="target:Q", tooltip=["target"])
+        )
+    return alt.layer(*layers, *_mode_rules(marks, "labels")).properties(
+        title="Error estimate and upper bound vs target", height=260
+    )
+
+
+def charts(curve: pd.DataFrame, history: pd.DataFrame, target: float | None) -> None:
+    """Learning curve, automation, threshold and error charts."""
+    if curve.empty:
+        st.info("No learning curve yet: points appear once people have labelled cases.")
+        return
+    for column in (
+        "labels",
+        "cases",
+        "automation_rate",
+        "accuracy",
+        "threshold",
+        "auto_error_estimate",
+        "auto_error_upper",
+    ):
+        curve[column] = pd.to_numeric(curve[column], errors="coerce")
+    marks = mode_changes(curve, history)
+    left, right = st.columns(2)
+    left.altair_chart(
+        _line(curve, "labels", "accuracy", "Prequential accuracy vs labels", "accuracy", marks),
+        width="stretch",
+    )
+    right.altair_chart(
+        _line(
+            curve, "cases", "automation_rate", "Automation rate vs cases", "automation rate", marks
+        ),
+        width="stretch",
+    )
+    left, right = st.columns(2)
+    left.altair_chart(
+        _line(curve, "labels", "threshold", "Threshold vs labels", "threshold", marks, domain=None),
+        width="stretch",
+    )
+    right.altair_chart(error_chart(curve, target, marks), width="stretch")
+    if not marks.empty:
+        st.caption("Dashed lines mark mode changes.")
+
+
+def load(tl: TierlineClient, task: str) -> tuple[dict, list, list] | None:
+    try:
+        return tl.metrics(task), tl.curve(task), tl.history(task)
+    except TierlineError as error:
+        st.error(session.describe(error))
+        st.button("Retry", key="db_retry")
+        return None
+
+
+def main() -> None:
+    tl = session.client()
+    st.title("Dashboard")
+    try:
+        tasks = tl.list_tasks()
+    except TierlineError as error:
+        st.error(session.describe(error))
+        st.button("Retry", key="db_retry_tasks")
+        return
+    if not tasks:
+        st.info("There are no tasks yet.")
+        return
+    by_name = {task["name"]: task for task in tasks}
+    top, refresh = st.columns([4, 1], vertical_alignment="bottom")
+    name = top.selectbox("Task", list(by_name), key="db_task")
+    refresh.button("Refresh", key="db_refresh", width="stretch")
+    loaded = load(tl, name)
+    if loaded is None:
+        return
+    metrics, points, events = loaded
+    task = by_name[name]
+    mode = str(metrics.get("mode", task.get("mode", "")))
+    st.markdown(
+        f":{MODE_COLOURS.get(mode, 'gray')}-badge[{mode or 'unknown'}] "
+        f"automation {task.get('automation', '—')} · model {task.get('model', '—')}"
+    )
+    tiles(metrics, task)
+    curve = curve_frame(points)
+    history = to_dataframe(events)
+    charts(curve, history, metrics.get("target_error", task.get("target_error")))
+    st.subheader("Threshold and mode history")
+    if history.empty:
+        st.caption("No threshold or mode changes yet.")
+    else:
+        st.dataframe(history, hide_index=True, width="stretch")
+    if not curve.empty:
+        st.download_button(
+            "Download curve (CSV)",
+            curve.to_csv(index=False),
+            file_name=f"{name}-curve.csv",
+            mime="text/csv",
+            key="db_download",
+        )
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__
+    main()

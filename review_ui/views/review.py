@@ -1,0 +1,358 @@
+"""Review page: one case at a time, decided from the keyboard (1–9, s, n, u)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+
+from api.client import TierlineClient, TierlineError
+from review_ui import reviewing as rv
+from review_ui import session
+from review_ui.formatting import (
+    escape_markdown,
+    format_contribution,
+    format_duration,
+    format_percent,
+    format_value,
+    is_long,
+    seconds_left,
+)
+
+TASKS = "rv_tasks"
+TASKS_AT = "rv_tasks_at"
+EMPTY_AT = "rv_empty_at"
+TASKS_TTL = 60.0
+POLL_EMPTY = 10.0
+ROUTE_BADGES = {
+    "review": ("Below the automation threshold", "orange"),
+    "assist": ("Assist: a person decides", "violet"),
+    "auto": ("Audit spot check of an automated decision", "blue"),
+}
+
+
+def load_tasks(tl: TierlineClient, state: Any, force: bool = False) -> list[dict[str, Any]]:
+    """Tasks, refreshed at most once a minute."""
+    if force or state.get(TASKS) is None or time.time() - state.get(TASKS_AT, 0) > TASKS_TTL:
+        state[TASKS] = tl.list_tasks()
+        state[TASKS_AT] = time.time()
+    return state[TASKS]
+
+
+def label_button_text(index: int, label: str) -> str:
+    """Stable button text: ``"1 · approve"``."""
+    return f"{index + 1} · {label}"
+
+
+# --- pieces -----------------------------------------------------------------------------
+def show_notice(state: Any) -> None:
+    notice = state.get(rv.NOTICE)
+    state[rv.NOTICE] = None
+    if notice:
+        level, text = notice
+        getattr(st, level, st.info)(text)
+
+
+def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
+    """Labels this session, queue depth and automated share (refreshed every 30 s)."""
+
+    @st.fragment(run_every=30)
+    def counter() -> None:
+        try:
+            metrics = tl.metrics(task)
+        except TierlineError:
+            metrics = {}
+        first, second, third = st.columns(3)
+        first.metric("Labelled this session", f"{state[rv.COUNT]:,}")
+        depth = metrics.get("queue_depth")
+        second.metric("Waiting in queue", "—" if depth is None else f"{depth:,}")
+        third.metric("Decided automatically", format_percent(metrics.get("automation_rate")))
+
+    counter()
+
+
+def feature_card(case: dict[str, Any], schema: dict[str, Any] | None) -> None:
+    """The case's features: short values in a grid, long text full width."""
+    features: dict[str, Any] = case.get("features") or {}
+    schema = schema or {}
+    with st.container(border=True):
+        if not features:
+            st.caption("This case has no features.")
+            return
+        short = [(k, v) for k, v in features.items() if not is_long(v, _kind(schema, k))]
+        long = [(k, v) for k, v in features.items() if is_long(v, _kind(schema, k))]
+        for start in range(0, len(short), 3):
+            columns = st.columns(3)
+            for column, (name, value) in zip(columns, short[start : start + 3], strict=False):
+                column.caption(escape_markdown(name))
+                column.markdown(f"**{escape_markdown(format_value(value))}**")
+        for name, value in long:
+            st.caption(escape_markdown(name))
+            st.markdown(escape_markdown(format_value(value)))
+
+
+def _kind(schema: dict[str, Any], name: str) -> str | None:
+    kind = schema.get(name)
+    return kind.get("type") if isinstance(kind, dict) else kind
+
+
+def suggestion_panel(case: dict[str, Any]) -> None:
+    """The model's suggestion, confidence, class probabilities, reasons and explanation."""
+    suggestion = case.get("suggestion")
+    confidence = case.get("confidence")
+    threshold = case.get("threshold")
+    if suggestion is None:
+        st.markdown("The model has no suggestion yet (too few labels).")
+    else:
+        st.markdown(f"Model suggests **{escape_markdown(str(suggestion))}**")
+    if confidence is not None:
+        text = f"Confidence {format_percent(confidence)}"
+        if threshold is not None:
+            text += f" · automation threshold {format_percent(threshold)}"
+        st.progress(min(max(float(confidence), 0.0), 1.0), text=text)
+    proba = case.get("proba") or {}
+    if proba:
+        rows = sorted(proba.items(), key=lambda item: -item[1])
+        st.dataframe(
+            {"label": [label for label, _ in rows], "probability": [p for _, p in rows]},
+            hide_index=True,
+            column_config={
+                "probability": st.column_config.ProgressColumn(
+                    "probability", format="%.3f", min_value=0.0, max_value=1.0
+                )
+            },
+        )
+    reasons = case.get("reasons") or []
+    if reasons:
+        st.markdown("**Why this case is with you**")
+        st.markdown("\n".join(f"- {escape_markdown(str(reason))}" for reason in reasons))
+    explanation = case.get("explanation") or []
+    if explanation:
+        features = case.get("features") or {}
+        st.markdown("**What drove the suggestion**")
+        lines = []
+        for item in explanation[:6]:
+            name, weight = str(item.get("feature")), float(item.get("contribution") or 0.0)
+            arrow = "▲" if weight >= 0 else "▼"
+            value = features.get(name)
+            shown = f" = {format_value(value)}" if name in features and not is_long(value) else ""
+            lines.append(
+                f"- {arrow} {escape_markdown(name + shown)} `{format_contribution(weight)}`"
+            )
+        st.markdown("\n".join(lines))
+        st.caption("▲ pushed toward the suggestion, ▼ pushed against it.")
+
+
+def lease_clock(state: Any) -> None:
+    """Time left on the lease of the case on screen (ticks every 10 s)."""
+
+    @st.fragment(run_every=10)
+    def clock() -> None:
+        claim = state.get(rv.CURRENT)
+        left = seconds_left(claim.get("lease_expires_at")) if claim else None
+        if left is None:
+            return
+        if left <= 0:
+            st.warning(
+                "Your lease has expired. Your label still counts unless another "
+                "reviewer has taken the case meanwhile."
+            )
+        else:
+            st.caption(f"Lease: {format_duration(left)} left")
+
+    clock()
+
+
+def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, Any]) -> None:
+    """Comment, one button per label (keys 1–9), Skip, Not sure and Undo/correct last."""
+    busy = bool(state[rv.PENDING])
+    st.text_input(
+        "Comment (optional)",
+        key=rv.COMMENT,
+        placeholder="Optional note for this label",
+        max_chars=2000,
+    )
+    columns = st.columns(max(len(labels), 1))
+    for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
+        column.button(
+            label_button_text(index, label),
+            key=f"rv_label_{index}",
+            shortcut=str(index + 1) if index < 9 else None,
+            type="primary" if label == case.get("suggestion") else "secondary",
+            on_click=rv.submit_label,
+            args=(tl, state, label),
+            disabled=busy,
+            width="stretch",
+        )
+    skip, unsure, undo, _ = st.columns([1, 1, 1, 2])
+    skip.button(
+        "s · Skip",
+        key="rv_skip",
+        shortcut="s",
+        on_click=rv.skip,
+        args=(tl, state),
+        disabled=busy,
+        help="Put it back and see another case",
+        width="stretch",
+    )
+    unsure.button(
+        "n · Not sure",
+        key="rv_unsure",
+        shortcut="n",
+        on_click=rv.skip,
+        args=(tl, state, "unsure"),
+        disabled=busy,
+        help="Release it to another reviewer",
+        width="stretch",
+    )
+    undo.button(
+        "u · Undo/correct last",
+        key="rv_undo",
+        shortcut="u",
+        on_click=_toggle_correct,
+        args=(state,),
+        disabled=busy or not state[rv.DONE],
+        width="stretch",
+    )
+
+
+def _toggle_correct(state: Any) -> None:
+    state[rv.CORRECTING] = not state[rv.CORRECTING]
+
+
+def correction_panel(tl: TierlineClient, state: Any, tasks: dict[str, dict[str, Any]]) -> None:
+    """Relabel the previous case."""
+    last = state[rv.DONE][-1]
+    labels = (tasks.get(last["task"]) or {}).get("labels") or [last["label"]]
+    with st.container(border=True):
+        st.markdown(
+            f"Correct your last label: case `{last['case_id']}`, "
+            f"you chose **{escape_markdown(last['label'])}**."
+        )
+        columns = st.columns(len(labels) + 1)
+        for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
+            column.button(
+                f"→ {label}",
+                key=f"rv_fix_{index}",
+                disabled=label == last["label"],
+                on_click=rv.correct_last,
+                args=(tl, state, label),
+                width="stretch",
+            )
+        columns[-1].button(
+            "Cancel", key="rv_fix_cancel", on_click=_toggle_correct, args=(state,), width="stretch"
+        )
+
+
+def pending_banner(tl: TierlineClient, state: Any) -> None:
+    pending = state[rv.PENDING]
+    st.error(pending.get("error") or rv.kept_message(pending))
+    st.button(
+        "Retry", key="rv_retry_pending", type="primary", on_click=rv.send_pending, args=(tl, state)
+    )
+
+
+def empty_queue(tl: TierlineClient, state: Any, task: str) -> None:
+    """Nothing to review: say so and look again every few seconds."""
+    if state[rv.ONLY_SKIPPED]:
+        st.info("Only cases you skipped are waiting.")
+        st.button(
+            "Review skipped cases",
+            key="rv_review_skipped",
+            on_click=rv.review_skipped,
+            args=(tl, state),
+        )
+        return
+    st.success(f"Nothing is waiting in “{task}”. New cases will appear here by themselves.")
+    st.button("Check again", key="rv_check_again", on_click=rv.retry_claim, args=(tl, state))
+    state.setdefault(EMPTY_AT, time.time())
+
+    @st.fragment(run_every=POLL_EMPTY)
+    def poll() -> None:
+        if time.time() - state.get(EMPTY_AT, 0) < POLL_EMPTY - 1:
+            return
+        state[EMPTY_AT] = time.time()
+        rv.retry_claim(tl, state)
+        if state[rv.CURRENT]:
+            st.rerun(scope="app")
+
+    poll()
+
+
+# --- page -------------------------------------------------------------------------------
+def _on_task_change(tl: TierlineClient, state: Any) -> None:
+    rv.switch_task(tl, state, state.get("rv_task_select"))
+
+
+def main() -> None:
+    tl, state = session.client(), session.state()
+    rv.setup(state)
+    try:
+        tasks = load_tasks(tl, state)
+    except TierlineError as error:
+        st.error(session.describe(error))
+        st.button("Retry", key="rv_retry_tasks", on_click=state.pop, args=(TASKS, None))
+        return
+    if not tasks:
+        st.title("Review")
+        st.info("There are no tasks yet. An admin creates them on the Admin page.")
+        return
+    by_name = {task["name"]: task for task in tasks}
+    if state[rv.TASK] not in by_name:
+        rv.switch_task(tl, state, tasks[0]["name"])
+    if state.get("rv_task_select") != state[rv.TASK]:
+        state["rv_task_select"] = state[rv.TASK]
+    task = by_name[state[rv.TASK]]
+
+    head, counter = st.columns([2, 3], vertical_alignment="bottom")
+    head.selectbox(
+        "Task",
+        list(by_name),
+        key="rv_task_select",
+        on_change=_on_task_change,
+        args=(tl, state),
+        disabled=bool(state[rv.PENDING]),
+    )
+    with counter:
+        session_counter(tl, state, task["name"])
+
+    show_notice(state)
+    if state[rv.PENDING]:
+        pending_banner(tl, state)
+    if state[rv.CORRECTING] and state[rv.DONE]:
+        correction_panel(tl, state, by_name)
+
+    rv.ensure_case(tl, state)
+    if state[rv.CLAIM_ERROR] is not None:
+        st.error(session.describe(state[rv.CLAIM_ERROR]))
+        st.button(
+            "Retry", key="rv_retry_claim", type="primary", on_click=rv.retry_claim, args=(tl, state)
+        )
+        return
+    claim = state[rv.CURRENT]
+    if claim is None:
+        if state[rv.EMPTY]:
+            empty_queue(tl, state, task["name"])
+        return
+    state.pop(EMPTY_AT, None)
+    case = claim["case"]
+    badge, colour = ROUTE_BADGES.get(case.get("route", ""), ("For review", "gray"))
+    if case.get("audit"):
+        badge, colour = ROUTE_BADGES["auto"]
+    st.markdown(
+        f":{colour}-badge[{badge}] &nbsp; `{case['id']}`"
+        + (f" · {escape_markdown(str(case['external_id']))}" if case.get("external_id") else "")
+    )
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        feature_card(case, task.get("features"))
+        lease_clock(state)
+    with right:
+        suggestion_panel(case)
+    actions(tl, state, task.get("labels") or [], case)
+    rv.prefetch(tl, state)
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__
+    main()

@@ -1,0 +1,115 @@
+"""Dashboard page: tiles and charts, with and without a learning curve."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.client import curve_frame, to_dataframe
+from review_ui.views.dashboard import mode_changes
+
+
+def curve_points(count: int) -> list[dict]:
+    return [
+        {
+            "labels": 10 * i,
+            "cases": 40 * i,
+            "automation_rate": min(0.9, 0.05 * i),
+            "accuracy": 0.6 + 0.01 * i,
+            "threshold": 0.95 - 0.002 * i,
+            "auto_error_estimate": 0.03 if i > 3 else None,
+            "auto_error_upper": 0.06 - 0.001 * i if i > 3 else None,
+            "at": f"2030-01-01T00:{i:02d}:00+00:00",
+        }
+        for i in range(1, count + 1)
+    ]
+
+
+@pytest.fixture
+def dashboard(app):
+    def open_as(role: str = "analyst"):
+        at = app(role).run()
+        if role == "admin":
+            at.switch_page("views/dashboard.py").run()
+        return at
+
+    return open_as
+
+
+def test_dashboard_with_an_empty_curve(dashboard, fake_api) -> None:
+    at = dashboard()
+    assert not at.exception
+    assert at.title[0].value == "Dashboard"
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Cases"] == "1,200"
+    assert tiles["Automation rate"] == "75.0%"
+    assert tiles["Threshold"] == "0.930"
+    assert tiles["Estimated error (automated)"] == "2.10%"
+    assert tiles["Waiting in queue"] == "0"
+    assert tiles["Mode"] == "automated"
+    assert tiles["Model version"] == "412"
+    assert "within the target" in at.success[0].value
+    assert "No learning curve yet" in at.info[0].value
+    assert not at.get("vega_lite_chart")
+    assert "No threshold or mode changes yet." in [c.value for c in at.caption]
+
+
+def test_dashboard_with_a_curve_and_mode_changes(dashboard, fake_api) -> None:
+    fake_api.curve = curve_points(12)
+    fake_api.history = [
+        {
+            "at": "2030-01-01T00:05:30+00:00",
+            "mode": "automated",
+            "threshold": 0.94,
+            "reason": "bound 0.041 <= target 0.05",
+            "n": 60,
+            "errors": 1,
+            "upper": 0.041,
+        },
+        {
+            "at": "2030-01-01T00:09:30+00:00",
+            "mode": "suspended",
+            "threshold": 0.94,
+            "reason": "drift detected",
+            "n": 90,
+            "errors": 6,
+            "upper": 0.08,
+        },
+    ]
+    at = dashboard()
+    assert not at.exception
+    assert len(at.get("vega_lite_chart")) == 4
+    assert "Dashed lines mark mode changes." in [c.value for c in at.caption]
+    history = at.dataframe[0].value
+    assert list(history["mode"]) == ["automated", "suspended"]
+
+
+def test_dashboard_for_admins_too(dashboard, fake_api) -> None:
+    fake_api.curve = curve_points(2)
+    at = dashboard("admin")
+    assert not at.exception
+    assert at.title[0].value == "Dashboard"
+
+
+def test_mode_changes_land_on_the_label_axis() -> None:
+    curve = curve_frame(curve_points(12))
+    history = to_dataframe(
+        [
+            {"at": "2030-01-01T00:05:30+00:00", "mode": "automated", "reason": "certified"},
+            {"at": "2030-01-01T00:06:30+00:00", "mode": "automated", "reason": "new threshold"},
+            {"at": "2030-01-01T00:00:10+00:00", "mode": "assist", "reason": "cold start"},
+        ]
+    )
+    marks = mode_changes(curve, history)
+    assert marks.to_dict("records") == [
+        {"labels": 0.0, "mode": "assist", "reason": "cold start"},
+        {"labels": 50.0, "mode": "automated", "reason": "certified"},
+    ]
+    assert mode_changes(curve_frame([]), history).empty
+    assert mode_changes(curve, to_dataframe([])).empty
+
+
+def test_dashboard_outage_is_a_message(dashboard, fake_api) -> None:
+    fake_api.down = True
+    at = dashboard()
+    assert not at.exception
+    assert "cannot be reached" in at.error[0].value

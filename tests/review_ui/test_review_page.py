@@ -1,0 +1,195 @@
+"""Review page: one case on screen, labelled from buttons, with conflicts and outages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.client import Unavailable
+from review_ui import reviewing as rv
+
+
+@pytest.fixture
+def reviewer(app, fake_api):
+    """A reviewer signed in with three cases waiting."""
+    fake_api.add_cases(3)
+    return app("reviewer").run()
+
+
+def on_screen(at) -> str | None:
+    """The id of the case shown, read from the page."""
+    for block in at.markdown:
+        match = re.search(r"-badge\[.*\] &nbsp; `(c_\d+)`", block.value)
+        if match:
+            return match.group(1)
+    return None
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    return "\n".join(parts)
+
+
+def button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_review_page_shows_the_case_readably(reviewer, fake_api) -> None:
+    at = reviewer
+    assert not at.exception
+    assert on_screen(at) == "c_1"
+    shown = texts(at)
+    assert "12,501\\.5" in shown  # thousands separator
+    assert "**yes**" in shown  # booleans as yes/no
+    assert "upstairs neighbour" in shown  # long text, full width
+    assert "Model suggests **approve**" in shown
+    assert "confidence 0\\.62 \\< certified threshold 0\\.90" in shown  # why it is here
+    assert "▲ amount = 12,501\\.5 `+0.420`" in shown and "▼ vip = yes `−0.100`" in shown
+    assert re.search(r"Lease: \d+ min \d\d s left", shown)
+    assert "Confidence 62.0%" in at.get("progress")[0].proto.text
+    probabilities = at.dataframe[0].value
+    assert list(probabilities["label"]) == ["approve", "reject"]
+    labels = [b.label for b in at.button]
+    assert labels[:5] == [
+        "1 · approve",
+        "2 · reject",
+        "s · Skip",
+        "n · Not sure",
+        "u · Undo/correct last",
+    ]
+    assert button(at, "u · Undo/correct last").disabled  # nothing labelled yet
+    assert [m.label for m in at.metric] == [
+        "Labelled this session",
+        "Waiting in queue",
+        "Decided automatically",
+    ]
+    assert at.metric[2].value == "75.0%"
+
+
+def test_next_case_is_claimed_in_advance(reviewer, fake_api) -> None:
+    assert set(fake_api.leases) == {"c_1", "c_2"}
+    assert reviewer.session_state[rv.PREFETCHED]["case"]["id"] == "c_2"
+
+
+def test_labelling_sends_the_label_and_shows_the_next_case(reviewer, fake_api) -> None:
+    at = reviewer
+    lease = at.session_state[rv.CURRENT]["lease_id"]
+    at.text_input(key=rv.COMMENT).input("receipt checked")
+    button(at, "2 · reject").click().run()
+    assert not at.exception
+    assert fake_api.called("label") == [("c_1", "reject", lease, "receipt checked")]
+    assert on_screen(at) == "c_2"
+    assert at.text_input(key=rv.COMMENT).value == ""
+    assert at.metric[0].value == "1"
+    assert not button(at, "u · Undo/correct last").disabled
+
+
+def test_conflict_shows_a_plain_message_and_the_next_case(reviewer, fake_api) -> None:
+    at = reviewer
+    fake_api.steal("c_1")
+    button(at, "1 · approve").click().run()
+    assert not at.exception
+    assert at.warning[0].value == rv.CONFLICT_MESSAGE
+    assert on_screen(at) == "c_2"
+    assert at.session_state[rv.PENDING] is None
+    assert at.metric[0].value == "0"
+
+
+def test_outage_keeps_the_label_until_retry(reviewer, fake_api) -> None:
+    at = reviewer
+    fake_api.down = True
+    button(at, "1 · approve").click().run()
+    assert not at.exception
+    pending = at.session_state[rv.PENDING]
+    assert (pending["case_id"], pending["label"]) == ("c_1", "approve")
+    assert "kept and will be sent when you press Retry" in at.error[0].value
+    assert on_screen(at) == "c_1"
+    assert button(at, "2 · reject").disabled and button(at, "s · Skip").disabled
+
+    at.run()  # any rerun keeps it
+    assert at.session_state[rv.PENDING]["label"] == "approve"
+
+    fake_api.down = False
+    button(at, "Retry").click().run()
+    assert not at.exception
+    assert fake_api.labels["c_1"][0] == "approve"
+    assert at.session_state[rv.PENDING] is None
+    assert on_screen(at) == "c_2"
+    assert not at.error
+
+
+def test_skip_releases_and_does_not_bring_the_case_straight_back(app, fake_api) -> None:
+    fake_api.add_cases(2)
+    at = app("reviewer").run()
+    button(at, "s · Skip").click().run()
+    assert not at.exception
+    assert on_screen(at) == "c_2"
+    assert fake_api.called("release")[0][:1] == ("c_1",)
+    button(at, "1 · approve").click().run()
+    assert on_screen(at) is None
+    assert "Only cases you skipped are waiting." in at.info[0].value
+    button(at, "Review skipped cases").click().run()
+    assert on_screen(at) == "c_1"
+
+
+def test_not_sure_releases_the_case(reviewer, fake_api) -> None:
+    at = reviewer
+    button(at, "n · Not sure").click().run()
+    assert not at.exception
+    assert "c_1" not in fake_api.leases and "c_1" not in fake_api.labels
+    assert on_screen(at) == "c_2"
+    assert at.info[0].value == "Left for another reviewer."
+
+
+def test_undo_corrects_the_last_label(reviewer, fake_api) -> None:
+    at = reviewer
+    button(at, "1 · approve").click().run()
+    button(at, "u · Undo/correct last").click().run()
+    assert "you chose **approve**" in texts(at)
+    assert button(at, "→ approve").disabled
+    button(at, "→ reject").click().run()
+    assert not at.exception
+    assert fake_api.called("correct") == [("c_1", "reject", None)]
+    assert at.success[0].value == "Case c_1 relabelled approve → reject."
+    assert on_screen(at) == "c_2"  # the case on screen is untouched
+    assert at.session_state[rv.DONE][-1]["label"] == "reject"
+
+
+def test_empty_queue_says_so(app, fake_api) -> None:
+    at = app("reviewer").run()
+    assert not at.exception
+    assert "Nothing is waiting in “claims”" in at.success[0].value
+    fake_api.add_cases(1)
+    button(at, "Check again").click().run()
+    assert on_screen(at) == "c_1"
+
+
+def test_claim_outage_offers_retry(app, fake_api) -> None:
+    fake_api.add_cases(1)
+    fake_api.fail("claim", Unavailable(503, "busy"))
+    at = app("reviewer").run()
+    assert not at.exception
+    assert "temporarily unavailable (busy)" in at.error[0].value
+    button(at, "Retry").click().run()
+    assert on_screen(at) == "c_1"
+
+
+def test_switching_task_releases_held_cases(app, fake_api) -> None:
+    fake_api.tasks.append({**fake_api.tasks[0], "name": "emails", "labels": ["spam", "ham"]})
+    fake_api.add_cases(3)
+    at = app("reviewer").run()
+    assert set(fake_api.leases) == {"c_1", "c_2"}
+    at.selectbox(key="rv_task_select").select("emails").run()
+    assert not at.exception
+    released = {args[0] for args in fake_api.called("release")}
+    assert {"c_1", "c_2"} <= released
+    assert [b.label for b in at.button][:2] == ["1 · spam", "2 · ham"]
+
+
+def test_sign_out_warns_about_an_unsent_label(reviewer, fake_api) -> None:
+    at = reviewer
+    fake_api.down = True
+    button(at, "1 · approve").click().run()
+    assert "has not been sent yet; signing out now discards it" in at.sidebar.warning[0].value
+    assert at.sidebar.button(key="signout").label == "Sign out and discard it"

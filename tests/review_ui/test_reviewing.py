@@ -1,0 +1,109 @@
+"""The reviewer's loop without Streamlit: a plain dict as session state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from api.client import Forbidden, InvalidInput
+from review_ui import reviewing as rv
+from tests.review_ui.conftest import FakeApi, FakeClient
+
+
+@pytest.fixture
+def loop():
+    api = FakeApi()
+    client = FakeClient(api, "tl_reviewer")
+    state: dict = {}
+    rv.setup(state)
+    rv.switch_task(client, state, "claims")
+    return api, client, state
+
+
+def test_prefetched_case_with_a_lapsing_lease_is_claimed_afresh(loop) -> None:
+    api, client, state = loop
+    api.add_cases(3)
+    rv.ensure_case(client, state)
+    rv.prefetch(client, state)
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    state[rv.PREFETCHED]["lease_expires_at"] = soon.isoformat()
+    old_lease = state[rv.PREFETCHED]["lease_id"]
+    rv.skip(client, state)
+    assert [args[0] for args in api.called("release")] == ["c_2", "c_1"]
+    assert state[rv.CURRENT]["case"]["id"] == "c_2"  # the same case, under a fresh lease
+    assert state[rv.CURRENT]["lease_id"] != old_lease
+    left = rv.seconds_left(state[rv.CURRENT]["lease_expires_at"])
+    assert left is not None and left > rv.MIN_LEASE_SECONDS
+
+
+def test_skipped_cases_are_held_while_claiming_past_them(loop) -> None:
+    api, client, state = loop
+    api.add_cases(3)
+    state[rv.SKIPPED] |= {"c_1", "c_2"}
+    rv.ensure_case(client, state)
+    assert state[rv.CURRENT]["case"]["id"] == "c_3"
+    assert [args[0] for args in api.called("release")] == ["c_1", "c_2"]
+    assert set(api.leases) == {"c_3"}
+
+
+def test_only_skipped_cases_left(loop) -> None:
+    api, client, state = loop
+    api.add_cases(1)
+    state[rv.SKIPPED].add("c_1")
+    rv.ensure_case(client, state)
+    assert state[rv.CURRENT] is None and state[rv.EMPTY] and state[rv.ONLY_SKIPPED] == 1
+    rv.review_skipped(client, state)
+    assert state[rv.CURRENT]["case"]["id"] == "c_1"
+
+
+def test_pending_case_keeps_its_lease_on_task_switch(loop) -> None:
+    api, client, state = loop
+    api.add_cases(2)
+    rv.ensure_case(client, state)
+    api.down = True
+    rv.submit_label(client, state, "approve")
+    assert state[rv.PENDING]["label"] == "approve"
+    api.down = False
+    rv.release_all(client, state)
+    assert api.called("release") == []
+    rv.send_pending(client, state)
+    assert api.labels["c_1"][0] == "approve"
+
+
+def test_correction_kept_through_an_outage(loop) -> None:
+    api, client, state = loop
+    api.add_cases(2)
+    rv.ensure_case(client, state)
+    rv.submit_label(client, state, "approve")
+    api.down = True
+    rv.correct_last(client, state, "reject")
+    assert state[rv.PENDING]["action"] == "correct"
+    assert "correction “reject” for case c_1 is kept" in state[rv.PENDING]["error"]
+    api.down = False
+    rv.send_pending(client, state)
+    assert api.labels["c_1"][0] == "reject" and state[rv.PENDING] is None
+
+
+def test_refused_correction_is_reported(loop) -> None:
+    api, client, state = loop
+    api.add_cases(1)
+    rv.ensure_case(client, state)
+    rv.submit_label(client, state, "approve")
+    api.fail("correct", Forbidden(403, "only the reviewer who labelled a case may correct it"))
+    rv.correct_last(client, state, "reject")
+    assert state[rv.PENDING] is None
+    assert state[rv.NOTICE] == (
+        "error",
+        "The correction was not accepted: only the reviewer who labelled a case may correct it",
+    )
+
+
+def test_invalid_label_keeps_the_case_on_screen(loop) -> None:
+    api, client, state = loop
+    api.add_cases(1)
+    rv.ensure_case(client, state)
+    api.fail("label", InvalidInput(422, [{"loc": ["body", "label"], "msg": "unknown label"}]))
+    rv.submit_label(client, state, "maybe")
+    assert state[rv.CURRENT]["case"]["id"] == "c_1"
+    assert state[rv.NOTICE] == ("error", "The label was not accepted: label: unknown label")
