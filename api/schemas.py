@@ -181,6 +181,14 @@ class Claim(BaseModel):
     lease_expires_at: str | None
 
 
+class ClaimRequest(StrictModel):
+    """Optional claim body: cases to pass over (the reviewer skipped them)."""
+
+    exclude: Annotated[
+        list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=1000)
+    ] = []
+
+
 class LabelCreate(StrictModel):
     label: LabelName
     lease_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]

@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Response
 
 from api.deps import Reviewer, StateDep
-from api.schemas import CaseDetail, Claim, Correction, LabelCreate, Release
+from api.schemas import CaseDetail, Claim, ClaimRequest, Correction, LabelCreate, Release
 from api.services import review as service
 
 router = APIRouter(prefix="/v1", tags=["review"])
@@ -12,8 +12,17 @@ router = APIRouter(prefix="/v1", tags=["review"])
     response_model=Claim,
     responses={204: {"description": "nothing is waiting"}},
 )
-def claim(task: str, state: StateDep, who: Reviewer) -> Claim | Response:
-    claimed = service.claim_next(state.db, state.store, task, who, state.settings.lease_seconds)
+def claim(
+    task: str, state: StateDep, who: Reviewer, body: ClaimRequest | None = None
+) -> Claim | Response:
+    claimed = service.claim_next(
+        state.db,
+        state.store,
+        task,
+        who,
+        state.settings.lease_seconds,
+        exclude=body.exclude if body else (),
+    )
     return claimed if claimed is not None else Response(status_code=204)
 
 

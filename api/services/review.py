@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from api.db import Database
 from api.errors import Conflict, Forbidden, InvalidInput
@@ -26,9 +27,17 @@ from api.tables import Case, Label, Lease, Routing, Task
 
 
 def claim_next(
-    db: Database, store: ModelStore, task_name: str, who: Principal, lease_seconds: float
+    db: Database,
+    store: ModelStore,
+    task_name: str,
+    who: Principal,
+    lease_seconds: float,
+    exclude: Sequence[str] = (),
 ) -> Claim | None:
-    """Lease the most useful waiting case to ``who``; ``None`` when nothing waits."""
+    """Lease the most useful waiting case to ``who``; ``None`` when nothing waits.
+
+    ``exclude`` names cases the reviewer skipped, so they are passed over.
+    """
     now = time.time()
     lease_id = "l_" + secrets.token_hex(12)
     expires = now + lease_seconds
@@ -44,6 +53,8 @@ def claim_next(
             .order_by(col(Case.priority))
             .limit(1)
         )
+        if exclude:
+            pick = pick.where(col(Case.id).not_in(list(exclude)))
         if not db.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
         case_id = session.exec(  # type: ignore[call-overload]
@@ -289,12 +300,10 @@ def release_case(db: Database, case_id: str, lease_id: str, who: Principal) -> N
             .values(lease_id=None, lease_expires_at=None, leased_by=None)
         ).rowcount
         if released != 1:
+            lease = session.get(Lease, lease_id)
+            if lease and lease.key_id == who.id and lease.outcome == "released":
+                return  # a repeated release (say, after a lost response) is a no-op
             raise Conflict(f"lease {lease_id} on case {case_id} is not held by this key")
         session.exec(  # type: ignore[call-overload]
             update(Lease).where(col(Lease.id) == lease_id).values(ended_at=now, outcome="released")
         )
-
-
-def labels_of(session: Session, task_name: str) -> list[Label]:
-    task = get_task(session, task_name)
-    return list(session.exec(select(Label).where(Label.task_id == task.id).order_by(col(Label.id))))

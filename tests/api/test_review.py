@@ -106,7 +106,14 @@ def test_release_returns_case_to_queue(api):
         json={"lease_id": claim["lease_id"]},
         headers=api.as_("reviewer"),
     )
-    assert stale.status_code == 409
+    assert stale.status_code == 204  # a repeat of a release already done: no effect
+    assert api.label(again, "approve", "bob").status_code == 200
+    forged = api.client.post(
+        f"/v1/cases/{claim['case']['id']}/release",
+        json={"lease_id": "l_forged"},
+        headers=api.as_("reviewer"),
+    )
+    assert forged.status_code == 409
 
 
 def test_queue_serves_most_uncertain_first(api):
@@ -146,3 +153,29 @@ def test_correction_is_appended_and_learned(api):
         headers=api.as_("reviewer", "mallory"),
     )
     assert other.status_code == 403
+
+
+def test_repeated_release_is_a_no_op(api):
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    url = f"/v1/cases/{claim['case']['id']}/release"
+    body = {"lease_id": claim["lease_id"]}
+    assert api.client.post(url, json=body, headers=api.as_("reviewer")).status_code == 204
+    assert api.client.post(url, json=body, headers=api.as_("reviewer")).status_code == 204
+
+
+def test_claim_passes_over_excluded_cases(api):
+    api.create_task()
+    first = api.send("claims", CASE)
+    second = api.send("claims", {**CASE, "amount": 5000})
+    response = api.client.post(
+        "/v1/tasks/claims/queue/claim", json={"exclude": [first["id"]]}, headers=api.as_("reviewer")
+    )
+    assert response.json()["case"]["id"] == second["id"]
+    nothing = api.client.post(
+        "/v1/tasks/claims/queue/claim",
+        json={"exclude": [first["id"]]},
+        headers=api.as_("reviewer", "bob"),
+    )
+    assert nothing.status_code == 204
