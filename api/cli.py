@@ -84,6 +84,8 @@ def ui_command(port: int) -> list[str]:
         str(port),
         "--server.headless",
         "true",
+        "--client.toolbarMode",
+        "minimal",
         "--browser.gatherUsageStats",
         "false",
         "--server.address",

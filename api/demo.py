@@ -30,6 +30,7 @@ from learner import load_stream, schema_to_json
 log = logging.getLogger("tierline.demo")
 TASK = "demo-phishing"
 WARM_START = 80  # labelled cases replayed first, so the task leaves its cold start
+LABEL_NAMES = {"True": "phishing", "False": "legitimate"}  # river's labels, made readable
 
 
 class Stop(Exception):
@@ -64,7 +65,7 @@ def run_demo(*, api_port: int, ui_port: int, rate: float) -> None:
             _wait_ready(admin, children)
             stream = load_stream("phishing", seed=0)
             _ensure_task(admin, stream)
-            rows = iter(stream.rows)
+            rows = ((x, LABEL_NAMES.get(y, y)) for x, y in stream.rows)
             _warm_start(api_url, keys, islice(rows, WARM_START))
             _banner(api_url, ui_port, keys)
             _feed(api_url, keys["service"], rows, rate)
@@ -118,7 +119,7 @@ def _ensure_task(admin: httpx.Client, stream) -> None:  # type: ignore[no-untype
         "/v1/tasks",
         json={
             "name": TASK,
-            "labels": stream.labels,
+            "labels": [LABEL_NAMES.get(label, label) for label in stream.labels],
             "features": schema_to_json(stream.schema),
             "target_error": 0.05,
             "audit_rate": 0.05,
