@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from api.cache import TTLCache
 from api.db import Database
 from api.live import ModelStore
 from api.observability import Instruments
-from api.security import Principal
-from api.services.keys import resolve_key
+from api.security import Principal, hash_key, same_secret
+from api.services.keys import BOOTSTRAP_ADMIN
 from api.settings import Settings
 
 
@@ -23,6 +24,7 @@ class AppState:
     db: Database
     store: ModelStore
     instruments: Instruments
+    keys: TTLCache[str, Principal | None]  # key hash -> principal
 
 
 def get_state(request: Request) -> AppState:
@@ -42,8 +44,13 @@ def current_principal(request: Request, state: StateDep) -> Principal:
             "missing API key: send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    with state.db.read() as session:
-        who = resolve_key(session, presented.strip(), state.settings.admin_key)
+    presented = presented.strip()
+    admin_key = state.settings.admin_key
+    who = (
+        BOOTSTRAP_ADMIN
+        if admin_key and same_secret(presented, admin_key)
+        else state.keys.get(hash_key(presented))
+    )
     if who is None:
         raise HTTPException(
             401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}

@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
+from api.cache import TTLCache
 from api.db import Database
+from api.errors import NotFound
 from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
 from learner import TaskModel, parse_schema
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK = 1000
+TASK_TTL_SECONDS = 1.0  # task settings seen by the routing hot path may lag this much
 
 
 @dataclass
@@ -49,6 +52,14 @@ class ModelStore:
         self.snapshot_every = snapshot_every
         self._models: dict[int, LiveModel] = {}
         self._lock = threading.Lock()
+        self.tasks: TTLCache[str, Task] = TTLCache(TASK_TTL_SECONDS, self._read_task)
+
+    def _read_task(self, name: str) -> Task:
+        with self.db.read() as session:
+            task = session.exec(select(Task).where(Task.name == name)).first()
+        if task is None:
+            raise NotFound(f"task {name!r} not found")
+        return task
 
     def get(self, task: Task) -> LiveModel | None:
         """The task's live model, loaded on first use; ``None`` while it has no schema."""

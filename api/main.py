@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -15,16 +16,20 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api import migrate
+from api.cache import TTLCache
 from api.db import Database
 from api.deps import AppState
 from api.errors import ServiceError
 from api.live import ModelStore
 from api.observability import BodyLimitMiddleware, Instruments, MetricsMiddleware
 from api.routes import cases, keys, metrics, ops, review, tasks
+from api.security import Principal
+from api.services.keys import principal_of
 from api.settings import Settings, get_settings
 from learner import LearnerError
 
 log = logging.getLogger("tierline")
+KEY_TTL_SECONDS = 2.0  # a key revoked by another process stops working within this
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = ModelStore(db, secret, snapshot_every=settings.snapshot_every)
         store.load_all()
         instruments.watch_tasks(db, store)
-        app.state.tierline = AppState(settings, db, store, instruments)
+        keys = TTLCache(KEY_TTL_SECONDS, partial(_principal_of, db))
+        app.state.tierline = AppState(settings, db, store, instruments, keys)
         app.state.ready = True
         log.info("tierline ready on %s", _safe_url(settings.database_url))
         try:
@@ -78,6 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, instruments=instruments)
     return app
+
+
+def _principal_of(db: Database, key_hash: str) -> Principal | None:
+    with db.read() as session:
+        return principal_of(session, key_hash)
 
 
 def _safe_url(url: str) -> str:

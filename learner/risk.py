@@ -1,13 +1,17 @@
 """Finite-sample bounds on the error rate of automated decisions.
 
 Audits are a known-probability sample of automated cases, so their error count is a
-binomial draw and the exact (Clopper-Pearson) bounds apply.
+binomial draw and the exact (Clopper-Pearson) bounds apply. Evidence that mixes cases
+sampled with different probabilities is summarised by a weighted error rate on an
+effective sample size (Kish), and bounded by Clopper-Pearson at that size
+(:func:`weighted_clopper_pearson_upper`); with equal weights it is the exact bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scipy.special import betainc, betaincinv
 from scipy.stats import beta
 
 from learner.errors import LearnerError
@@ -17,6 +21,9 @@ __all__ = [
     "clopper_pearson_lower",
     "clopper_pearson_upper",
     "estimate_audit_error",
+    "kish_effective_size",
+    "weighted_clopper_pearson_upper",
+    "weighted_upper_at_most",
 ]
 
 
@@ -105,3 +112,73 @@ def estimate_audit_error(errors: int, n: int, delta: float = 0.05) -> ErrorEstim
     return ErrorEstimate(
         n=n, errors=errors, estimate=errors / n, upper=clopper_pearson_upper(errors, n, delta)
     )
+
+
+def _check_weighted(errors: float, n: float, delta: float) -> None:
+    if not (n >= 0.0 and -1e-9 <= errors <= n + 1e-9):
+        raise LearnerError(f"need 0 <= errors <= n, got errors={errors}, n={n}")
+    if not 0.0 < delta < 1.0:
+        raise LearnerError(f"delta must be in (0, 1), got {delta}")
+
+
+def kish_effective_size(weights: list[float] | tuple[float, ...]) -> float:
+    """Kish's effective sample size ``(sum w) ** 2 / sum w ** 2`` of weighted evidence.
+
+    Equal weights give the number of cases; unequal weights give fewer.
+
+    Examples
+    --------
+    >>> kish_effective_size([1.0, 1.0, 1.0, 1.0])
+    4.0
+    >>> kish_effective_size([1.0, 1.0, 20.0])
+    1.2...
+    >>> kish_effective_size([])
+    0.0
+    """
+    total = sum(weights)
+    squares = sum(w * w for w in weights)
+    return total * total / squares if squares > 0.0 else 0.0
+
+
+def weighted_clopper_pearson_upper(errors: float, n: float, delta: float) -> float:
+    """Clopper-Pearson upper bound for a (possibly fractional) effective sample.
+
+    ``errors`` and ``n`` may be real numbers: the error rate ``errors / n`` of weighted
+    evidence and its effective size. The bound is the ``1 - delta`` quantile of
+    ``Beta(errors + 1, n - errors)``, which for integers is exactly
+    :func:`clopper_pearson_upper`.
+
+    Examples
+    --------
+    >>> a, b = weighted_clopper_pearson_upper(5, 100, 0.05), clopper_pearson_upper(5, 100, 0.05)
+    >>> abs(a - b) < 1e-12
+    True
+    >>> round(weighted_clopper_pearson_upper(2.5, 60.4, 0.05), 4)
+    0.1121
+    >>> weighted_clopper_pearson_upper(0.0, 0.0, 0.05)
+    1.0
+    """
+    _check_weighted(errors, n, delta)
+    errors = min(max(errors, 0.0), n)
+    if n - errors <= 0.0:
+        return 1.0
+    return float(betaincinv(errors + 1.0, n - errors, 1.0 - delta))
+
+
+def weighted_upper_at_most(errors: float, n: float, delta: float, target: float) -> bool:
+    """Whether :func:`weighted_clopper_pearson_upper` is at most ``target``, cheaply.
+
+    The bound ``u`` solves ``I_u(errors + 1, n - errors) = 1 - delta`` (``I`` the
+    regularised incomplete beta function, increasing in ``u``), so ``u <= target``
+    exactly when ``I_target(errors + 1, n - errors) >= 1 - delta``: one function value
+    instead of an inversion.
+
+    Examples
+    --------
+    >>> weighted_upper_at_most(0, 59, 0.05, 0.05), weighted_upper_at_most(0, 58, 0.05, 0.05)
+    (True, False)
+    """
+    errors = min(max(errors, 0.0), n)
+    if n - errors <= 0.0 or target >= 1.0:
+        return target >= 1.0
+    return float(betainc(errors + 1.0, n - errors, target)) >= 1.0 - delta

@@ -41,6 +41,9 @@ class RoutingPolicy:
         The admin's kill switch.
     threshold_note
         The word used for the threshold in reasons (``"certified threshold"``).
+    hold_reason
+        When set, automation is on hold (the task is in assist or suspended) and every
+        case goes to a person with this reason.
 
     Examples
     --------
@@ -55,6 +58,7 @@ class RoutingPolicy:
     audit_rate: float = 0.05
     automation_on: bool = True
     threshold_note: str = "threshold"
+    hold_reason: str | None = None
 
     def __post_init__(self) -> None:
         if math.isnan(self.threshold):
@@ -124,7 +128,8 @@ def route_case(
 ) -> RoutingDecision:
     """Route one scored case.
 
-    Rules, in order: automation switched off -> assist; fewer than ``min_labels`` labels
+    Rules, in order: automation switched off -> assist; automation on hold (the
+    policy's ``hold_reason``) -> assist; fewer than ``min_labels`` labels
     -> assist (cold start); no model (empty ``proba``) -> assist; confidence at or above
     the threshold -> auto, audited when :func:`audit_draw` falls below the audit rate;
     else review.
@@ -172,6 +177,8 @@ def route_case(
     threshold = policy.threshold
     if not policy.automation_on:
         route, reasons = "assist", ["automation switched off by an admin"]
+    elif policy.hold_reason is not None:
+        route, reasons = "assist", [policy.hold_reason]
     elif n_labels < policy.min_labels:
         route, reasons = "assist", [f"cold start: {n_labels} of {policy.min_labels} labels"]
     elif suggested is None:

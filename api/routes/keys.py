@@ -25,6 +25,7 @@ def list_keys(state: StateDep) -> KeysPublic:
 def revoke_key(key_id: str, state: StateDep) -> Response:
     with state.db.write() as session:
         service.revoke_key(session, key_id)
+    state.keys.forget()
     return Response(status_code=204)
 
 

@@ -31,6 +31,7 @@ def get_task(task: str, state: StateDep) -> TaskPublic:
 def update_task(task: str, body: TaskUpdate, state: StateDep) -> TaskPublic:
     with state.db.write() as session:
         row = service.update_task(session, state.store, task, body)
+    state.store.tasks.forget(task)
     return service.task_public(row, state.store)
 
 

@@ -15,7 +15,6 @@ from api.db import Database
 from api.errors import InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
 from api.schemas import CaseCreate, CaseDetail, CasePublic, Contribution, Prediction, iso
-from api.services.tasks import get_task
 from api.tables import Case, Routing, Task
 from learner import (
     InvalidFeatures,
@@ -55,7 +54,9 @@ def routing_policy(task: Task) -> RoutingPolicy:
     )
 
 
-def ensure_schema(db: Database, task: Task, first_features: dict, loc: list) -> Task:
+def ensure_schema(
+    db: Database, store: ModelStore, task: Task, first_features: dict, loc: list
+) -> Task:
     """Fix the task's schema from its first case when none was declared."""
     if task.features is not None:
         return task
@@ -69,8 +70,8 @@ def ensure_schema(db: Database, task: Task, first_features: dict, loc: list) -> 
             .where(col(Task.id) == task.id, col(Task.features).is_(None))
             .values(features=inferred)
         )
-    with db.read() as session:
-        return get_task(session, task.name)
+    store.tasks.forget(task.name)
+    return store.tasks.get(task.name)
 
 
 def score(
@@ -95,9 +96,8 @@ def score(
 def prepare(
     db: Database, store: ModelStore, task_name: str, items: Sequence[CaseCreate]
 ) -> tuple[Task, LiveModel]:
-    with db.read() as session:
-        task = get_task(session, task_name)
-    task = ensure_schema(db, task, items[0].features, _loc(0, len(items) > 1))
+    task = store.tasks.get(task_name)
+    task = ensure_schema(db, store, task, items[0].features, _loc(0, len(items) > 1))
     live = store.get(task)
     assert live is not None
     return task, live

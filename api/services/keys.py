@@ -59,7 +59,12 @@ def resolve_key(session: Session, presented: str, admin_key: str | None) -> Prin
     """The principal behind a presented key, or ``None`` for an unknown or revoked key."""
     if admin_key and same_secret(presented, admin_key):
         return BOOTSTRAP_ADMIN
-    row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(presented))).first()
+    return principal_of(session, hash_key(presented))
+
+
+def principal_of(session: Session, key_hash: str) -> Principal | None:
+    """The principal whose key hashes to ``key_hash`` (``None``: unknown or revoked)."""
+    row = session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
     if row is None or row.revoked:
         return None
     return Principal(id=row.id, name=row.name, role=row.role)

@@ -1,0 +1,110 @@
+"""Point 8: a reviewer in headless Chromium against a real API and a real review UI.
+
+Sign in, label three cases from the keyboard, skip one; the API then holds exactly those
+three labels, by that reviewer. Screenshots of the review and dashboard pages are saved
+to ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from tests.review_ui.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    Stack,
+    chromium,
+    create_claims_task,
+    press,
+    running_stack,
+    sign_in,
+    wait_for_case,
+    wait_until_idle,
+)
+from tests.utils.factories import claims_case
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+CASES = 6
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API + review UI on a fresh database, with a task, keys and a few queued cases."""
+    if not CHROMIUM.exists():  # `make test` installs it; failing beats skipping silently
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
+    workdir = tmp_path_factory.mktemp("browser-e2e")
+    with running_stack(workdir) as running:
+        with running.admin() as admin:
+            create_claims_task(admin)
+            rng = random.Random(8)
+            cases = [{"features": claims_case(rng)[0]} for _ in range(CASES)]
+            response = admin.post("/v1/tasks/claims/cases/batch", json={"cases": cases})
+            response.raise_for_status()
+            running.case_ids = [case["id"] for case in response.json()["results"]]
+        running.make_key("reviewer", "rita-e2e")
+        running.make_key("analyst", "anna-e2e")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack) -> Iterator:
+    with chromium() as launched:
+        yield launched
+
+
+def test_reviewer_labels_three_cases_with_the_keyboard_and_skips_one(stack, browser) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        sign_in(page, stack.ui.url, stack.keys["reviewer"])
+        expect(page.get_by_role("button", name="1 · approve")).to_be_visible(timeout=30_000)
+
+        labelled: dict[str, str] = {}
+        shown = wait_for_case(page)
+        for key, label in [("1", "approve"), ("2", "reject"), ("1", "approve")]:
+            wait_until_idle(page)
+            press(page, key)
+            labelled[shown] = label
+            shown = wait_for_case(page, previous=shown)
+        wait_until_idle(page)
+        skipped = shown
+        press(page, "s")
+        shown = wait_for_case(page, previous=skipped)
+        wait_until_idle(page)
+        expect(page.get_by_role("button", name="u · Undo/correct last")).to_be_enabled()
+        counter = page.get_by_test_id("stMetric").filter(has_text="Labelled this session")
+        expect(counter.get_by_test_id("stMetricValue")).to_have_text("3")
+        page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+    finally:
+        context.close()
+
+    with stack.admin() as admin:
+        cases = {case_id: admin.get(f"/v1/cases/{case_id}").json() for case_id in stack.case_ids}
+    assert skipped not in labelled and shown not in labelled
+    assert {i: c["label"] for i, c in cases.items() if c["label"] is not None} == labelled
+    assert {cases[i]["labelled_by"] for i in labelled} == {stack.names["reviewer"]}
+    assert cases[skipped]["label"] is None and cases[skipped]["labelled_by"] is None
+
+
+def test_dashboard_page_renders_for_an_analyst(stack, browser) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        sign_in(page, stack.ui.url, stack.keys["analyst"])
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Threshold and mode history")).to_be_visible(timeout=30_000)
+        wait_until_idle(page)
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    finally:
+        context.close()
