@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -39,6 +39,12 @@ class Scored:
     features: dict
     decision: RoutingDecision
     model_version: int
+
+
+COUNT_CASES = text(
+    "UPDATE task SET n_cases = n_cases + :cases, n_auto = n_auto + :auto,"
+    " n_pending = n_pending + :pending, n_queued = n_queued + :queued WHERE id = :id"
+)
 
 
 def new_case_id() -> str:
@@ -226,19 +232,18 @@ def _store(db: Database, task: Task, fresh: list[Scored]) -> dict[str, CasePubli
         publics[s.case_id] = case_public(task, case, routing)
     if not fresh:
         return publics
-    with db.write() as session:
-        session.add_all(cases)
-        session.flush()
-        session.add_all(routings)
-        session.exec(  # type: ignore[call-overload]
-            update(Task)
-            .where(col(Task.id) == task.id)
-            .values(
-                n_cases=Task.n_cases + len(fresh),
-                n_auto=Task.n_auto + n_auto,
-                n_pending=Task.n_pending + n_pending,
-                n_queued=Task.n_queued + n_queued,
-            )
+    with db.write() as session:  # Core inserts: the ORM's unit of work costs more than the rows
+        session.execute(Case.__table__.insert(), [c.model_dump() for c in cases])  # type: ignore[attr-defined]
+        session.execute(Routing.__table__.insert(), [r.model_dump() for r in routings])  # type: ignore[attr-defined]
+        session.execute(
+            COUNT_CASES,
+            {
+                "id": task.id,
+                "cases": len(fresh),
+                "auto": n_auto,
+                "pending": n_pending,
+                "queued": n_queued,
+            },
         )
     return publics
 

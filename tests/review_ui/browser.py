@@ -202,8 +202,8 @@ def wait_for_case(page: Any, previous: str | None = None, timeout: float = 30_00
 
 def wait_until_idle(page: Any, timeout: float = 30_000) -> None:
     """Wait until Streamlit has finished the current script run."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=timeout
     )
 
 

@@ -1,0 +1,852 @@
+"""Certified automation: the risk controller, the drift monitor and the tier governor.
+
+The promise: *automated decisions are wrong at most ``target_error`` of the time, with
+probability at least 1 - delta*. Three pieces keep it.
+
+:class:`RiskController`
+    Picks the lowest confidence threshold whose automated region has a finite-sample
+    upper bound on its error at or below the target, from the labelled evidence recorded
+    at routing time (prequential), the most recent ``window`` labels only.
+:class:`DriftMonitor`
+    ADWIN on a stream of outcomes; fires when their mean rises.
+:class:`TaskGovernor`
+    The tier-migration state machine of a task: ``assist`` -> ``automated`` ->
+    ``suspended`` -> ``automated`` ..., each move a :class:`Migration` with its reason.
+
+How the bound is built
+----------------------
+*Evidence is biased.* A person labels every reviewed case (propensity 1) but only an
+audit sample (propensity ``audit_rate``) of the automated ones, so the labelled cases
+over-represent uncertain ones. Confidence is cut into bins whose edges are the
+candidate thresholds (the *grid*). Thresholds in force always sit on the grid, so
+within a bin every case was routed alike at any one time: whether it was labelled
+depended on the time and its bin only, never on whether the model was right. Within a
+bin the labelled cases are therefore a plain random sample of the bin's cases, and its
+error rate is estimated without weights (pre-automation reviews and later audits count
+alike, which keeps far more evidence than weighting each case by ``1 / propensity``).
+The bins of a region are mixed in proportion to the number of cases that arrived in
+each, estimated without bias by the importance weights ``sum(1 / propensity)``.
+
+*The bound.* The region's error estimate is the weighted mean of its labelled cases'
+errors with case weights ``arrivals_b / labelled_b`` (constant within a bin). Its upper
+bound is Clopper-Pearson on Kish's effective sample size ``(sum w) ** 2 / sum w ** 2``
+(:func:`learner.risk.weighted_clopper_pearson_upper`). With equal weights (all cases
+reviewed, or all from one bin) that is the exact binomial bound; with unequal weights
+it is the standard survey-sampling bound (Kish 1965, Korn & Graubard 1998), accurate
+whenever the errors are not concentrated in the most heavily weighted cases. The
+heavy cases here are audits of the most confident bins, whose errors are the rarest,
+so the bound errs on the safe side; the simulated coverage tests and
+``bench/policy_bench.py`` check it on real streams.
+
+*Many thresholds.* Candidate regions are nested (``confidence >= g`` for each grid
+point ``g``), so they are tested as a Learn-then-Test *fixed sequence*: from a start
+down the grid, each at the full level, stopping at the first failure; that controls
+the chance of certifying any region whose error exceeds the target at delta. A
+sequence started at the top, where the region is tiny, stops at once when it sees a
+couple of errors and never certifies anything. So each sequence starts at the highest
+grid point whose region holds enough evidence (an effective sample large enough that
+an observed error rate of ``start_rates[j] * target`` would certify), a choice made
+from sample counts alone, never from errors, which keeps the sequence valid. Several
+such starts (two by default) guard against a model that is only good at the very top;
+their sequences split delta (Bonferroni), and the certified threshold is the lowest
+one any sequence reached.
+
+*Recent evidence.* Only the last ``window`` labels count, because the model keeps
+learning and the world drifts. Older evidence was produced by a worse model, which
+makes it conservative; a drift detector (:class:`DriftMonitor`) guards the other
+direction, and after drift the governor restarts the window.
+
+Examples
+--------
+>>> controller = RiskController(target_error=0.05)
+>>> for i in range(800):  # half the cases sure and 2% wrong, half unsure and 40% wrong
+...     sure = i % 2 == 0
+...     controller.observe(f"c{i}", Evidence(confidence=0.97 if sure else 0.6,
+...                                          correct=i % 100 != 0 if sure else i % 5 > 1,
+...                                          propensity=1.0, audit=False, route="review"))
+>>> certificate = controller.certify()
+>>> certificate.threshold, certificate.n, certificate.errors
+(0.65, 400, 8)
+>>> certificate.reason
+'certified threshold 0.95 (bound 0.036 <= 0.05, n=400, 8 errors)'
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from river.drift import ADWIN
+
+from learner.errors import LearnerError
+from learner.risk import weighted_clopper_pearson_upper, weighted_upper_at_most
+from learner.routing import ROUTES
+
+__all__ = [
+    "DEFAULT_GRID",
+    "MODES",
+    "Certificate",
+    "DriftMonitor",
+    "Evidence",
+    "Migration",
+    "RegionStats",
+    "RiskController",
+    "TaskGovernor",
+]
+
+log = logging.getLogger(__name__)
+
+#: Candidate thresholds, finer near 1 where automation of easy streams lives.
+DEFAULT_GRID: tuple[float, ...] = (
+    0.0, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.91, 0.92,
+    0.93, 0.94, 0.95, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99, 0.9925, 0.995, 0.9965,
+    0.9975, 0.9985, 0.999, 0.9995, 0.9998, 0.9999,
+)  # fmt: skip
+#: A task's automation modes.
+MODES = ("assist", "automated", "suspended")
+
+
+def _fmt(value: float) -> str:
+    """A threshold or target the way people write it: ``0.93``, ``0.9995``, ``0.05``."""
+    return f"{value:.6g}"
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not (0.0 < value < 1.0):
+        raise LearnerError(f"{name} must be in (0, 1), got {value}")
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One labelled case, as recorded at routing time (prequential).
+
+    Parameters
+    ----------
+    confidence
+        Model confidence (max probability) at routing time.
+    correct
+        Whether the suggestion equals the final human label.
+    propensity
+        Probability that the case was sent to a person: 1.0 for review and assist, the
+        audit rate for an automated case.
+    audit
+        Whether this is an audit of an automated case.
+    route
+        ``"auto"``, ``"review"`` or ``"assist"``.
+
+    Examples
+    --------
+    >>> Evidence(confidence=0.97, correct=True, propensity=0.05, audit=True, route="auto")
+    Evidence(confidence=0.97, correct=True, propensity=0.05, audit=True, route='auto')
+    >>> Evidence(confidence=0.97, correct=True, propensity=0.0, audit=True, route="auto")
+    Traceback (most recent call last):
+    ...
+    learner.errors.LearnerError: propensity must be in (0, 1], got 0.0
+    """
+
+    confidence: float
+    correct: bool
+    propensity: float
+    audit: bool
+    route: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.confidence <= 1.0:
+            raise LearnerError(f"confidence must be in [0, 1], got {self.confidence}")
+        if not 0.0 < self.propensity <= 1.0:
+            raise LearnerError(f"propensity must be in (0, 1], got {self.propensity}")
+        if self.route not in ROUTES:
+            raise LearnerError(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The lowest certified threshold and the evidence behind it.
+
+    ``threshold`` is ``None`` when nothing is certified (no automation); ``estimate`` and
+    ``upper`` are then those of the region that failed (or ``None`` without evidence).
+    ``n`` and ``errors`` count the labelled cases in the region.
+    """
+
+    threshold: float | None
+    estimate: float | None
+    upper: float | None
+    n: int
+    errors: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RegionStats:
+    """Evidence about the automated region ``confidence >= threshold``.
+
+    ``arrivals`` is the importance-weighted number of cases that arrived in the region
+    during the window, ``n_effective`` Kish's effective sample size and ``estimate`` the
+    bin-stratified error estimate.
+    """
+
+    threshold: float
+    n: int
+    errors: int
+    arrivals: float
+    n_effective: float
+    estimate: float | None
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A change of a task's mode or of the threshold in force, with its reason.
+
+    ``at_label`` is the number of labels the governor had seen when it happened.
+    """
+
+    mode: str
+    threshold: float | None
+    reason: str
+    n: int
+    errors: int
+    upper: float | None
+    at_label: int = 0
+
+
+# --- the risk controller ------------------------------------------------------------------
+
+
+class RiskController:
+    """Certifies the lowest threshold whose automated error is bounded by the target.
+
+    Parameters
+    ----------
+    target_error
+        The promised error rate of automated decisions, in (0, 1).
+    delta
+        Allowed probability that the promise is broken, in (0, 1).
+    window
+        Only the most recent ``window`` labels count.
+    seed
+        Unused (the controller is deterministic); kept for a uniform interface.
+    **tuning
+        ``grid`` (ascending candidate thresholds, default :data:`DEFAULT_GRID`) and
+        ``start_rates`` (the observed error rates, as shares of the target, that the
+        starting regions of the fixed-sequence scans must be able to certify; one scan
+        per rate, default ``(0.25, 0.6)``). ``point_min_n`` (default 30): the evidence a
+        region needs for :meth:`point_threshold`.
+
+    Notes
+    -----
+    The module docstring explains the bound and the scan. Everything is a deterministic
+    fold of the calls made, so a controller rebuilt by replaying the same label log gives
+    the same certificate; it pickles, and :meth:`to_state` / :meth:`from_state` give a
+    plain-data form.
+
+    Examples
+    --------
+    Automated cases are only audited, so one audit stands for ``1 / audit_rate`` cases:
+
+    >>> c = RiskController(target_error=0.05)
+    >>> c.observe("a1", Evidence(0.99, False, propensity=0.05, audit=True, route="auto"))
+    >>> c.region(0.99).arrivals, c.n_observed
+    (20.0, 1)
+    >>> c.certify().reason
+    'no threshold certified: an effective 1 labelled cases, too few to test (need 130)'
+    """
+
+    def __init__(
+        self,
+        *,
+        target_error: float,
+        delta: float = 0.05,
+        window: int = 3000,
+        seed: int = 0,
+        **tuning: Any,
+    ) -> None:
+        grid = tuple(float(g) for g in tuning.pop("grid", DEFAULT_GRID))
+        start_rates = tuple(float(r) for r in tuning.pop("start_rates", (0.25, 0.6)))
+        self.point_min_n = int(tuning.pop("point_min_n", 30))
+        if tuning:
+            raise LearnerError(f"unknown tuning options: {', '.join(sorted(tuning))}")
+        if not grid or list(grid) != sorted(set(grid)) or not 0.0 <= grid[0] <= grid[-1] <= 1.0:
+            raise LearnerError("grid must be strictly increasing thresholds in [0, 1]")
+        if not start_rates or not all(0.0 <= r < 1.0 for r in start_rates):
+            raise LearnerError("start_rates must be shares of the target in [0, 1)")
+        if window < 1:
+            raise LearnerError(f"window must be >= 1, got {window}")
+        self.grid = grid
+        self.start_rates = start_rates
+        self.window = int(window)
+        self.seed = seed
+        self.n_observed = 0
+        self._evidence: OrderedDict[str, tuple[int, Evidence]] = OrderedDict()
+        k = len(grid)
+        self._labelled = [0] * k
+        self._errors = [0] * k
+        self._by_propensity: list[dict[float, int]] = [{} for _ in range(k)]
+        self._version = 0
+        self._cache: tuple[int, Certificate, frozenset[float]] | None = None
+        self.set_target(target_error, delta)
+
+    # --- settings -------------------------------------------------------------------------
+    def set_target(self, target_error: float, delta: float) -> None:
+        """Change the target and delta (an admin's setting); the evidence stays."""
+        _check_rate("target_error", target_error)
+        _check_rate("delta", delta)
+        self.target_error = float(target_error)
+        self.delta = float(delta)
+        #: Level of each fixed-sequence scan (Bonferroni over the scans).
+        self.scan_delta = self.delta / len(self.start_rates)
+        self.start_sizes = tuple(self._start_size(rate) for rate in self.start_rates)
+        self._version += 1
+
+    def _start_size(self, rate: float) -> float:
+        """The smallest effective sample at which an error rate of ``rate * target`` certifies."""
+        target, level = self.target_error, self.scan_delta
+
+        def ok(n: float) -> bool:
+            return weighted_upper_at_most(rate * target * n, n, level, target)
+
+        high = 1.0
+        while not ok(high):
+            high *= 2.0
+        low = high / 2.0
+        for _ in range(40):
+            mid = (low + high) / 2.0
+            low, high = (low, mid) if ok(mid) else (mid, high)
+        return math.ceil(high)
+
+    # --- evidence -------------------------------------------------------------------------
+    def _bin(self, confidence: float) -> int:
+        return bisect.bisect_right(self.grid, confidence) - 1
+
+    def _add(self, b: int, evidence: Evidence, sign: int) -> None:
+        if b < 0:
+            return
+        self._labelled[b] += sign
+        self._errors[b] += sign * (not evidence.correct)
+        counts = self._by_propensity[b]
+        p = evidence.propensity
+        counts[p] = counts.get(p, 0) + sign
+        if not counts[p]:
+            del counts[p]
+
+    def observe(self, key: str, evidence: Evidence) -> None:
+        """Add one labelled case, in label-log order; the oldest leaves past ``window``.
+
+        A key seen before replaces its earlier evidence (the case was labelled again).
+        """
+        if not isinstance(evidence, Evidence):
+            raise LearnerError(f"evidence must be an Evidence, got {type(evidence).__name__}")
+        old = self._evidence.pop(key, None)
+        if old is not None:
+            self._add(old[0], old[1], -1)
+        b = self._bin(evidence.confidence)
+        self._evidence[key] = (b, evidence)
+        self._add(b, evidence, +1)
+        while len(self._evidence) > self.window:
+            _, (ob, oe) = self._evidence.popitem(last=False)
+            self._add(ob, oe, -1)
+        self.n_observed += 1
+        self._version += 1
+
+    def correct(self, key: str, correct: bool) -> None:
+        """A label was corrected: replace that case's outcome if it is still in the window."""
+        old = self._evidence.get(key)
+        if old is None or old[1].correct == bool(correct):
+            return
+        b, evidence = old
+        self._add(b, evidence, -1)
+        evidence = replace(evidence, correct=bool(correct))
+        self._evidence[key] = (b, evidence)
+        self._add(b, evidence, +1)
+        self._version += 1
+
+    def restart(self) -> None:
+        """Forget every piece of evidence (after drift); ``n_observed`` keeps counting."""
+        self._evidence.clear()
+        k = len(self.grid)
+        self._labelled = [0] * k
+        self._errors = [0] * k
+        self._by_propensity = [{} for _ in range(k)]
+        self._version += 1
+
+    @property
+    def n_window(self) -> int:
+        """Labelled cases currently in the window."""
+        return len(self._evidence)
+
+    # --- statistics -----------------------------------------------------------------------
+    def _regions(self) -> list[RegionStats]:
+        """Statistics of every region ``confidence >= grid[k]``, lowest threshold first."""
+        k = len(self.grid)
+        out: list[RegionStats] = [None] * k  # type: ignore[list-item]
+        n = errors = 0
+        arrivals = squares = weighted_errors = 0.0
+        for b in range(k - 1, -1, -1):
+            m = self._labelled[b]
+            if m:
+                w = sum(count / p for p, count in sorted(self._by_propensity[b].items()))
+                e = self._errors[b]
+                n += m
+                errors += e
+                arrivals += w
+                squares += w * w / m
+                weighted_errors += w * e / m
+            if arrivals > 0.0:
+                n_eff = arrivals * arrivals / squares
+                estimate = weighted_errors / arrivals
+            else:
+                n_eff, estimate = 0.0, None
+            out[b] = RegionStats(self.grid[b], n, errors, arrivals, n_eff, estimate)
+        return out
+
+    def region(self, threshold: float) -> RegionStats:
+        """Evidence about the region ``confidence >= threshold`` (a grid point, or the
+        nearest one below it)."""
+        b = max(self._bin(threshold), 0)
+        return self._regions()[b]
+
+    def _upper(self, stats: RegionStats) -> float | None:
+        if stats.estimate is None:
+            return None
+        e = stats.estimate * stats.n_effective
+        return weighted_clopper_pearson_upper(e, stats.n_effective, self.scan_delta)
+
+    def _passes(self, stats: RegionStats) -> bool:
+        if stats.estimate is None:
+            return False
+        e = stats.estimate * stats.n_effective
+        return weighted_upper_at_most(e, stats.n_effective, self.scan_delta, self.target_error)
+
+    def _scan(self) -> tuple[Certificate, frozenset[float]]:
+        regions = self._regions()
+        target = self.target_error
+        passed: set[float] = set()
+        lowest: int | None = None
+        first_failure: RegionStats | None = None
+        started = False
+        for size in self.start_sizes:
+            start = next(
+                (b for b in range(len(regions) - 1, -1, -1) if regions[b].n_effective >= size),
+                None,
+            )
+            if start is None:
+                continue
+            started = True
+            b = start
+            while b >= 0 and self._passes(regions[b]):
+                passed.add(regions[b].threshold)
+                if lowest is None or b < lowest:
+                    lowest = b
+                b -= 1
+            if b == start and first_failure is None:
+                first_failure = regions[start]
+        if lowest is not None:
+            stats = regions[lowest]
+            upper = self._upper(stats)
+            assert upper is not None
+            reason = (
+                f"certified threshold {_fmt(stats.threshold)} (bound {upper:.3f} <= "
+                f"{_fmt(target)}, n={stats.n}, {stats.errors} errors)"
+            )
+            certificate = Certificate(
+                stats.threshold, stats.estimate, upper, stats.n, stats.errors, reason
+            )
+            return certificate, frozenset(passed)
+        if not started:
+            best = max((r.n_effective for r in regions), default=0.0)
+            reason = (
+                f"no threshold certified: an effective {best:.0f} labelled cases, too few to "
+                f"test (need {min(self.start_sizes):.0f})"
+            )
+            top = regions[0]
+            return Certificate(None, top.estimate, self._upper(top), top.n, top.errors, reason), (
+                frozenset()
+            )
+        assert first_failure is not None
+        upper = self._upper(first_failure)
+        reason = (
+            f"no threshold certified: bound {upper:.3f} > {_fmt(target)} at threshold "
+            f"{_fmt(first_failure.threshold)} (n={first_failure.n}, {first_failure.errors} "
+            "errors)"
+        )
+        certificate = Certificate(
+            None, first_failure.estimate, upper, first_failure.n, first_failure.errors, reason
+        )
+        return certificate, frozenset()
+
+    def _certified(self) -> tuple[Certificate, frozenset[float]]:
+        if self._cache is None or self._cache[0] != self._version:
+            certificate, passed = self._scan()
+            self._cache = (self._version, certificate, passed)
+        return self._cache[1], self._cache[2]
+
+    def certify(self) -> Certificate:
+        """The lowest certified threshold, its estimate, bound and evidence.
+
+        Recomputed only when evidence or settings changed since the last call; a scan
+        costs one incomplete-beta evaluation per region tested.
+        """
+        return self._certified()[0]
+
+    def is_certified(self, threshold: float) -> bool:
+        """Whether ``threshold`` passed its test in the current scan (not only the lowest)."""
+        return float(threshold) in self._certified()[1]
+
+    def certificate_at(self, threshold: float) -> Certificate:
+        """The evidence and bound (at the scan level) of the region ``confidence >= threshold``.
+
+        Examples
+        --------
+        >>> c = RiskController(target_error=0.05)
+        >>> c.certificate_at(0.9).reason
+        'threshold 0.9: no evidence'
+        """
+        stats = self.region(threshold)
+        upper = self._upper(stats)
+        if upper is None:
+            return Certificate(None, None, None, 0, 0, f"threshold {_fmt(threshold)}: no evidence")
+        op = "<=" if upper <= self.target_error else ">"
+        reason = (
+            f"threshold {_fmt(stats.threshold)} (bound {upper:.3f} {op} "
+            f"{_fmt(self.target_error)}, n={stats.n}, {stats.errors} errors)"
+        )
+        ok = self.is_certified(stats.threshold)
+        return Certificate(
+            stats.threshold if ok else None, stats.estimate, upper, stats.n, stats.errors, reason
+        )
+
+    def point_threshold(self) -> float | None:
+        """The lowest threshold whose *point* estimate is within the target (a baseline).
+
+        Regions need ``point_min_n`` labelled cases. No bound, no correction for the many
+        thresholds tried: this is what breaks the target in simulations.
+        """
+        best = None
+        for stats in self._regions():
+            if (
+                stats.n >= self.point_min_n
+                and stats.estimate is not None
+                and stats.estimate <= self.target_error
+            ):
+                best = stats.threshold
+                break
+        return best
+
+    # --- persistence ----------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Plain data (lists, numbers, strings) from which :meth:`from_state` rebuilds it."""
+        return {
+            "target_error": self.target_error,
+            "delta": self.delta,
+            "window": self.window,
+            "seed": self.seed,
+            "grid": list(self.grid),
+            "start_rates": list(self.start_rates),
+            "point_min_n": self.point_min_n,
+            "n_observed": self.n_observed,
+            "evidence": [
+                [key, e.confidence, e.correct, e.propensity, e.audit, e.route]
+                for key, (_, e) in self._evidence.items()
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RiskController:
+        """Rebuild a controller saved by :meth:`to_state`.
+
+        Examples
+        --------
+        >>> c = RiskController(target_error=0.02, window=100)
+        >>> c.observe("x", Evidence(0.9, True, 1.0, False, "review"))
+        >>> RiskController.from_state(c.to_state()).to_state() == c.to_state()
+        True
+        """
+        controller = cls(
+            target_error=state["target_error"],
+            delta=state["delta"],
+            window=state["window"],
+            seed=state["seed"],
+            grid=state["grid"],
+            start_rates=state["start_rates"],
+            point_min_n=state["point_min_n"],
+        )
+        for key, confidence, correct, propensity, audit, route in state["evidence"]:
+            controller.observe(key, Evidence(confidence, correct, propensity, audit, route))
+        controller.n_observed = state["n_observed"]
+        return controller
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"RiskController(target_error={self.target_error:g}, delta={self.delta:g}, "
+            f"window={self.window}, n_observed={self.n_observed})"
+        )
+
+
+# --- drift --------------------------------------------------------------------------------
+
+
+class DriftMonitor:
+    """Watches a stream of outcomes (1 = error) and fires when their mean rises.
+
+    ADWIN (Bifet & Gavaldà 2007, ``river.drift.ADWIN``) checked after every observation
+    (``clock=1``); a detected change counts only when the recent mean is above the old
+    one, so a model that gets better never suspends automation.
+
+    Parameters
+    ----------
+    delta
+        ADWIN's confidence: smaller means fewer false alarms and slower detection.
+    seed
+        Unused (ADWIN is deterministic); kept for a uniform interface.
+
+    Examples
+    --------
+    >>> monitor = DriftMonitor()
+    >>> fired = [monitor.observe(i % 50 == 0) for i in range(500)]  # 2% errors
+    >>> any(fired)
+    False
+    >>> fired = [monitor.observe(i % 2 == 0) for i in range(100)]  # then 50%
+    >>> any(fired), monitor.n_detections
+    (True, 1)
+    """
+
+    def __init__(self, *, delta: float = 0.002, seed: int = 0) -> None:
+        _check_rate("delta", delta)
+        self.delta = delta
+        self.seed = seed
+        self.n_observed = 0
+        self.n_detections = 0
+        self._adwin = ADWIN(delta=delta, clock=1)
+
+    @property
+    def mean(self) -> float:
+        """The mean of the outcomes in ADWIN's current window."""
+        return float(self._adwin.estimation)
+
+    def observe(self, error: bool | float) -> bool:
+        """Add one outcome; ``True`` when drift (a rise in the mean) is detected on it."""
+        before = self._adwin.estimation
+        self._adwin.update(float(error))
+        self.n_observed += 1
+        if self._adwin.drift_detected and self._adwin.estimation > before:
+            self.n_detections += 1
+            return True
+        return False
+
+    def reset(self) -> None:
+        """Start over (after the governor acted on a detection)."""
+        self._adwin = ADWIN(delta=self.delta, clock=1)
+
+
+# --- the governor -------------------------------------------------------------------------
+
+
+class TaskGovernor:
+    """A task's tier-migration state machine: which mode, which threshold, and why.
+
+    Rules
+    -----
+    - Starts in ``assist``. With at least ``min_labels`` labels and a certified threshold
+      it becomes ``automated`` at that threshold.
+    - While automated, the threshold follows the certificate: raised at once when the
+      threshold in force no longer passes; lowered only when the lower threshold's bound
+      is at most ``(1 - hysteresis) * target`` (so the threshold does not churn); every
+      change is a :class:`Migration` with the mode unchanged.
+    - It becomes ``suspended`` when no threshold passes any more (the bound rose above the
+      target) or drift is detected: by ADWIN on the audited outcomes (:class:`DriftMonitor`)
+      or, unless ``monitor_reviews=False``, by ADWIN on the calibration residual
+      ``error - (1 - confidence)`` of the other labelled cases (people see several times
+      more of those than audits, so drift shows there first).
+    - After drift the controller forgets all evidence (the window restarts at the
+      detection), so only evidence from after the change can certify again. From
+      ``suspended`` it re-certifies once ``min_labels`` labels arrived since the
+      suspension and a threshold is certified.
+    - The admin's kill switch is not here: the API overrides the mode.
+
+    Parameters
+    ----------
+    target_error, delta, window, seed
+        As for :class:`RiskController`.
+    min_labels
+        Labels needed (since the start, or since a suspension) before automating.
+    **tuning
+        ``hysteresis`` (default 0.1), ``drift_delta`` (ADWIN's delta, default 0.002),
+        ``monitor_reviews`` (default True); anything else goes to the controller.
+
+    Examples
+    --------
+    >>> gov = TaskGovernor(target_error=0.05, min_labels=50)
+    >>> gov.mode, gov.threshold
+    ('assist', None)
+    >>> moves = []
+    >>> for i in range(400):
+    ...     sure = i % 2 == 0
+    ...     evidence = Evidence(0.99 if sure else 0.7, i % 200 != 0 if sure else i % 3 > 0,
+    ...                         propensity=1.0, audit=False, route="assist")
+    ...     moves += gov.observe(f"c{i}", evidence)
+    >>> gov.mode, gov.threshold, [m.mode for m in moves]
+    ('automated', 0.75, ['automated'])
+    >>> moves[0].reason
+    'certified threshold 0.75 (bound 0.050 <= 0.05, n=142, 2 errors)'
+    >>> gov.certificate.reason
+    'threshold 0.75 (bound 0.036 <= 0.05, n=200, 2 errors)'
+    """
+
+    def __init__(
+        self,
+        *,
+        target_error: float,
+        delta: float = 0.05,
+        min_labels: int = 50,
+        window: int = 3000,
+        seed: int = 0,
+        **tuning: Any,
+    ) -> None:
+        self.hysteresis = float(tuning.pop("hysteresis", 0.1))
+        self.drift_delta = float(tuning.pop("drift_delta", 0.002))
+        self.monitor_reviews = bool(tuning.pop("monitor_reviews", True))
+        if not 0.0 <= self.hysteresis < 1.0:
+            raise LearnerError(f"hysteresis must be in [0, 1), got {self.hysteresis}")
+        if min_labels < 0:
+            raise LearnerError(f"min_labels must be >= 0, got {min_labels}")
+        self.controller = RiskController(
+            target_error=target_error, delta=delta, window=window, seed=seed, **tuning
+        )
+        self.min_labels = int(min_labels)
+        self.seed = seed
+        self.mode = "assist"
+        self.threshold: float | None = None
+        self.n_labels = 0
+        self.drift_labels: list[int] = []
+        self.audit_monitor = DriftMonitor(delta=self.drift_delta, seed=seed)
+        self.review_monitor = DriftMonitor(delta=self.drift_delta, seed=seed)
+        self._fresh_since = 0  # label count at the start, the last suspension or drift
+        self.certificate = self.controller.certify()
+
+    @property
+    def target_error(self) -> float:
+        return self.controller.target_error
+
+    @property
+    def delta(self) -> float:
+        return self.controller.delta
+
+    @property
+    def n_detections(self) -> int:
+        """Drift detections so far (audits and reviews)."""
+        return len(self.drift_labels)
+
+    # --- inputs ---------------------------------------------------------------------------
+    def observe(self, key: str, evidence: Evidence) -> list[Migration]:
+        """Feed one label (in label-log order); the migrations it caused, usually none."""
+        self.controller.observe(key, evidence)
+        self.n_labels += 1
+        error = not evidence.correct
+        if evidence.audit:
+            detected = self.audit_monitor.observe(error)
+            source = "audited errors"
+        elif self.monitor_reviews:
+            detected = self.review_monitor.observe(float(error) - (1.0 - evidence.confidence))
+            source = "reviewed errors"
+        else:
+            detected = False
+        if detected:
+            return self._on_drift(source)
+        return self._update()
+
+    def correct(self, key: str, correct: bool) -> list[Migration]:
+        """A label was corrected; re-certify."""
+        self.controller.correct(key, correct)
+        return self._update()
+
+    def set_target(self, target_error: float, delta: float) -> list[Migration]:
+        """The admin changed the target or delta; re-certify against the new ones."""
+        self.controller.set_target(target_error, delta)
+        return self._update(prefix=f"target changed to {_fmt(target_error)}: ")
+
+    # --- transitions ----------------------------------------------------------------------
+    def _migrate(self, mode: str, threshold: float | None, reason: str) -> list[Migration]:
+        self.mode, self.threshold = mode, threshold
+        c = self.certificate
+        log.info("migration at label %d: %s", self.n_labels, reason)
+        return [Migration(mode, threshold, reason, c.n, c.errors, c.upper, self.n_labels)]
+
+    def _on_drift(self, source: str) -> list[Migration]:
+        self.drift_labels.append(self.n_labels)
+        self.controller.restart()
+        self.audit_monitor.reset()
+        self.review_monitor.reset()
+        self._fresh_since = self.n_labels
+        self.certificate = self.controller.certify()
+        reason = f"suspended: drift detected at label {self.n_labels:,} ({source} rose)"
+        log.info("drift at label %d (%s)", self.n_labels, source)
+        if self.mode == "automated":
+            return self._migrate("suspended", None, reason)
+        return []
+
+    def _update(self, prefix: str = "") -> list[Migration]:
+        controller = self.controller
+        lowest = controller.certify()
+        target = controller.target_error
+        if self.mode != "automated":
+            self.certificate = lowest
+            fresh = self.n_labels - self._fresh_since
+            if lowest.threshold is None or fresh < self.min_labels:
+                return []
+            word = "re-certified" if self.mode == "suspended" else "certified"
+            reason = prefix + lowest.reason.replace("certified", word, 1)
+            return self._migrate("automated", lowest.threshold, reason)
+
+        threshold = self.threshold
+        assert threshold is not None
+        if lowest.threshold is None:
+            failing = controller.certificate_at(threshold)
+            self.certificate = lowest
+            bound = failing.upper if failing.upper is not None else 1.0
+            reason = (
+                f"{prefix}suspended: bound {bound:.3f} > target {_fmt(target)} at threshold "
+                f"{_fmt(threshold)} (n={failing.n}, {failing.errors} errors)"
+            )
+            self._fresh_since = self.n_labels
+            return self._migrate("suspended", None, reason)
+        if lowest.threshold > threshold or (
+            lowest.threshold < threshold
+            and lowest.upper is not None
+            and lowest.upper <= (1.0 - self.hysteresis) * target
+        ):
+            old = controller.certificate_at(threshold)
+            self.certificate = lowest
+            if lowest.threshold > threshold:
+                bound = old.upper if old.upper is not None else 1.0
+                why = f"bound at {_fmt(threshold)} rose to {bound:.3f} > {_fmt(target)}"
+                verb = "raised"
+            else:
+                why = f"bound {lowest.upper:.3f} <= {_fmt(target)}"
+                verb = "lowered"
+            reason = (
+                f"{prefix}threshold {verb} to {_fmt(lowest.threshold)} ({why}, n={lowest.n}, "
+                f"{lowest.errors} errors)"
+            )
+            return self._migrate("automated", lowest.threshold, reason)
+        # Hold the threshold in force: describe its own region when it passed its test,
+        # else the certified region that contains it.
+        at = controller.certificate_at(threshold)
+        self.certificate = at if at.threshold is not None else lowest
+        return []
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskGovernor(mode={self.mode!r}, threshold={self.threshold}, "
+            f"target_error={self.target_error:g}, n_labels={self.n_labels})"
+        )
