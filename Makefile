@@ -17,8 +17,12 @@ venv: $(STAMP)
 demo: venv  ## migrate, start the API (:8000) and review UI (:8501), feed a demo task
 	TIERLINE_ENV=dev $(BIN)/tierline demo
 
-test: venv  ## the whole test suite
+test: venv chromium  ## the whole test suite
 	$(BIN)/python -m pytest
+
+.PHONY: chromium
+chromium:  ## Debian's Chromium for the browser test (tests/review_ui/test_browser_e2e.py)
+	test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 lint: venv
 	$(BIN)/ruff check api learner review_ui tests bench

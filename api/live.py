@@ -10,6 +10,7 @@ model.
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from api.errors import NotFound
 from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
 from learner import TaskModel, parse_schema
+from learner.controller import Evidence, Migration, TaskGovernor
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK = 1000
@@ -30,13 +32,40 @@ TASK_TTL_SECONDS = 1.0  # task settings seen by the routing hot path may lag thi
 
 @dataclass
 class LiveModel:
-    """A task's model, the last label id folded into it, and the lock that guards both."""
+    """A task's model and governor, the last label id folded into them, and their lock.
+
+    ``migrations`` holds the governor's mode and threshold changes not yet written to
+    the task's history.
+    """
 
     task_id: int
     model: TaskModel
+    governor: TaskGovernor
     last_label_id: int = 0
     last_snapshot_version: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    migrations: list[Migration] = field(default_factory=list)
+    mode_reason: str | None = None  # why the governor is in its mode (its last migration)
+
+    def fold(self, label_id: int, row: Label, features: dict) -> None:
+        """Teach one logged label to the model and its evidence to the governor."""
+        self.model.learn_one(features, row.label)
+        if row.suggestion is not None:
+            correct = row.label == row.suggestion
+            if row.kind == "correction":
+                moved = self.governor.correct(row.case_id, correct)
+            else:
+                evidence = Evidence(row.confidence, correct, row.propensity, row.audit, row.route)
+                moved = self.governor.observe(row.case_id, evidence)
+            if moved:
+                self.migrations += moved
+                self.mode_reason = moved[-1].reason
+        self.last_label_id = label_id
+
+    def take_migrations(self) -> list[Migration]:
+        with self.lock:
+            taken, self.migrations = self.migrations, []
+        return taken
 
     @property
     def version(self) -> int:
@@ -84,14 +113,22 @@ class ModelStore:
         self._models.pop(task_id, None)
 
     # --- loading ----------------------------------------------------------------------
-    def new_model(self, task: Task) -> TaskModel:
-        return TaskModel(
+    def new_live(self, task: Task) -> LiveModel:
+        """An untrained model and a fresh governor for ``task``."""
+        model = TaskModel(
             list(task.labels), parse_schema(task.features or {}), family=task.model_family
         )
+        governor = TaskGovernor(
+            target_error=task.target_error, delta=task.delta, min_labels=task.min_labels
+        )
+        return LiveModel(task.id, model, governor)  # type: ignore[arg-type]
 
     def _load(self, task: Task) -> LiveModel:
-        live = self._from_snapshot(task) or LiveModel(task.id, self.new_model(task))  # type: ignore[arg-type]
+        live = self._from_snapshot(task) or self.new_live(task)
         replayed = self.catch_up(live)
+        live.migrations.clear()  # history was recorded when they first happened
+        if live.mode_reason is None:
+            live.mode_reason = task.mode_reason
         log.info(
             "task %s: model version %d (replayed %d labels)", task.name, live.version, replayed
         )
@@ -111,10 +148,12 @@ class ModelStore:
                     "task %s: snapshot %d has a bad signature; not loading it", task.name, snap.id
                 )
                 continue
-            model = TaskModel.from_bytes(snap.blob)
+            state = pickle.loads(snap.blob)  # signed by us: safe to unpickle
+            model = TaskModel.from_bytes(state["model"])
             return LiveModel(
                 task.id,  # type: ignore[arg-type]
                 model,
+                state["governor"],
                 last_label_id=snap.last_label_id,
                 last_snapshot_version=model.n_learned,
             )
@@ -128,15 +167,14 @@ class ModelStore:
             while True:
                 with self.db.read() as session:
                     rows = session.exec(
-                        select(Label.id, Label.label, Case.features)
+                        select(Label, Case.features)
                         .join(Case, col(Case.id) == Label.case_id)
                         .where(Label.task_id == live.task_id, col(Label.id) > live.last_label_id)
                         .order_by(col(Label.id))
                         .limit(REPLAY_CHUNK)
                     ).all()
-                for label_id, label, features in rows:
-                    live.model.learn_one(features, label)
-                    live.last_label_id = label_id  # type: ignore[assignment]
+                for row, features in rows:
+                    live.fold(row.id, row, features)
                 applied += len(rows)
                 if len(rows) < REPLAY_CHUNK:
                     break
@@ -144,12 +182,13 @@ class ModelStore:
             self.save_snapshot(live)
         return applied
 
-    def apply(self, live: LiveModel, label_id: int, features: dict, label: str) -> None:
+    def apply(self, live: LiveModel, entry: Label, features: dict) -> None:
         """Apply a just-committed label; falls back to :meth:`catch_up` if any came before it."""
+        label_id = entry.id
+        assert label_id is not None
         with live.lock:
             if label_id == live.last_label_id + 1 or self._is_next(live, label_id):
-                live.model.learn_one(features, label)
-                live.last_label_id = label_id
+                live.fold(label_id, entry, features)
                 due = live.version - live.last_snapshot_version >= self.snapshot_every
             else:
                 due = False
@@ -175,7 +214,10 @@ class ModelStore:
     def save_snapshot(self, live: LiveModel) -> None:
         """Persist a signed snapshot of the model as it stands."""
         with live.lock:
-            blob = live.model.to_bytes()
+            blob = pickle.dumps(
+                {"model": live.model.to_bytes(), "governor": live.governor},
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
             version, last_label_id = live.version, live.last_label_id
         with self.db.write() as session:
             self._add_snapshot(session, live, blob, version, last_label_id)

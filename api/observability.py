@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -73,7 +74,8 @@ class TaskCollector(Collector):
             gauges["automation_rate"].add_metric(
                 [task.name], task.n_auto / task.n_cases if task.n_cases else 0.0
             )
-            gauges["threshold"].add_metric([task.name], task.threshold)
+            in_force = task.threshold_in_force
+            gauges["threshold"].add_metric([task.name], math.nan if in_force is None else in_force)
         yield from gauges.values()
 
 

@@ -68,6 +68,7 @@ class TaskSettings(StrictModel):
     audit_rate: float = Field(0.05, gt=0, le=1)
     min_labels: int = Field(50, ge=0, le=1_000_000)
     threshold: float = Field(0.9, ge=0, le=1)
+    threshold_policy: Literal["certified", "fixed"] = "certified"
     delta: float = Field(0.05, gt=0, lt=1)
 
 
@@ -91,6 +92,7 @@ class TaskUpdate(StrictModel):
     audit_rate: float | None = Field(None, gt=0, le=1)
     min_labels: int | None = Field(None, ge=0, le=1_000_000)
     threshold: float | None = Field(None, ge=0, le=1)
+    threshold_policy: Literal["certified", "fixed"] | None = None
     delta: float | None = Field(None, gt=0, lt=1)
     automation: Literal["on", "off"] | None = None
 
@@ -103,6 +105,9 @@ class TaskPublic(BaseModel):
     audit_rate: float
     min_labels: int
     threshold: float
+    threshold_policy: Literal["certified", "fixed"]
+    threshold_in_force: float | None
+    mode_reason: str | None
     delta: float
     model: str
     rules: list[dict[str, Any]]
@@ -211,7 +216,7 @@ class Metrics(BaseModel):
     pending: int
     labels: int
     automation_rate: float
-    threshold: float
+    threshold: float | None
     mode: str
     model_version: int
     auto_error_estimate: float | None
@@ -226,7 +231,7 @@ class CurvePointPublic(BaseModel):
     cases: int
     automation_rate: float
     accuracy: float | None
-    threshold: float
+    threshold: float | None
     auto_error_estimate: float | None
     auto_error_upper: float | None
     at: str | None
@@ -239,7 +244,7 @@ class Curve(BaseModel):
 class HistoryEntry(BaseModel):
     at: str | None
     mode: str
-    threshold: float
+    threshold: float | None
     reason: str
     n: int
     errors: int

@@ -42,7 +42,10 @@ class Task(SQLModel, table=True):
     model_family: str = Field(max_length=16)
     rules: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     automation: str = Field(default="on", max_length=8)
+    threshold_policy: str = Field(default="certified", max_length=16)  # certified | fixed
     mode: str = Field(default="assist", max_length=16)
+    mode_reason: str | None = None
+    threshold_in_force: float | None = None  # None: nothing is automated
     created_at: float
     updated_at: float
     # maintained aggregates (updated in the same transaction as the rows they count)
@@ -163,7 +166,7 @@ class TaskHistory(SQLModel, table=True):
     task_id: int = Field(foreign_key="task.id", index=True)
     at: float
     mode: str = Field(max_length=16)
-    threshold: float
+    threshold: float | None = None
     reason: str
     n: int = 0
     errors: int = 0
@@ -182,6 +185,6 @@ class CurvePoint(SQLModel, table=True):
     cases: int
     automation_rate: float
     accuracy: float | None
-    threshold: float
+    threshold: float | None = None
     auto_error_estimate: float | None = None
     auto_error_upper: float | None = None

@@ -24,9 +24,11 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # starlette's, via test helpers
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -35,6 +37,7 @@ from review_ui.session import UI_RETRIES, UI_TIMEOUT  # noqa: E402
 from tests.review_ui.browser import (  # noqa: E402
     CHROMIUM,
     WATCH_CASES,
+    UiProcess,
     chromium,
     create_claims_task,
     press,
@@ -48,6 +51,20 @@ from tests.utils.factories import claims_case  # noqa: E402
 OUT = ROOT / "bench" / "out" / "ui.json"
 BATCH = 1000
 LABEL_KEYS = ["1", "2"]
+BARE_APP = """
+import streamlit as st
+
+st.session_state.setdefault("n", 0)
+
+
+def bump():
+    st.session_state.n += 1
+
+
+st.button("1 · next", shortcut="1", on_click=bump)
+st.button("2 · next", shortcut="2", on_click=bump)
+st.markdown(f"`c_{st.session_state.n:06x}`")
+"""
 
 
 def quantiles(samples: list[float]) -> dict[str, float]:
@@ -77,34 +94,55 @@ def fill_queue(admin: Any, count: int, seed: int = 11) -> float:
     return time.perf_counter() - started
 
 
-def browser_loop(ui_url: str, key: str, labels: int, warmup: int) -> dict[str, Any]:
-    """Label ``warmup + labels`` cases from the keyboard; key-down → next id on screen."""
+def keyboard_loop(page: Any, labels: int, warmup: int) -> dict[str, Any]:
+    """Press label keys on the page; key-down → next case id on screen, per press."""
     in_page: list[float] = []
     seen_by_driver: list[float] = []
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    shown = wait_for_case(page)
+    page.evaluate(WATCH_CASES)
+    for n in range(warmup + labels):
+        wait_until_idle(page)  # as after a person's reading time: the next case is claimed
+        time.sleep(0.05)
+        keys_before = page.evaluate("() => window.__tl.keys.length")
+        started = time.perf_counter()
+        press(page, LABEL_KEYS[n % 2])
+        new = wait_for_case(page, previous=shown)
+        elapsed = (time.perf_counter() - started) * 1000
+        down, seen = page.evaluate(
+            "([i, id]) => [window.__tl.keys[i][1], window.__tl.seen[id]]", [keys_before, new]
+        )
+        if n >= warmup:
+            in_page.append(seen - down)
+            seen_by_driver.append(elapsed)
+        shown = new
+    return {"in_page": quantiles(in_page), "driver": quantiles(seen_by_driver)}
+
+
+def review_ui_loop(browser: Any, ui_url: str, key: str, labels: int, warmup: int) -> dict:
+    """A reviewer signed in to the review UI labels cases from the keyboard."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
         page = context.new_page()
         sign_in(page, ui_url, key)
-        shown = wait_for_case(page)
-        page.evaluate(WATCH_CASES)
-        for n in range(warmup + labels):
-            wait_until_idle(page)  # the next case is already claimed (prefetch)
-            time.sleep(0.05)
-            keys_before = page.evaluate("() => window.__tl.keys.length")
-            started = time.perf_counter()
-            press(page, LABEL_KEYS[n % 2])
-            new = wait_for_case(page, previous=shown)
-            elapsed = (time.perf_counter() - started) * 1000
-            down, seen = page.evaluate(
-                "([i, id]) => [window.__tl.keys[i][1], window.__tl.seen[id]]",
-                [keys_before, new],
-            )
-            if n >= warmup:
-                in_page.append(seen - down)
-                seen_by_driver.append(elapsed)
-            shown = new
+        return keyboard_loop(page, labels, warmup)
+    finally:
         context.close()
-    return {"in_page": quantiles(in_page), "driver": quantiles(seen_by_driver)}
+
+
+def bare_streamlit_loop(browser: Any, workdir: Path, labels: int, warmup: int) -> dict:
+    """Baseline: a bare Streamlit page whose key shortcut only changes the id shown."""
+    script = workdir / "bare_streamlit.py"
+    script.write_text(BARE_APP)
+    ui = UiProcess("http://127.0.0.1:9", log=workdir / "bare.log", entry=script)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        ui.start()
+        page = context.new_page()
+        page.goto(ui.url)
+        return keyboard_loop(page, labels, warmup)
+    finally:
+        context.close()
+        ui.stop()
 
 
 def api_loop(api_url: str, key: str, labels: int, warmup: int) -> dict[str, Any]:
@@ -147,15 +185,18 @@ def main() -> None:
         sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
 
     with tempfile.TemporaryDirectory(prefix="tierline-ui-bench-") as tmp:
-        with running_stack(Path(tmp)) as stack:
+        workdir = Path(tmp)
+        with running_stack(workdir) as stack, chromium() as browser:
             with stack.admin(timeout=120) as admin:
                 create_claims_task(admin)
                 print(f"queueing {args.cases:,} cases ...", flush=True)
                 fill_seconds = fill_queue(admin, args.cases)
                 depth = admin.get("/v1/tasks/claims/metrics").json()["queue_depth"]
+            print("baseline: a bare Streamlit page in the same browser ...", flush=True)
+            bare = bare_streamlit_loop(browser, workdir, args.labels, args.warmup)
+            print(f"queue depth {depth:,}; labelling in the review UI ...", flush=True)
             reviewer = stack.make_key("reviewer", "bench-ui")
-            print(f"queue depth {depth:,}; labelling in the browser ...", flush=True)
-            ui = browser_loop(stack.ui.url, reviewer, args.labels, args.warmup)
+            ui = review_ui_loop(browser, stack.ui.url, reviewer, args.labels, args.warmup)
             print("timing the same loop against the API alone ...", flush=True)
             api = api_loop(
                 stack.api.url, stack.make_key("reviewer", "bench-api"), args.labels, args.warmup
@@ -167,6 +208,10 @@ def main() -> None:
         "fill_seconds": round(fill_seconds, 1),
         "ui_key_to_next_case": ui["in_page"],
         "ui_key_to_next_case_seen_by_driver": ui["driver"],
+        "bare_streamlit_key_to_next_id": bare["in_page"],
+        "ratio_ui_to_bare_median": round(
+            ui["in_page"]["median_ms"] / bare["in_page"]["median_ms"], 2
+        ),
         "api": api,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +219,7 @@ def main() -> None:
     rows = [
         ("UI: label key → next case id on screen (in page)", ui["in_page"]),
         ("UI: same, seen by the Playwright driver", ui["driver"]),
+        ("Baseline: bare Streamlit page, key → new id (in page)", bare["in_page"]),
         ("API: label", api["label"]),
         ("API: claim next", api["claim"]),
         ("API: label + claim", api["label_plus_claim"]),
@@ -184,6 +230,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for name, q in rows:
         print(f"| {name} | {q['n']} | {q['median_ms']} | {q['p90_ms']} | {q['max_ms']} |")
+    print(f"\nreview UI / bare Streamlit (median): {result['ratio_ui_to_bare_median']}")
     verdict = "meets" if ui["in_page"]["median_ms"] <= 300 else "MISSES"
     print(f"\nmedian {ui['in_page']['median_ms']} ms {verdict} the 300 ms target")
 

@@ -39,17 +39,18 @@ so the bound errs on the safe side; the simulated coverage tests and
 ``bench/policy_bench.py`` check it on real streams.
 
 *Many thresholds.* Candidate regions are nested (``confidence >= g`` for each grid
-point ``g``), so they are tested as a Learn-then-Test *fixed sequence*: from a start
-down the grid, each at the full level, stopping at the first failure; that controls
-the chance of certifying any region whose error exceeds the target at delta. A
-sequence started at the top, where the region is tiny, stops at once when it sees a
-couple of errors and never certifies anything. So each sequence starts at the highest
-grid point whose region holds enough evidence (an effective sample large enough that
-an observed error rate of ``start_rates[j] * target`` would certify), a choice made
-from sample counts alone, never from errors, which keeps the sequence valid. Several
-such starts (two by default) guard against a model that is only good at the very top;
-their sequences split delta (Bonferroni), and the certified threshold is the lowest
-one any sequence reached.
+point ``g``) and are tested in Learn-then-Test *fixed sequences*: from a start down the
+grid, each region at the sequence's level, stopping at the first failure. A sequence
+started at the top, where the region is tiny, stops at once when it sees a couple of
+errors and never certifies anything; so each sequence starts at the highest grid point
+whose region holds enough evidence: an effective sample large enough that an observed
+error rate of ``start_rates[j] * target`` would certify. The starts are chosen from
+sample counts alone, never from errors, which keeps the sequences valid. Two starts (by
+default) guard against a model that is only good near the top and against a start
+that happens to see a few errors; they split delta (Bonferroni), and with the
+*fallback* rule (Wiens 2003) a sequence that reaches the next start while still
+passing hands its level on, so that start is tested at the sum. The certified
+threshold is the lowest one that passed.
 
 *Recent evidence.* Only the last ``window`` labels count, because the model keeps
 learning and the world drifts. Older evidence was produced by a worse model, which
@@ -68,7 +69,7 @@ Examples
 >>> certificate.threshold, certificate.n, certificate.errors
 (0.65, 400, 8)
 >>> certificate.reason
-'certified threshold 0.95 (bound 0.036 <= 0.05, n=400, 8 errors)'
+'certified threshold 0.65 (bound 0.039 <= 0.05, n=400, 8 errors)'
 """
 
 from __future__ import annotations
@@ -102,10 +103,41 @@ log = logging.getLogger(__name__)
 
 #: Candidate thresholds, finer near 1 where automation of easy streams lives.
 DEFAULT_GRID: tuple[float, ...] = (
-    0.0, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.91, 0.92,
-    0.93, 0.94, 0.95, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99, 0.9925, 0.995, 0.9965,
-    0.9975, 0.9985, 0.999, 0.9995, 0.9998, 0.9999,
-)  # fmt: skip
+    0.0,
+    0.4,
+    0.5,
+    0.55,
+    0.6,
+    0.65,
+    0.7,
+    0.75,
+    0.8,
+    0.825,
+    0.85,
+    0.875,
+    0.9,
+    0.91,
+    0.92,
+    0.93,
+    0.94,
+    0.95,
+    0.96,
+    0.965,
+    0.97,
+    0.975,
+    0.98,
+    0.985,
+    0.99,
+    0.9925,
+    0.995,
+    0.9965,
+    0.9975,
+    0.9985,
+    0.999,
+    0.9995,
+    0.9998,
+    0.9999,
+)
 #: A task's automation modes.
 MODES = ("assist", "automated", "suspended")
 
@@ -201,6 +233,15 @@ class RegionStats:
 
 
 @dataclass(frozen=True)
+class _Scan:
+    """The regions tested (grid indices, highest threshold first) and the level at which
+    each passed one passed."""
+
+    tests: tuple[int, ...]
+    passed: dict[int, float]
+
+
+@dataclass(frozen=True)
 class Migration:
     """A change of a task's mode or of the threshold in force, with its reason.
 
@@ -233,11 +274,10 @@ class RiskController:
     seed
         Unused (the controller is deterministic); kept for a uniform interface.
     **tuning
-        ``grid`` (ascending candidate thresholds, default :data:`DEFAULT_GRID`) and
-        ``start_rates`` (the observed error rates, as shares of the target, that the
-        starting regions of the fixed-sequence scans must be able to certify; one scan
-        per rate, default ``(0.25, 0.6)``). ``point_min_n`` (default 30): the evidence a
-        region needs for :meth:`point_threshold`.
+        ``grid`` (ascending candidate thresholds, default :data:`DEFAULT_GRID`),
+        ``start_rates`` (where the scans start, see the module notes; default
+        ``(0.2, 0.5)``) and ``point_min_n`` (default 30: the labelled cases a region needs for
+        :meth:`point_threshold`).
 
     Notes
     -----
@@ -268,18 +308,18 @@ class RiskController:
         **tuning: Any,
     ) -> None:
         grid = tuple(float(g) for g in tuning.pop("grid", DEFAULT_GRID))
-        start_rates = tuple(float(r) for r in tuning.pop("start_rates", (0.25, 0.6)))
+        start_rates = tuple(float(r) for r in tuning.pop("start_rates", (0.2, 0.5)))
         self.point_min_n = int(tuning.pop("point_min_n", 30))
+        if not start_rates or not all(0.0 <= r < 1.0 for r in start_rates):
+            raise LearnerError("start_rates must be shares of the target in [0, 1)")
+        self.start_rates = start_rates
         if tuning:
             raise LearnerError(f"unknown tuning options: {', '.join(sorted(tuning))}")
         if not grid or list(grid) != sorted(set(grid)) or not 0.0 <= grid[0] <= grid[-1] <= 1.0:
             raise LearnerError("grid must be strictly increasing thresholds in [0, 1]")
-        if not start_rates or not all(0.0 <= r < 1.0 for r in start_rates):
-            raise LearnerError("start_rates must be shares of the target in [0, 1)")
         if window < 1:
             raise LearnerError(f"window must be >= 1, got {window}")
         self.grid = grid
-        self.start_rates = start_rates
         self.window = int(window)
         self.seed = seed
         self.n_observed = 0
@@ -288,8 +328,9 @@ class RiskController:
         self._labelled = [0] * k
         self._errors = [0] * k
         self._by_propensity: list[dict[float, int]] = [{} for _ in range(k)]
+        self._arrivals = [0.0] * k
         self._version = 0
-        self._cache: tuple[int, Certificate, frozenset[float]] | None = None
+        self._cache: tuple[int, list[RegionStats], _Scan] | None = None
         self.set_target(target_error, delta)
 
     # --- settings -------------------------------------------------------------------------
@@ -299,14 +340,15 @@ class RiskController:
         _check_rate("delta", delta)
         self.target_error = float(target_error)
         self.delta = float(delta)
-        #: Level of each fixed-sequence scan (Bonferroni over the scans).
-        self.scan_delta = self.delta / len(self.start_rates)
+        #: Each scan starts with an equal share of delta.
+        self.start_delta = self.delta / len(self.start_rates)
+        #: Where each scan starts: the highest region with at least this effective sample,
+        #: the size at which an observed error rate of ``start_rates[j] * target`` certifies.
         self.start_sizes = tuple(self._start_size(rate) for rate in self.start_rates)
         self._version += 1
 
     def _start_size(self, rate: float) -> float:
-        """The smallest effective sample at which an error rate of ``rate * target`` certifies."""
-        target, level = self.target_error, self.scan_delta
+        target, level = self.target_error, self.start_delta
 
         def ok(n: float) -> bool:
             return weighted_upper_at_most(rate * target * n, n, level, target)
@@ -315,10 +357,10 @@ class RiskController:
         while not ok(high):
             high *= 2.0
         low = high / 2.0
-        for _ in range(40):
+        for _ in range(50):
             mid = (low + high) / 2.0
             low, high = (low, mid) if ok(mid) else (mid, high)
-        return math.ceil(high)
+        return float(math.ceil(high))
 
     # --- evidence -------------------------------------------------------------------------
     def _bin(self, confidence: float) -> int:
@@ -334,6 +376,9 @@ class RiskController:
         counts[p] = counts.get(p, 0) + sign
         if not counts[p]:
             del counts[p]
+        # Recomputed from counts (not updated in place) so that float rounding never
+        # depends on the order in which evidence came and went.
+        self._arrivals[b] = sum(count / q for q, count in sorted(counts.items()))
 
     def observe(self, key: str, evidence: Evidence) -> None:
         """Add one labelled case, in label-log order; the oldest leaves past ``window``.
@@ -373,6 +418,7 @@ class RiskController:
         self._labelled = [0] * k
         self._errors = [0] * k
         self._by_propensity = [{} for _ in range(k)]
+        self._arrivals = [0.0] * k
         self._version += 1
 
     @property
@@ -390,7 +436,7 @@ class RiskController:
         for b in range(k - 1, -1, -1):
             m = self._labelled[b]
             if m:
-                w = sum(count / p for p, count in sorted(self._by_propensity[b].items()))
+                w = self._arrivals[b]
                 e = self._errors[b]
                 n += m
                 errors += e
@@ -405,86 +451,54 @@ class RiskController:
             out[b] = RegionStats(self.grid[b], n, errors, arrivals, n_eff, estimate)
         return out
 
+    def _stats(self) -> tuple[list[RegionStats], _Scan]:
+        if self._cache is None or self._cache[0] != self._version:
+            regions = self._regions()
+            self._cache = (self._version, regions, self._scan(regions))
+        return self._cache[1], self._cache[2]
+
     def region(self, threshold: float) -> RegionStats:
         """Evidence about the region ``confidence >= threshold`` (a grid point, or the
         nearest one below it)."""
-        b = max(self._bin(threshold), 0)
-        return self._regions()[b]
+        return self._stats()[0][max(self._bin(threshold), 0)]
 
-    def _upper(self, stats: RegionStats) -> float | None:
+    @staticmethod
+    def _errors_of(stats: RegionStats) -> float:
+        return (stats.estimate or 0.0) * stats.n_effective
+
+    def _upper(self, stats: RegionStats, level: float) -> float | None:
         if stats.estimate is None:
             return None
-        e = stats.estimate * stats.n_effective
-        return weighted_clopper_pearson_upper(e, stats.n_effective, self.scan_delta)
+        return weighted_clopper_pearson_upper(self._errors_of(stats), stats.n_effective, level)
 
-    def _passes(self, stats: RegionStats) -> bool:
+    def _passes(self, stats: RegionStats, level: float) -> bool:
         if stats.estimate is None:
             return False
-        e = stats.estimate * stats.n_effective
-        return weighted_upper_at_most(e, stats.n_effective, self.scan_delta, self.target_error)
+        return weighted_upper_at_most(
+            self._errors_of(stats), stats.n_effective, level, self.target_error
+        )
 
-    def _scan(self) -> tuple[Certificate, frozenset[float]]:
-        regions = self._regions()
-        target = self.target_error
-        passed: set[float] = set()
-        lowest: int | None = None
-        first_failure: RegionStats | None = None
-        started = False
+    def _scan(self, regions: list[RegionStats]) -> _Scan:
+        """Fixed sequences from count-chosen starts, with fallback (see the module notes)."""
+        with_evidence = [b for b in range(len(regions) - 1, -1, -1) if self._labelled[b]]
+        allocation: dict[int, float] = {}
         for size in self.start_sizes:
-            start = next(
-                (b for b in range(len(regions) - 1, -1, -1) if regions[b].n_effective >= size),
-                None,
-            )
-            if start is None:
+            start = next((b for b in with_evidence if regions[b].n_effective >= size), None)
+            if start is not None:
+                allocation[start] = allocation.get(start, 0.0) + self.start_delta
+        passed: dict[int, float] = {}
+        tests: list[int] = []
+        carry = 0.0
+        for b in with_evidence:
+            level = allocation.get(b, 0.0) + carry
+            if level <= 0.0:
                 continue
-            started = True
-            b = start
-            while b >= 0 and self._passes(regions[b]):
-                passed.add(regions[b].threshold)
-                if lowest is None or b < lowest:
-                    lowest = b
-                b -= 1
-            if b == start and first_failure is None:
-                first_failure = regions[start]
-        if lowest is not None:
-            stats = regions[lowest]
-            upper = self._upper(stats)
-            assert upper is not None
-            reason = (
-                f"certified threshold {_fmt(stats.threshold)} (bound {upper:.3f} <= "
-                f"{_fmt(target)}, n={stats.n}, {stats.errors} errors)"
-            )
-            certificate = Certificate(
-                stats.threshold, stats.estimate, upper, stats.n, stats.errors, reason
-            )
-            return certificate, frozenset(passed)
-        if not started:
-            best = max((r.n_effective for r in regions), default=0.0)
-            reason = (
-                f"no threshold certified: an effective {best:.0f} labelled cases, too few to "
-                f"test (need {min(self.start_sizes):.0f})"
-            )
-            top = regions[0]
-            return Certificate(None, top.estimate, self._upper(top), top.n, top.errors, reason), (
-                frozenset()
-            )
-        assert first_failure is not None
-        upper = self._upper(first_failure)
-        reason = (
-            f"no threshold certified: bound {upper:.3f} > {_fmt(target)} at threshold "
-            f"{_fmt(first_failure.threshold)} (n={first_failure.n}, {first_failure.errors} "
-            "errors)"
-        )
-        certificate = Certificate(
-            None, first_failure.estimate, upper, first_failure.n, first_failure.errors, reason
-        )
-        return certificate, frozenset()
-
-    def _certified(self) -> tuple[Certificate, frozenset[float]]:
-        if self._cache is None or self._cache[0] != self._version:
-            certificate, passed = self._scan()
-            self._cache = (self._version, certificate, passed)
-        return self._cache[1], self._cache[2]
+            tests.append(b)
+            if self._passes(regions[b], level):
+                passed[b] = carry = level
+            else:
+                carry = 0.0
+        return _Scan(tuple(tests), passed)
 
     def certify(self) -> Certificate:
         """The lowest certified threshold, its estimate, bound and evidence.
@@ -492,14 +506,48 @@ class RiskController:
         Recomputed only when evidence or settings changed since the last call; a scan
         costs one incomplete-beta evaluation per region tested.
         """
-        return self._certified()[0]
+        regions, scan = self._stats()
+        target = _fmt(self.target_error)
+        if scan.passed:
+            b = min(scan.passed)
+            stats = regions[b]
+            upper = self._upper(stats, scan.passed[b])
+            assert upper is not None
+            reason = (
+                f"certified threshold {_fmt(stats.threshold)} (bound {upper:.3f} <= {target}, "
+                f"n={stats.n}, {stats.errors} errors)"
+            )
+            return Certificate(stats.threshold, stats.estimate, upper, stats.n, stats.errors, reason)
+        if not scan.tests:
+            best = max((r.n_effective for r in regions), default=0.0)
+            reason = (
+                f"no threshold certified: an effective {best:.0f} labelled cases, too few to "
+                f"test (need {min(self.start_sizes):.0f})"
+            )
+            whole = regions[0]
+            upper = self._upper(whole, self.delta)
+            return Certificate(None, whole.estimate, upper, whole.n, whole.errors, reason)
+        # Report the failed region that came closest (lowest bound at the full delta).
+        uppers = {b: self._upper(regions[b], self.delta) or 1.0 for b in scan.tests}
+        b = min(uppers, key=lambda k: (uppers[k], k))
+        stats = regions[b]
+        reason = (
+            f"no threshold certified: best bound {uppers[b]:.3f} > {target} at threshold "
+            f"{_fmt(stats.threshold)} (n={stats.n}, {stats.errors} errors)"
+        )
+        return Certificate(None, stats.estimate, uppers[b], stats.n, stats.errors, reason)
 
     def is_certified(self, threshold: float) -> bool:
         """Whether ``threshold`` passed its test in the current scan (not only the lowest)."""
-        return float(threshold) in self._certified()[1]
+        b = self._bin(threshold)
+        return b >= 0 and self.grid[b] == threshold and b in self._stats()[1].passed
 
-    def certificate_at(self, threshold: float) -> Certificate:
-        """The evidence and bound (at the scan level) of the region ``confidence >= threshold``.
+    def certificate_at(self, threshold: float, delta: float | None = None) -> Certificate:
+        """Evidence and bound of the region ``confidence >= threshold`` alone.
+
+        The bound is at level ``delta`` (default: the controller's): the check of a single
+        threshold fixed beforehand, such as the one in force. ``threshold`` in the answer
+        is ``None`` when that bound is above the target.
 
         Examples
         --------
@@ -508,15 +556,14 @@ class RiskController:
         'threshold 0.9: no evidence'
         """
         stats = self.region(threshold)
-        upper = self._upper(stats)
+        upper = self._upper(stats, self.delta if delta is None else delta)
         if upper is None:
             return Certificate(None, None, None, 0, 0, f"threshold {_fmt(threshold)}: no evidence")
-        op = "<=" if upper <= self.target_error else ">"
+        ok = upper <= self.target_error
         reason = (
-            f"threshold {_fmt(stats.threshold)} (bound {upper:.3f} {op} "
+            f"threshold {_fmt(stats.threshold)} (bound {upper:.3f} {'<=' if ok else '>'} "
             f"{_fmt(self.target_error)}, n={stats.n}, {stats.errors} errors)"
         )
-        ok = self.is_certified(stats.threshold)
         return Certificate(
             stats.threshold if ok else None, stats.estimate, upper, stats.n, stats.errors, reason
         )
@@ -528,7 +575,7 @@ class RiskController:
         thresholds tried: this is what breaks the target in simulations.
         """
         best = None
-        for stats in self._regions():
+        for stats in self._stats()[0]:
             if (
                 stats.n >= self.point_min_n
                 and stats.estimate is not None
@@ -585,6 +632,9 @@ class RiskController:
         state = self.__dict__.copy()
         state["_cache"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return (
@@ -658,13 +708,18 @@ class TaskGovernor:
     Rules
     -----
     - Starts in ``assist``. With at least ``min_labels`` labels and a certified threshold
-      it becomes ``automated`` at that threshold.
-    - While automated, the threshold follows the certificate: raised at once when the
-      threshold in force no longer passes; lowered only when the lower threshold's bound
-      is at most ``(1 - hysteresis) * target`` (so the threshold does not churn); every
-      change is a :class:`Migration` with the mode unchanged.
-    - It becomes ``suspended`` when no threshold passes any more (the bound rose above the
-      target) or drift is detected: by ADWIN on the audited outcomes (:class:`DriftMonitor`)
+      whose bound is at most ``(1 - hysteresis) * target`` (a margin, so that the next
+      few labels do not undo it) it becomes ``automated`` at that threshold.
+    - While automated, the threshold in force is checked after every label: the bound
+      of its own region (at level delta: one threshold fixed beforehand) must stay at
+      or below the target. When it rises above, the governor moves to the lowest
+      certified threshold (usually a higher one), or, when none is certified, becomes
+      ``suspended``. A lower certified threshold replaces the one in force only when
+      its bound is at most ``(1 - hysteresis) * target``, so the threshold does not
+      churn. Every change is a :class:`Migration` (mode unchanged when only the
+      threshold moves), so the API can keep the threshold history.
+    - It also becomes ``suspended`` when drift is detected: by ADWIN on the audited
+      outcomes (:class:`DriftMonitor`)
       or, unless ``monitor_reviews=False``, by ADWIN on the calibration residual
       ``error - (1 - confidence)`` of the other labelled cases (people see several times
       more of those than audits, so drift shows there first).
@@ -798,11 +853,16 @@ class TaskGovernor:
     def _update(self, prefix: str = "") -> list[Migration]:
         controller = self.controller
         lowest = controller.certify()
-        target = controller.target_error
+        target = _fmt(controller.target_error)
         if self.mode != "automated":
             self.certificate = lowest
             fresh = self.n_labels - self._fresh_since
-            if lowest.threshold is None or fresh < self.min_labels:
+            if (
+                lowest.threshold is None
+                or lowest.upper is None
+                or lowest.upper > (1.0 - self.hysteresis) * controller.target_error
+                or fresh < self.min_labels
+            ):
                 return []
             word = "re-certified" if self.mode == "suspended" else "certified"
             reason = prefix + lowest.reason.replace("certified", word, 1)
@@ -810,39 +870,35 @@ class TaskGovernor:
 
         threshold = self.threshold
         assert threshold is not None
-        if lowest.threshold is None:
-            failing = controller.certificate_at(threshold)
-            self.certificate = lowest
-            bound = failing.upper if failing.upper is not None else 1.0
+        in_force = controller.certificate_at(threshold)
+        if in_force.threshold is None:  # the bound of the threshold in force is above target
+            bound = in_force.upper if in_force.upper is not None else 1.0
+            why = f"bound {bound:.3f} > target {target} at threshold {_fmt(threshold)}"
+            if lowest.threshold is None:
+                self.certificate = lowest
+                self._fresh_since = self.n_labels
+                reason = f"{prefix}suspended: {why} (n={in_force.n}, {in_force.errors} errors)"
+                return self._migrate("suspended", None, reason)
+            self.certificate = controller.certificate_at(lowest.threshold)
+            verb = "raised" if lowest.threshold > threshold else "moved"
             reason = (
-                f"{prefix}suspended: bound {bound:.3f} > target {_fmt(target)} at threshold "
-                f"{_fmt(threshold)} (n={failing.n}, {failing.errors} errors)"
-            )
-            self._fresh_since = self.n_labels
-            return self._migrate("suspended", None, reason)
-        if lowest.threshold > threshold or (
-            lowest.threshold < threshold
-            and lowest.upper is not None
-            and lowest.upper <= (1.0 - self.hysteresis) * target
-        ):
-            old = controller.certificate_at(threshold)
-            self.certificate = lowest
-            if lowest.threshold > threshold:
-                bound = old.upper if old.upper is not None else 1.0
-                why = f"bound at {_fmt(threshold)} rose to {bound:.3f} > {_fmt(target)}"
-                verb = "raised"
-            else:
-                why = f"bound {lowest.upper:.3f} <= {_fmt(target)}"
-                verb = "lowered"
-            reason = (
-                f"{prefix}threshold {verb} to {_fmt(lowest.threshold)} ({why}, n={lowest.n}, "
-                f"{lowest.errors} errors)"
+                f"{prefix}threshold {verb} to {_fmt(lowest.threshold)} ({why}; "
+                f"{lowest.reason.replace('certified threshold', 'certified', 1)[:-1]})"
             )
             return self._migrate("automated", lowest.threshold, reason)
-        # Hold the threshold in force: describe its own region when it passed its test,
-        # else the certified region that contains it.
-        at = controller.certificate_at(threshold)
-        self.certificate = at if at.threshold is not None else lowest
+        if (
+            lowest.threshold is not None
+            and lowest.threshold < threshold
+            and lowest.upper is not None
+            and lowest.upper <= (1.0 - self.hysteresis) * controller.target_error
+        ):
+            self.certificate = controller.certificate_at(lowest.threshold)
+            reason = (
+                f"{prefix}threshold lowered to {_fmt(lowest.threshold)} (bound "
+                f"{lowest.upper:.3f} <= {target}, n={lowest.n}, {lowest.errors} errors)"
+            )
+            return self._migrate("automated", lowest.threshold, reason)
+        self.certificate = in_force
         return []
 
     def __repr__(self) -> str:

@@ -47,7 +47,8 @@ CORRECTING = "rv_correcting"
 COMMENT = "rv_comment"
 
 CONFLICT_MESSAGE = (
-    "This case was taken by another reviewer after your lease expired; here is the next one."
+    "Case {case_id} was taken by another reviewer after your lease expired, so your label "
+    "“{label}” was not recorded. Here is the next case."
 )
 MIN_LEASE_SECONDS = 20  # a prefetched case with less time left is claimed afresh
 MAX_SKIPPED_IN_A_ROW = 5
@@ -313,7 +314,7 @@ def _refused(
         notify(
             state,
             "warning",
-            CONFLICT_MESSAGE
+            CONFLICT_MESSAGE.format(case_id=pending["case_id"], label=pending["label"])
             if isinstance(error, Conflict)
             else f"Case {pending['case_id']} no longer exists; here is the next one.",
         )

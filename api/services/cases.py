@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +15,7 @@ from api.db import Database
 from api.errors import InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
 from api.schemas import CaseCreate, CaseDetail, CasePublic, Contribution, Prediction, iso
+from api.services.tasks import effective_state
 from api.tables import Case, Routing, Task
 from learner import (
     InvalidFeatures,
@@ -51,13 +52,27 @@ def new_case_id() -> str:
     return "c_" + secrets.token_hex(12)
 
 
-def routing_policy(task: Task) -> RoutingPolicy:
+def routing_policy(task: Task, live: LiveModel) -> RoutingPolicy:
+    """The policy in force: the kill switch, cold start, then the fixed or certified rule."""
+    mode, threshold, reason = effective_state(task, live)
+    certified = task.threshold_policy == "certified"
     return RoutingPolicy(
-        threshold=task.threshold,
+        threshold=1.0 if threshold is None else threshold,
         min_labels=task.min_labels,
         audit_rate=task.audit_rate,
         automation_on=task.automation == "on",
+        threshold_note="certified threshold" if certified else "threshold",
+        hold_reason=None if mode == "automated" else reason,
     )
+
+
+def _with_bound(decision: RoutingDecision, live: LiveModel, target: float) -> RoutingDecision:
+    """State the certificate behind an automated decision in its first reason."""
+    upper = live.governor.certificate.upper
+    if decision.route != "auto" or upper is None:
+        return decision
+    first = f"{decision.reasons[0]} (bound {upper:.3f} <= {target:g})"
+    return replace(decision, reasons=[first, *decision.reasons[1:]])
 
 
 def ensure_schema(
@@ -91,9 +106,10 @@ def score(
     with live.lock:
         proba = live.model.predict_proba_one(clean)
         version = live.version
-    decision = route_case(
-        proba, policy=routing_policy(task), n_labels=version, task=task.name, case_key=case_key
-    )
+        policy = routing_policy(task, live)
+    decision = route_case(proba, policy=policy, n_labels=version, task=task.name, case_key=case_key)
+    if task.threshold_policy == "certified":
+        decision = _with_bound(decision, live, task.target_error)
     if task.rules:
         decision = apply_guardrails(decision, parse_rules(task.rules, None), clean)
     return clean, decision, version

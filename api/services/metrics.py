@@ -7,11 +7,10 @@ import time
 from sqlmodel import col, select
 
 from api.db import Database
-from api.live import ModelStore
+from api.live import LiveModel, ModelStore
 from api.schemas import Curve, CurvePointPublic, Metrics, iso
-from api.services.tasks import get_task, refresh_mode
+from api.services.tasks import get_task, sync_task
 from api.tables import CurvePoint, Label, Task
-from learner import estimate_audit_error
 
 CURVE_WINDOW = 200  # labels behind each point's prequential accuracy
 
@@ -38,11 +37,11 @@ def windowed_accuracy(labels: list[Label]) -> float | None:
     return hits / total if total else None
 
 
-def record_progress(db: Database, task_name: str, model_version: int) -> None:
+def record_progress(db: Database, task_name: str, live: LiveModel) -> None:
     """After a label: move the task's mode if due, and append a curve point if due."""
     with db.write() as session:
         task = get_task(session, task_name)
-        refresh_mode(session, task, model_version, f"label {task.n_labels}")
+        sync_task(session, task, live, f"label {task.n_labels}")
         if not curve_due(task.n_labels):
             return
         recent = list(
@@ -53,7 +52,7 @@ def record_progress(db: Database, task_name: str, model_version: int) -> None:
                 .limit(CURVE_WINDOW)
             )
         )
-        estimate = estimate_audit_error(task.n_audit_errors, task.n_audited, task.delta)
+        estimate, upper = error_bound(task, live)
         session.add(
             CurvePoint(
                 task_id=task.id,  # type: ignore[arg-type]
@@ -62,11 +61,29 @@ def record_progress(db: Database, task_name: str, model_version: int) -> None:
                 cases=task.n_cases,
                 automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
                 accuracy=windowed_accuracy(recent),
-                threshold=task.threshold,
-                auto_error_estimate=estimate.estimate,
-                auto_error_upper=estimate.upper,
+                threshold=task.threshold_in_force,
+                auto_error_estimate=estimate,
+                auto_error_upper=upper,
             )
         )
+
+
+def error_bound(task: Task, live: LiveModel | None) -> tuple[float | None, float | None]:
+    """Estimated error of automated decisions and its upper bound, at the threshold in force.
+
+    Certified tasks report their governor's certificate; fixed-threshold tasks the
+    controller's evidence at the fixed threshold (importance-weighted, so audits and
+    reviews both count without bias).
+    """
+    if live is None:
+        return None, None
+    with live.lock:
+        governor = live.governor
+        if task.threshold_policy == "fixed":
+            certificate = governor.controller.certificate_at(task.threshold)
+        else:
+            certificate = governor.certificate
+    return certificate.estimate, certificate.upper
 
 
 def task_metrics(db: Database, store: ModelStore, task_name: str) -> Metrics:
@@ -77,18 +94,18 @@ def task_metrics(db: Database, store: ModelStore, task_name: str) -> Metrics:
 
 def metrics_of(task: Task, store: ModelStore) -> Metrics:
     live = store.get(task)
-    estimate = estimate_audit_error(task.n_audit_errors, task.n_audited, task.delta)
+    estimate, upper = error_bound(task, live)
     return Metrics(
         cases=task.n_cases,
         automated=task.n_auto,
         pending=task.n_pending,
         labels=task.n_labels,
         automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
-        threshold=task.threshold,
+        threshold=task.threshold_in_force,
         mode=task.mode,
         model_version=live.version if live else 0,
-        auto_error_estimate=estimate.estimate,
-        auto_error_upper=estimate.upper,
+        auto_error_estimate=estimate,
+        auto_error_upper=upper,
         target_error=task.target_error,
         queue_depth=task.n_queued,
         audited=task.n_audited,

@@ -278,8 +278,8 @@ def _learn(
     """Apply a committed label to the live model, then refresh the task's aggregates."""
     live = store.get(task)
     assert live is not None and entry.id is not None
-    store.apply(live, entry.id, case.features, entry.label)
-    record_progress(db, task.name, live.version)
+    store.apply(live, entry, case.features)
+    record_progress(db, task.name, live)
     with db.read() as session:
         task, case, routing = load_case(session, case.id)
     return case_detail(task, case, routing, live)

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.errors import Conflict, InvalidInput, NotFound
-from api.live import ModelStore
+from api.live import LiveModel, ModelStore
 from api.schemas import History, HistoryEntry, TaskCreate, TaskPublic, TasksPublic, TaskUpdate, iso
 from api.tables import Task, TaskHistory
 from learner import InvalidSchema, parse_rules, parse_schema, schema_to_json
@@ -31,6 +31,9 @@ def task_public(task: Task, store: ModelStore) -> TaskPublic:
         audit_rate=task.audit_rate,
         min_labels=task.min_labels,
         threshold=task.threshold,
+        threshold_policy=task.threshold_policy,  # type: ignore[arg-type]
+        threshold_in_force=task.threshold_in_force,
+        mode_reason=task.mode_reason,
         delta=task.delta,
         model=task.model_family,
         rules=list(task.rules),
@@ -62,13 +65,14 @@ def create_task(session: Session, body: TaskCreate) -> Task:
         audit_rate=body.audit_rate,
         min_labels=body.min_labels,
         threshold=body.threshold,
+        threshold_policy=body.threshold_policy,
         delta=body.delta,
         model_family=body.model,
         rules=rules,
         created_at=now,
         updated_at=now,
     )
-    task.mode = expected_mode(task, 0)
+    task.mode_reason = f"cold start: 0 of {task.min_labels} labels"
     session.add(task)
     try:
         session.flush()
@@ -90,46 +94,84 @@ def update_task(session: Session, store: ModelStore, name: str, body: TaskUpdate
         setattr(task, field, value)
     task.updated_at = time.time()
     session.add(task)
+    live = store.get(task)
+    if live is not None:
+        with live.lock:
+            live.governor.min_labels = task.min_labels
+            if {"target_error", "delta"} & changes.keys():
+                moved = live.governor.set_target(task.target_error, task.delta)
+                if moved:
+                    live.migrations += moved
+                    live.mode_reason = moved[-1].reason
     if changes:
-        live = store.get(task)
         summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-        refresh_mode(session, task, live.version if live else 0, f"settings changed: {summary}")
+        sync_task(session, task, live, f"settings changed: {summary}")
     return task
 
 
-def expected_mode(task: Task, n_labels: int) -> str:
-    """The mode a task with fixed-threshold routing should be in."""
-    if task.automation == "off" or n_labels < task.min_labels:
-        return "assist"
-    return "automated"
+def effective_state(task: Task, live: LiveModel | None) -> tuple[str, float | None, str]:
+    """The mode, threshold in force and reason that routing follows now.
 
-
-def refresh_mode(session: Session, task: Task, n_labels: int, reason: str) -> None:
-    """Move the task to the mode its evidence calls for, recording the migration."""
-    mode = expected_mode(task, n_labels)
-    if mode == task.mode:
-        return
+    The admin's kill switch overrides everything; a fixed-threshold task automates once
+    out of its cold start; a certified task follows its governor.
+    """
+    n_labels = live.version if live else 0
     if task.automation == "off":
-        why = "automation switched off by an admin"
-    elif mode == "assist":
-        why = f"cold start: {n_labels} of {task.min_labels} labels"
-    else:
-        why = f"{n_labels} labels >= min_labels {task.min_labels}; fixed threshold in force"
-    task.mode = mode
+        return "assist", None, "automation switched off by an admin"
+    if n_labels < task.min_labels:
+        return "assist", None, f"cold start: {n_labels} of {task.min_labels} labels"
+    if task.threshold_policy == "fixed":
+        return "automated", task.threshold, f"fixed threshold {task.threshold:g}"
+    if live is None:
+        return "assist", None, "no model yet"
+    governor = live.governor
+    if governor.mode == "assist":
+        return "assist", None, f"no threshold certified yet ({governor.certificate.reason})"
+    return governor.mode, governor.threshold, live.mode_reason or governor.certificate.reason
+
+
+def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) -> None:
+    """Bring the task row's mode and threshold in line with the evidence, recording why.
+
+    Each governor migration becomes a history row; a change that no migration explains
+    (the kill switch, a fixed threshold, cold start) gets one row naming ``cause``.
+    """
+    migrations = live.take_migrations() if live is not None else []
+    follows_governor = task.automation == "on" and task.threshold_policy == "certified"
+    for m in migrations if follows_governor else []:
+        task.mode, task.threshold_in_force, task.mode_reason = m.mode, m.threshold, m.reason
+        _history(session, task, m.reason, n=m.n, errors=m.errors, upper=m.upper)
+    mode, threshold, reason = effective_state(task, live)
+    if (mode, threshold) != (task.mode, task.threshold_in_force):
+        task.mode, task.threshold_in_force = mode, threshold
+        _history(session, task, f"{reason} ({cause})")
+    task.mode_reason = reason
     session.add(task)
-    record_history(session, task, f"{why} ({reason})")
 
 
 def record_history(session: Session, task: Task, reason: str) -> None:
+    _history(session, task, reason)
+
+
+def _history(
+    session: Session,
+    task: Task,
+    reason: str,
+    *,
+    n: int = 0,
+    errors: int = 0,
+    upper: float | None = None,
+) -> None:
     session.add(
         TaskHistory(
             task_id=task.id,  # type: ignore[arg-type]
             at=time.time(),
             mode=task.mode,
-            threshold=task.threshold,
+            threshold=task.threshold_in_force,
             reason=reason,
-            n=task.n_audited,
-            errors=task.n_audit_errors,
+            n=n,
+            errors=errors,
+            upper=upper,
         )
     )
 

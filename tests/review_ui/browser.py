@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from api.cli import ui_command
+from api.cli import UI_ENTRY, ui_command
 from tests.utils.factories import ADMIN_KEY, CLAIMS_FEATURES, auth
 from tests.utils.server import ROOT, ServerProcess, free_port
 
@@ -63,8 +63,15 @@ WATCH_CASES = """
 class UiProcess:
     """``tierline ui`` in a child process (its own process group, stopped with SIGTERM)."""
 
-    def __init__(self, api_url: str, log: Path | None = None, port: int | None = None):
+    def __init__(
+        self,
+        api_url: str,
+        log: Path | None = None,
+        port: int | None = None,
+        entry: Path | None = None,
+    ):
         self.port = port or free_port()
+        self.entry = entry  # another Streamlit script instead of the review UI
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "TIERLINE_API_URL": api_url}
         self.log = log
@@ -72,8 +79,11 @@ class UiProcess:
 
     def start(self, timeout: float = 60) -> UiProcess:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        command = ui_command(self.port)
+        if self.entry is not None:
+            command[command.index(str(UI_ENTRY))] = str(self.entry)
         self.process = subprocess.Popen(
-            ui_command(self.port),
+            command,
             env=self.env,
             cwd=ROOT,
             stdout=out,
@@ -180,9 +190,7 @@ def sign_in(page: Any, ui_url: str, key: str) -> None:
     expect(field).to_be_visible(timeout=30_000)
     field.fill(key)
     field.press("Enter")
-    expect(page.get_by_role("button", name=re.compile(r"^Sign out"))).to_be_visible(
-        timeout=30_000
-    )
+    expect(page.get_by_role("button", name=re.compile(r"^Sign out"))).to_be_visible(timeout=30_000)
 
 
 def case_on_screen(page: Any) -> Any:

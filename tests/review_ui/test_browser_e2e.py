@@ -97,7 +97,7 @@ def test_dashboard_page_renders_for_an_analyst(stack, browser) -> None:
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 2000})
     try:
         page = context.new_page()
         sign_in(page, stack.ui.url, stack.keys["analyst"])
@@ -105,6 +105,7 @@ def test_dashboard_page_renders_for_an_analyst(stack, browser) -> None:
         expect(page.get_by_text("Threshold and mode history")).to_be_visible(timeout=30_000)
         wait_until_idle(page)
         expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        # Streamlit scrolls inside the page, so the tall viewport is what shows it all
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     finally:
         context.close()

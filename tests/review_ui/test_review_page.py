@@ -90,7 +90,8 @@ def test_conflict_shows_a_plain_message_and_the_next_case(reviewer, fake_api) ->
     fake_api.steal("c_1")
     button(at, "1 · approve").click().run()
     assert not at.exception
-    assert at.warning[0].value == rv.CONFLICT_MESSAGE
+    assert at.warning[0].value == rv.CONFLICT_MESSAGE.format(case_id="c_1", label="approve")
+    assert "was not recorded" in at.warning[0].value
     assert on_screen(at) == "c_2"
     assert at.session_state[rv.PENDING] is None
     assert at.metric[0].value == "0"

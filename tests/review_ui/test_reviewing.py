@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.client import Forbidden, InvalidInput
+from api.client import Forbidden, InvalidInput, RateLimited, TierlineError, Unavailable
 from review_ui import reviewing as rv
 from tests.review_ui.conftest import FakeApi, FakeClient
 
@@ -107,3 +107,32 @@ def test_invalid_label_keeps_the_case_on_screen(loop) -> None:
     rv.submit_label(client, state, "maybe")
     assert state[rv.CURRENT]["case"]["id"] == "c_1"
     assert state[rv.NOTICE] == ("error", "The label was not accepted: label: unknown label")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Unavailable(None, "cannot reach the tierline API (refused)"),
+        Unavailable(503, "database busy"),
+        RateLimited(429, "too many requests"),
+    ],
+    ids=["unreachable", "503", "429"],
+)
+def test_label_is_kept_while_the_api_cannot_take_it(loop, error: TierlineError) -> None:
+    api, client, state = loop
+    api.add_cases(2)
+    rv.ensure_case(client, state)
+    state[rv.COMMENT] = "photo attached"
+    api.fail("label", error)
+    rv.submit_label(client, state, "reject")
+    pending = state[rv.PENDING]
+    assert (pending["case_id"], pending["label"], pending["comment"]) == (
+        "c_1",
+        "reject",
+        "photo attached",
+    )
+    assert "is kept and will be sent when you press Retry" in pending["error"]
+    assert state[rv.CURRENT]["case"]["id"] == "c_1" and "c_1" not in api.labels
+    rv.send_pending(client, state)
+    assert api.labels["c_1"][0] == "reject" and state[rv.PENDING] is None
+    assert api.called("label")[-1][-1] == "photo attached"

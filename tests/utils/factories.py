@@ -55,6 +55,7 @@ class Api:
             "labels": ["approve", "reject"],
             "features": CLAIMS_FEATURES,
             "min_labels": 10,
+            "threshold_policy": "fixed",
             **settings,
         }
         response = self.client.post("/v1/tasks", json=body, headers=self.admin)

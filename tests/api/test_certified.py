@@ -1,0 +1,81 @@
+"""Certified automation through the API: migrations, reasons, kill switch, suspension."""
+
+import random
+
+from tests.utils.factories import claims_case
+
+
+def certified_task(api, **settings):
+    return api.create_task(
+        threshold_policy="certified", min_labels=30, target_error=0.1, audit_rate=0.2, **settings
+    )
+
+
+def teach_until_automated(api, rounds=6):
+    for seed in range(rounds):
+        api.teach("claims", 150, seed=seed)
+        if api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "automated":
+            return
+
+
+def test_certified_task_migrates_from_assist_to_automated_with_evidence(api):
+    task = certified_task(api)
+    assert task["mode"] == "assist" and task["threshold_in_force"] is None
+    teach_until_automated(api)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["mode"] == "automated", task
+    threshold = task["threshold_in_force"]
+    assert 0 < threshold < 1
+    history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+    certified = [h for h in history if h["mode"] == "automated"]
+    assert certified and "certified threshold" in certified[0]["reason"]
+    assert certified[0]["n"] > 0 and certified[0]["upper"] <= 0.1
+    metrics = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
+    assert metrics["mode"] == "automated" and metrics["threshold"] == threshold
+    assert metrics["auto_error_upper"] <= 0.1
+    rng = random.Random(9)
+    cases = [api.send("claims", claims_case(rng)[0]) for _ in range(60)]
+    auto = [c for c in cases if c["route"] == "auto"]
+    assert auto
+    assert all(
+        "certified threshold" in c["reasons"][0] and "(bound " in c["reasons"][0] for c in auto
+    )
+
+
+def test_cold_start_and_kill_switch_override_certification(api):
+    certified_task(api)
+    early = api.send("claims", claims_case(random.Random(1))[0])
+    assert early["route"] == "assist" and "cold start" in early["reasons"][0]
+    teach_until_automated(api)
+    api.client.patch("/v1/tasks/claims", json={"automation": "off"}, headers=api.admin)
+    case = api.send("claims", claims_case(random.Random(2))[0])
+    assert case["route"] == "assist" and "switched off" in case["reasons"][0]
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "assist"
+    api.client.patch("/v1/tasks/claims", json={"automation": "on"}, headers=api.admin)
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "automated"
+
+
+def test_wrong_labels_suspend_automation_until_fresh_evidence_recertifies(api):
+    certified_task(api)
+    teach_until_automated(api)
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "automated"
+    rng = random.Random(5)
+    suspended_case = None
+    for _ in range(60):  # the world flips: every label now contradicts the model
+        for _ in range(10):
+            api.send("claims", claims_case(rng)[0])
+        while (claim := api.claim("claims")) is not None:
+            suggestion = claim["case"]["suggestion"]
+            flipped = "reject" if suggestion == "approve" else "approve"
+            assert api.label(claim, flipped).status_code == 200
+            task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+            if task["mode"] == "suspended" and suspended_case is None:
+                assert task["mode_reason"].startswith("suspended")
+                suspended_case = api.send("claims", claims_case(rng)[0])
+        if suspended_case is not None:
+            break
+    assert suspended_case is not None, "automation was never suspended"
+    assert suspended_case["route"] == "assist"
+    assert suspended_case["reasons"][0].startswith("suspended")
+    history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+    assert any(h["mode"] == "suspended" and h["reason"].startswith("suspended") for h in history)
