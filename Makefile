@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench serve ui clean lock
+.PHONY: venv demo test lint bench bench-ui bench-policy serve ui clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: venv
 
 bench: venv  ## API throughput and latency against a bare FastAPI endpoint (BENCHMARKS.md)
 	$(BIN)/python bench/api_bench.py
+
+bench-ui: venv chromium  ## label key -> next case on screen, 100,000 cases queued
+	$(BIN)/python bench/ui_bench.py
+
+bench-policy: venv  ## certified automation: validity, efficiency, drift, active learning
+	$(BIN)/python bench/policy_bench.py
 
 serve: venv
 	TIERLINE_ENV=dev $(BIN)/tierline serve

@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
@@ -423,9 +423,13 @@ class TierlineClient:
         return self._get(f"/v1/cases/{_p(case_id)}")
 
     # -- review
-    def claim(self, task: str) -> Claim | None:
-        """Lease the next case to review, or ``None`` when nothing is waiting."""
-        return self._post(f"/v1/tasks/{_p(task)}/queue/claim")
+    def claim(self, task: str, exclude: Sequence[str] = ()) -> Claim | None:
+        """Lease the next case to review, or ``None`` when nothing is waiting.
+
+        ``exclude`` names cases to pass over (say, ones this reviewer skipped).
+        """
+        body = {"exclude": list(exclude)} if exclude else None
+        return self._post(f"/v1/tasks/{_p(task)}/queue/claim", body)
 
     def label(self, case_id: str, label: str, lease_id: str, comment: str | None = None) -> JSON:
         """Label a leased case (idempotent under the same lease)."""

@@ -222,8 +222,8 @@ class SimulationResult:
         stop = suspended_at if suspended_at is not None else self.cases
         recertified_at = None
         if suspended_at is not None:
-            later = np.nonzero(auto[suspended_at:])[0]
-            recertified_at = int(suspended_at + later[0]) if len(later) else None
+            later = np.nonzero(auto[suspended_at + 1 :])[0]
+            recertified_at = int(suspended_at + 1 + later[0]) if len(later) else None
         window = slice(k, min(k + POST_DRIFT_CASES, self.cases))
         post_auto = int(auto[window].sum())
         post_errors = int((auto[window] & ~self.correct[window]).sum())

@@ -75,8 +75,8 @@ def error_bound(task: Task, live: LiveModel | None) -> tuple[float | None, float
     controller's evidence at the fixed threshold (importance-weighted, so audits and
     reviews both count without bias).
     """
-    if live is None:
-        return None, None
+    if live is None or task.threshold_in_force is None:
+        return None, None  # nothing is automated: there is no automated error to estimate
     with live.lock:
         governor = live.governor
         if task.threshold_policy == "fixed":

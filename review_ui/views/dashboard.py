@@ -91,7 +91,7 @@ def _line(
         alt.Chart(frame.dropna(subset=[y]))
         .mark_line(point=len(frame) < 40)
         .encode(
-            x=alt.X(f"{x}:Q", title=x),
+            x=alt.X(f"{x}:Q", title=x, axis=alt.Axis(format=",d", tickMinStep=1)),
             y=alt.Y(f"{y}:Q", title=y_title, scale=scale),
             tooltip=[x, y],
         )
@@ -132,7 +132,7 @@ def error_chart(
         alt.Chart(long)
         .mark_line()
         .encode(
-            x=alt.X("labels:Q", title="labels"),
+            x=alt.X("labels:Q", title="labels", axis=alt.Axis(format=",d", tickMinStep=1)),
             y=alt.Y("error:Q", title="error of automated decisions"),
             color=alt.Color("series:N", title=None),
             strokeDash=alt.StrokeDash("series:N", legend=None),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -173,9 +173,11 @@ class FakeClient:
         task.update(changes)
         return dict(task)
 
-    def claim(self, task: str) -> dict[str, Any] | None:
+    def claim(self, task: str, exclude: Sequence[str] = ()) -> dict[str, Any] | None:
         self._enter("claim", task)
         for case_id in self.api.waiting():
+            if case_id in exclude:
+                continue
             lease_id = f"l_{case_id}_{len(self.api.calls)}"
             self.api.leases[case_id] = lease_id
             expires = datetime.now(UTC) + timedelta(seconds=self.api.lease_seconds)
