@@ -69,7 +69,7 @@ Examples
 >>> certificate.threshold, certificate.n, certificate.errors
 (0.97, 400, 8)
 >>> certificate.reason
-'certified threshold 0.97 (bound 0.039 <= 0.05, n=400, 8 errors)'
+'certified threshold 0.97 (bound 0.036 <= 0.05, n=400, 8 errors)'
 """
 
 from __future__ import annotations
@@ -517,7 +517,9 @@ class RiskController:
                 f"certified threshold {_fmt(stats.threshold)} (bound {upper:.3f} <= {target}, "
                 f"n={stats.n}, {stats.errors} errors)"
             )
-            return Certificate(stats.threshold, stats.estimate, upper, stats.n, stats.errors, reason)
+            return Certificate(
+                stats.threshold, stats.estimate, upper, stats.n, stats.errors, reason
+            )
         if not scan.tests:
             best = max((r.n_effective for r in regions), default=0.0)
             reason = (
@@ -808,11 +810,11 @@ class TaskGovernor:
     ...                         propensity=1.0, audit=False, route="assist")
     ...     moves += gov.observe(f"c{i}", evidence)
     >>> gov.mode, gov.threshold, [m.mode for m in moves]
-    ('automated', 0.75, ['automated'])
+    ('automated', 0.99, ['automated'])
     >>> moves[0].reason
-    'certified threshold 0.75 (bound 0.050 <= 0.05, n=142, 2 errors)'
+    'certified threshold 0.99 (bound 0.045 <= 0.05, n=158, 2 errors)'
     >>> gov.certificate.reason
-    'threshold 0.75 (bound 0.036 <= 0.05, n=200, 2 errors)'
+    'threshold 0.99 (bound 0.031 <= 0.05, n=200, 2 errors)'
     """
 
     def __init__(

@@ -92,7 +92,7 @@ def _line(
         .mark_line(point=len(frame) < 40)
         .encode(
             x=alt.X(f"{x}:Q", title=x, axis=alt.Axis(format=",d", tickMinStep=1)),
-            y=alt.Y(f"{y}:Q", title=y_title, scale=scale),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=alt.Axis(format=".2~f")),
             tooltip=[x, y],
         )
     )
@@ -109,8 +109,8 @@ def _mode_rules(marks: pd.DataFrame, x: str) -> list[alt.Chart]:
     )
     text = (
         alt.Chart(marks)
-        .mark_text(align="left", dx=3, dy=-110, color="gray")
-        .encode(x="labels:Q", text="mode")
+        .mark_text(align="left", dx=3, color="gray")
+        .encode(x="labels:Q", y=alt.value(8), text="mode")
     )
     return [rule, text]
 

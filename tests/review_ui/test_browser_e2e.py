@@ -105,6 +105,8 @@ def test_dashboard_page_renders_for_an_analyst(stack, browser) -> None:
         expect(page.get_by_text("Threshold and mode history")).to_be_visible(timeout=30_000)
         wait_until_idle(page)
         expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        # the four charts draw after the script finishes: wait for them before the picture
+        expect(page.locator(".vega-embed canvas, .vega-embed svg")).to_have_count(4, timeout=30_000)
         # Streamlit scrolls inside the page, so the tall viewport is what shows it all
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     finally:
