@@ -106,6 +106,19 @@ def demo(
     run_demo(api_port=api_port, ui_port=ui_port, rate=rate)
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def simulate(ctx: typer.Context) -> None:
+    """Replay a labelled stream through routing, risk controller and learner
+    (`tierline simulate --help` lists the options: --dataset, --target-error, --seeds,
+    --reviewer-capacity, --out, ...)."""
+    from learner.simulate import main as simulate_main
+
+    raise typer.Exit(simulate_main(ctx.args))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or upgrade the database schema (TIERLINE_DATABASE_URL)."""
