@@ -29,7 +29,7 @@ from learner import load_stream, schema_to_json
 
 log = logging.getLogger("tierline.demo")
 TASK = "demo-phishing"
-WARM_START = 80  # labelled cases replayed first, so the task leaves its cold start
+WARM_START = 400  # labelled cases replayed first, so the task leaves its cold start
 LABEL_NAMES = {"True": "phishing", "False": "legitimate"}  # river's labels, made readable
 
 
@@ -131,32 +131,29 @@ def _ensure_task(admin: httpx.Client, stream) -> None:  # type: ignore[no-untype
 
 
 def _warm_start(api_url: str, keys: dict[str, str], rows) -> None:  # type: ignore[no-untyped-def]
-    """Send labelled history and label it as a (recorded) past reviewer would."""
+    """Replay labelled history as a past reviewer would have: each case is sent, then
+    labelled before the next arrives, so the recorded suggestions stay prequential."""
     service = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {keys['service']}"})
     history = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {keys['history']}"})
     with service, history:
         if service.get(f"/v1/tasks/{TASK}").json()["model_version"] >= WARM_START:
             return
-        truth = {}
         for x, y in rows:
             case = service.post(f"/v1/tasks/{TASK}/cases", json={"features": x}).json()
-            truth[case["id"]] = y
-        while True:
+            if case["status"] == "decided" and not case["audit"]:
+                continue  # automated, not audited: history has no label for it either
             response = history.post(f"/v1/tasks/{TASK}/queue/claim")
-            if response.status_code == 204:
-                break
+            if response.status_code != 200:
+                continue
             claim = response.json()
-            case_id = claim["case"]["id"]
-            if case_id not in truth:
-                history.post(f"/v1/cases/{case_id}/release", json={"lease_id": claim["lease_id"]})
-                break
+            if claim["case"]["id"] != case["id"]:  # a case left from an earlier run
+                history.post(
+                    f"/v1/cases/{claim['case']['id']}/release", json={"lease_id": claim["lease_id"]}
+                )
+                continue
             history.post(
-                f"/v1/cases/{case_id}/label",
-                json={
-                    "label": truth[case_id],
-                    "lease_id": claim["lease_id"],
-                    "comment": "demo warm start",
-                },
+                f"/v1/cases/{case['id']}/label",
+                json={"label": y, "lease_id": claim["lease_id"], "comment": "demo history"},
             )
 
 

@@ -1,10 +1,23 @@
 """tierline's learner: pure ML, no web or database imports.
 
 Feature pipelines from a task schema, river models, uncertainty measures, the routing
-policy and error bounds. Features are dicts, labels are strings, and every model is a
+policy, error bounds, certified automation (:mod:`learner.controller`: the risk
+controller, drift monitor and tier governor) and a simulator of the whole loop
+(:mod:`learner.simulate`, imported on its own: it needs pandas). Features are dicts, labels are strings, and every model is a
 deterministic fold of its labels (``learn_one(x, y)``, ``predict_proba_one(x)``).
 """
 
+from learner.controller import (
+    DEFAULT_GRID,
+    MODES,
+    Certificate,
+    DriftMonitor,
+    Evidence,
+    Migration,
+    RegionStats,
+    RiskController,
+    TaskGovernor,
+)
 from learner.datasets import STREAM_NAMES, Stream, load_stream
 from learner.errors import InvalidFeatures, InvalidLabel, InvalidSchema, LearnerError
 from learner.features import build_features, source_feature
@@ -14,6 +27,9 @@ from learner.risk import (
     clopper_pearson_lower,
     clopper_pearson_upper,
     estimate_audit_error,
+    kish_effective_size,
+    weighted_clopper_pearson_upper,
+    weighted_upper_at_most,
 )
 from learner.routing import (
     ROUTES,
@@ -35,20 +51,29 @@ from learner.schema import (
 from learner.uncertainty import confidence, entropy, margin, suggestion
 
 __all__ = [
+    "DEFAULT_GRID",
     "FEATURE_KINDS",
     "MODEL_FAMILIES",
+    "MODES",
     "ROUTES",
     "STREAM_NAMES",
+    "Certificate",
+    "DriftMonitor",
     "ErrorEstimate",
+    "Evidence",
     "FeatureSpec",
     "InvalidFeatures",
     "InvalidLabel",
     "InvalidSchema",
     "LearnerError",
+    "Migration",
+    "RegionStats",
+    "RiskController",
     "RoutingDecision",
     "RoutingPolicy",
     "Rule",
     "Stream",
+    "TaskGovernor",
     "TaskModel",
     "apply_guardrails",
     "audit_draw",
@@ -59,6 +84,7 @@ __all__ = [
     "entropy",
     "estimate_audit_error",
     "infer_schema",
+    "kish_effective_size",
     "load_stream",
     "make_classifier",
     "margin",
@@ -71,4 +97,6 @@ __all__ = [
     "source_feature",
     "suggestion",
     "validate_features",
+    "weighted_clopper_pearson_upper",
+    "weighted_upper_at_most",
 ]

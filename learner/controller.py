@@ -331,6 +331,7 @@ class RiskController:
         self._arrivals = [0.0] * k
         self._version = 0
         self._cache: tuple[int, list[RegionStats], _Scan] | None = None
+        self._certificate: tuple[int, Certificate] | None = None
         self.set_target(target_error, delta)
 
     # --- settings -------------------------------------------------------------------------
@@ -506,6 +507,14 @@ class RiskController:
         Recomputed only when evidence or settings changed since the last call; a scan
         costs one incomplete-beta evaluation per region tested.
         """
+        cached = self._certificate
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        certificate = self._certificate_now()
+        self._certificate = (self._version, certificate)
+        return certificate
+
+    def _certificate_now(self) -> Certificate:
         regions, scan = self._stats()
         target = _fmt(self.target_error)
         if scan.passed:
@@ -577,9 +586,10 @@ class RiskController:
         thresholds tried: this is what breaks the target in simulations.
         """
         best = None
-        for stats in self._stats()[0]:
+        for b, stats in enumerate(self._stats()[0]):
             if (
-                stats.n >= self.point_min_n
+                self._labelled[b]
+                and stats.n >= self.point_min_n
                 and stats.estimate is not None
                 and stats.estimate <= self.target_error
             ):
@@ -632,7 +642,7 @@ class RiskController:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_cache"] = None
+        state["_cache"] = state["_certificate"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

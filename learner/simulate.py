@@ -162,6 +162,7 @@ class SimulationResult:
     confidence: np.ndarray
     correct: np.ndarray
     automated: np.ndarray
+    labels_so_far: np.ndarray  # labels spent after each case
     migrations: list[Migration]
     migration_cases: list[int]  # the case index at which each migration happened
     cases: int
@@ -397,6 +398,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     confidence = np.zeros(n_cases)
     correct = np.zeros(n_cases, dtype=bool)
     automated = np.zeros(n_cases, dtype=bool)
+    labels_so_far = np.zeros(n_cases, dtype=np.int64)
     migrations: list[Migration] = []
     migration_cases: list[int] = []
     drift_cases: list[int] = []
@@ -468,6 +470,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             if governor.n_detections > before:
                 drift_cases.append(i)
 
+        labels_so_far[i] = n_labels
         # --- curve ----------------------------------------------------------------------
         done = i + 1
         if done % step == 0 or done == n_cases:
@@ -498,6 +501,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         confidence=confidence,
         correct=correct,
         automated=automated,
+        labels_so_far=labels_so_far,
         migrations=migrations,
         migration_cases=migration_cases,
         cases=n_cases,
