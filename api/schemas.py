@@ -232,6 +232,7 @@ class CurvePointPublic(BaseModel):
     automation_rate: float
     accuracy: float | None
     threshold: float | None
+    mode: str | None = None
     auto_error_estimate: float | None
     auto_error_upper: float | None
     at: str | None

@@ -186,5 +186,6 @@ class CurvePoint(SQLModel, table=True):
     automation_rate: float
     accuracy: float | None
     threshold: float | None = None
+    mode: str | None = Field(default=None, max_length=16)
     auto_error_estimate: float | None = None
     auto_error_upper: float | None = None

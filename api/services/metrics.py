@@ -62,6 +62,7 @@ def record_progress(db: Database, task_name: str, live: LiveModel) -> None:
                 automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
                 accuracy=windowed_accuracy(recent),
                 threshold=task.threshold_in_force,
+                mode=task.mode,
                 auto_error_estimate=estimate,
                 auto_error_upper=upper,
             )
@@ -126,6 +127,7 @@ def task_curve(db: Database, task_name: str) -> Curve:
                 automation_rate=p.automation_rate,
                 accuracy=p.accuracy,
                 threshold=p.threshold,
+                mode=p.mode,
                 auto_error_estimate=p.auto_error_estimate,
                 auto_error_upper=p.auto_error_upper,
                 at=iso(p.at),
