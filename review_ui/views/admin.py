@@ -73,7 +73,8 @@ def task_list(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
             "labels": ", ".join(t.get("labels", [])),
             "mode": t.get("mode"),
             "automation": t.get("automation"),
-            "threshold": t.get("threshold"),
+            "policy": t.get("threshold_policy"),
+            "threshold in force": t.get("threshold_in_force"),
             "target_error": t.get("target_error"),
             "audit_rate": t.get("audit_rate"),
             "min_labels": t.get("min_labels"),
@@ -112,12 +113,24 @@ def create_task_form(tl: TierlineClient) -> None:
         )
         audit_rate = second.number_input("Audit rate", 0.0, 1.0, 0.05, step=0.01, format="%.3f")
         min_labels = third.number_input("Min labels", 0, 1_000_000, 50, step=10)
-        first, second, third = st.columns(3)
-        threshold = first.number_input("Threshold", 0.0, 1.0, 0.9, step=0.01, format="%.3f")
-        delta = second.number_input(
-            "δ (1 − confidence)", 0.001, 0.5, 0.05, step=0.01, format="%.3f"
+        first, second, third, fourth = st.columns(4)
+        policy = first.selectbox(
+            "Threshold policy",
+            ["certified", "fixed"],
+            help="certified: the threshold is earned from evidence so that automated "
+            "decisions stay within the target error; fixed: a plain confidence rule.",
         )
-        model = third.selectbox("Model", ["linear", "forest"])
+        threshold = second.number_input(
+            "Fixed threshold",
+            0.0,
+            1.0,
+            0.9,
+            step=0.01,
+            format="%.3f",
+            help="Used only with the fixed policy.",
+        )
+        delta = third.number_input("δ (1 − confidence)", 0.001, 0.5, 0.05, step=0.01, format="%.3f")
+        model = fourth.selectbox("Model", ["linear", "forest"])
         rules = st.text_area("Guardrail rules (JSON, optional)", help=RULES_HELP, height=100)
         submitted = st.form_submit_button("Create task", type="primary")
     if not submitted:
@@ -127,6 +140,7 @@ def create_task_form(tl: TierlineClient) -> None:
             "target_error": target_error,
             "audit_rate": audit_rate,
             "min_labels": int(min_labels),
+            "threshold_policy": policy,
             "threshold": threshold,
             "delta": delta,
             "model": model,
