@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-ui bench-policy serve ui clean lock
+.PHONY: venv demo test lint bench bench-ui bench-policy bench-scale serve ui clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,8 +17,23 @@ venv: $(STAMP)
 demo: venv  ## migrate, start the API (:8000) and review UI (:8501), feed a demo task
 	TIERLINE_ENV=dev $(BIN)/tierline demo
 
-test: venv chromium  ## the whole test suite
+test: venv chromium postgres  ## the whole test suite, on SQLite and then on PostgreSQL
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --backend postgresql
+
+# PostgreSQL for the second test phase and bench-scale: 127.0.0.1:5432, user postgres (trust).
+# Each test run creates databases of its own (tierline_test_*) and drops them at the end.
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+
+.PHONY: postgres
+postgres:  ## start the local PostgreSQL cluster when it is not running
+	@pg_isready -q -h $(PG_HOST) -p $(PG_PORT) || { \
+	  test -d /etc/postgresql && ls /etc/postgresql | grep -q . || { \
+	    echo "PostgreSQL is not installed: make test needs it on $(PG_HOST):$(PG_PORT)"; exit 1; }; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -V | tail -1) main start; }
+	@for i in $$(seq 30); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && exit 0; sleep 1; done; \
+	  echo "PostgreSQL did not come up on $(PG_HOST):$(PG_PORT)"; exit 1
 
 .PHONY: chromium
 chromium:  ## Debian's Chromium for the browser test (tests/review_ui/test_browser_e2e.py)
@@ -35,6 +50,13 @@ bench-ui: venv chromium  ## label key -> next case on screen, 100,000 cases queu
 
 bench-policy: venv  ## certified automation: validity, efficiency, drift, active learning
 	$(BIN)/python bench/policy_bench.py
+
+.PHONY: bench-import
+bench-import: venv  ## bulk import of labelled history and of cases vs the bare learner loop
+	$(BIN)/python bench/import_bench.py
+
+bench-scale: venv postgres  ## scale-out: 1/2/4 processes on PostgreSQL vs SQLite, 1M-case claims
+	$(BIN)/python bench/scale_bench.py
 
 serve: venv
 	TIERLINE_ENV=dev $(BIN)/tierline serve

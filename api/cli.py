@@ -6,6 +6,8 @@ import logging
 import os
 import signal
 import sys
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,8 +19,15 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+model_app = typer.Typer(help="Model lineage (roll back).", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import cases, or labelled history, into a task (works on TIERLINE_DATABASE_URL).",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(model_app, name="model")
+app.add_typer(import_app, name="import")
 
 UI_ENTRY = PROJECT_ROOT / "review_ui" / "app.py"
 
@@ -40,21 +49,25 @@ def _exit_cleanly_on_signals() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (PostgreSQL only; they share the models).")
+    ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Run the HTTP API (migrates the database first)."""
     import uvicorn
 
     _logging()
-    if workers > 1:
+    url = get_settings().database_url
+    if workers > 1 and not url.startswith("postgresql"):
         typer.echo(
-            "error: --workers > 1 needs the PostgreSQL scale-out (not available yet); "
-            "run one process",
+            "error: --workers > 1 needs PostgreSQL (TIERLINE_DATABASE_URL=postgresql+psycopg://"
+            "...): on SQLite one process serves the models; run one process",
             err=True,
         )
         raise typer.Exit(2)
-    _exit_cleanly_on_signals()
+    if workers == 1:
+        _exit_cleanly_on_signals()  # with workers, uvicorn's supervisor handles the signals
     uvicorn.run(
         "api.main:create_app",
         factory=True,
@@ -152,6 +165,199 @@ def keys_create(
         created = create_key(session, body)
     db.dispose()
     typer.echo(f"{created.role} key {created.id} ({created.name}): {created.key}")
+
+
+class Exportable(StrEnum):
+    labels = "labels"
+    cases = "cases"
+
+
+class FileFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class OnError(StrEnum):
+    skip = "skip"
+    reject = "reject"
+
+
+TaskOption = Annotated[str, typer.Option("--task", "-t", help="The task's name.")]
+FormatOption = Annotated[
+    FileFormat | None, typer.Option("--format", "-f", help="File format (default: from suffix).")
+]
+OnErrorOption = Annotated[
+    OnError,
+    typer.Option(help="Bad rows: skip them (reported by line), or reject the whole file."),
+]
+ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar (on stderr).")]
+FileArgument = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to import.")
+]
+
+
+def _open_store():  # type: ignore[no-untyped-def]
+    """The database and a model store of our own, for commands that work on the data."""
+    from api import migrate
+    from api.db import Database
+    from api.live import ModelStore
+
+    settings = get_settings()
+    try:
+        secret = settings.signing_secret
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    migrate.upgrade(settings.database_url)
+    db = Database(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
+    return settings, db, ModelStore(db, secret, snapshot_every=settings.snapshot_every)
+
+
+def _import(
+    what: str, path: Path, task: str, fmt: FileFormat | None, on_error: OnError, progress: bool
+) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    from api.errors import ServiceError
+    from api.fileformats import FileFormatError
+    from api.services.imports import run_import
+
+    _logging()
+    logging.getLogger("api").setLevel(logging.WARNING)
+    settings, db, store = _open_store()
+    console = Console(stderr=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not progress,
+    )
+    try:
+        with bar:
+            tracked = bar.add_task(f"importing {what} from {path.name}", total=None)
+            report = run_import(
+                db,
+                store,
+                task,
+                path,
+                what,  # type: ignore[arg-type]
+                on_error=on_error.value,  # type: ignore[arg-type]
+                fmt=fmt.value if fmt else None,
+                max_string_length=settings.max_string_length,
+                max_comment_length=settings.max_comment_length,
+                progress=lambda done, total: bar.update(tracked, completed=done, total=total),
+            )
+        store.snapshot_all()
+    except (ServiceError, FileFormatError) as exc:
+        detail = exc.detail if isinstance(exc, ServiceError) else str(exc)
+        typer.echo(f"error: {detail}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    for message in report.errors[:20]:
+        typer.echo(f"bad row: {message}", err=True)
+    if report.bad > 20:
+        typer.echo(f"... and {report.bad - 20:,} more bad rows", err=True)
+    if report.rejected:
+        typer.echo(
+            f"rejected: {report.bad:,} of {report.rows:,} rows are bad; nothing was imported "
+            "(fix them, or pass --on-error skip)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    skipped = f", {report.bad:,} bad rows skipped" if report.bad else ""
+    typer.echo(
+        f"imported {report.imported:,} {what} into {report.task} ({report.existing:,} already "
+        f"there{skipped}) in {report.seconds:.1f} s ({report.rate:,.0f}/s)"
+    )
+
+
+@import_app.command("labels")
+def import_labels(
+    path: FileArgument,
+    task: TaskOption,
+    fmt: FormatOption = None,
+    on_error: OnErrorOption = OnError.skip,
+    progress: ProgressOption = True,
+) -> None:
+    """Warm-start a task from labelled history, in file order: each case is scored and
+    routed by the model as it stands, stored, then its label is learned (prequential)."""
+    _import("labels", path, task, fmt, on_error, progress)
+
+
+@import_app.command("cases")
+def import_cases(
+    path: FileArgument,
+    task: TaskOption,
+    fmt: FormatOption = None,
+    on_error: OnErrorOption = OnError.skip,
+    progress: ProgressOption = True,
+) -> None:
+    """Send the cases of a CSV, JSON Lines or Parquet file through routing (streamed, in
+    batches of 1,000); cases whose external_id the task has are skipped."""
+    _import("cases", path, task, fmt, on_error, progress)
+
+
+@app.command("export")
+def export(
+    what: Annotated[Exportable, typer.Argument(help="labels or cases.")],
+    task: TaskOption,
+    fmt: Annotated[FileFormat, typer.Option("--format", "-f", help="File format.")] = (
+        FileFormat.csv
+    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Write a task's labels or cases as CSV, JSON Lines or Parquet (streamed)."""
+    from api.errors import ServiceError
+    from api.fileformats import write_file
+    from api.services.exports import start_export
+
+    _, db, _ = _open_store()
+    try:
+        started = start_export(db, task, what.value)  # type: ignore[arg-type]
+        if out is None:
+            written = write_file(sys.stdout.buffer, fmt.value, started.columns, started.chunks)
+            sys.stdout.flush()
+        else:
+            with open(out, "wb") as handle:
+                written = write_file(handle, fmt.value, started.columns, started.chunks)
+    except ServiceError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"exported {written:,} {what.value} of {started.task}", err=True)
+
+
+@model_app.command("rollback")
+def model_rollback(
+    task: Annotated[str, typer.Option("--task", "-t", help="The task's name.")],
+    version: Annotated[int, typer.Option(help="Roll back to the newest kept snapshot <= this.")],
+) -> None:
+    """Roll a task's model back to a kept snapshot (stop the API processes first)."""
+    from api import migrate
+    from api.db import Database
+    from api.errors import NotFound
+    from api.lineage import RollbackError, rollback_model
+
+    _logging()
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        summary = rollback_model(db, settings.signing_secret, task, version)
+    except (RollbackError, NotFound) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"{task}: {summary}")
 
 
 def main() -> None:  # pragma: no cover

@@ -15,11 +15,15 @@ can use it alone::
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import hmac
+import json
 import logging
 import os
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
@@ -47,8 +51,10 @@ __all__ = [
     "cases_frame",
     "curve_frame",
     "format_detail",
+    "labels_frame",
     "metrics_frame",
     "to_dataframe",
+    "verify_webhook",
 ]
 
 logger = logging.getLogger(__name__)
@@ -462,6 +468,126 @@ class TierlineClient:
         """Threshold and mode changes, with their reasons."""
         return self._get(f"/v1/tasks/{_p(task)}/history")["data"]
 
+    # -- downstream feedback
+    def feedback(
+        self,
+        case_id: str,
+        label: str,
+        source: str | None = None,
+        comment: str | None = None,
+        external_id: str | None = None,
+    ) -> JSON:
+        """Report a later outcome of a decided case (service, admin): learned by the model,
+        counted in metrics, sent as a webhook event, kept out of the error evidence.
+
+        With an ``external_id`` the call is idempotent (and retried).
+        """
+        body: JSON = {"label": label}
+        for key, value in (("source", source), ("comment", comment), ("external_id", external_id)):
+            if value is not None:
+                body[key] = value
+        return self._post(
+            f"/v1/cases/{_p(case_id)}/feedback", body, idempotent=external_id is not None
+        )
+
+    def list_feedback(self, case_id: str) -> list[JSON]:
+        """The feedback reports of a case, oldest first."""
+        return self._get(f"/v1/cases/{_p(case_id)}/feedback")["data"]
+
+    # -- webhooks (admin)
+    def set_webhook(self, task: str, url: str, events: Sequence[str] | None = None) -> JSON:
+        """Register (or replace) the task's webhook; ``events`` defaults to all of them."""
+        body: JSON = {"url": url}
+        if events is not None:
+            body["events"] = list(events)
+        return self._request("PUT", f"/v1/tasks/{_p(task)}/webhook", json=body, idempotent=True)
+
+    def get_webhook(self, task: str) -> JSON:
+        """The task's webhook URL and event types."""
+        return self._get(f"/v1/tasks/{_p(task)}/webhook")
+
+    def delete_webhook(self, task: str) -> None:
+        """Remove the webhook (events not yet delivered are cancelled)."""
+        self._request("DELETE", f"/v1/tasks/{_p(task)}/webhook")
+
+    def ping_webhook(self, task: str) -> JSON:
+        """Queue a signed ``ping`` event to the task's webhook."""
+        return self._post(f"/v1/tasks/{_p(task)}/webhook/ping")
+
+    def webhook_events(self, task: str, status: str | None = None, limit: int = 100) -> list[JSON]:
+        """The task's webhook events, newest first, with status and attempt count."""
+        params: JSON = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        return self._get(f"/v1/tasks/{_p(task)}/webhook/events", params=params)["data"]
+
+    def webhook_deliveries(
+        self, task: str, event: str | None = None, limit: int = 100
+    ) -> list[JSON]:
+        """Delivery attempts (status code, error, duration), newest first."""
+        params: JSON = {"limit": limit}
+        if event is not None:
+            params["event"] = event
+        return self._get(f"/v1/tasks/{_p(task)}/webhook/deliveries", params=params)["data"]
+
+    def retry_webhook_event(self, task: str, event_id: str) -> JSON:
+        """Send a failed or cancelled event again."""
+        return self._post(
+            f"/v1/tasks/{_p(task)}/webhook/events/{_p(event_id)}/retry", idempotent=True
+        )
+
+    # -- export (analyst, admin)
+    def export(self, task: str, what: str = "labels", format: str = "jsonl") -> Iterator[bytes]:
+        """The task's ``labels`` or ``cases`` as ``csv``, ``jsonl`` or ``parquet`` bytes,
+        streamed (429/503 before the body starts are retried)."""
+        params = {"what": what, "format": format}
+        path = f"/v1/tasks/{_p(task)}/export"
+        attempt = 0
+        while True:
+            started = False
+            try:
+                with self._http.stream("GET", path, params=params) as response:
+                    status = response.status_code
+                    if status in _RETRY_ALWAYS and attempt < self.max_retries:
+                        wait = _retry_after(response)
+                        delay = max(wait or 0.0, self._backoff(attempt))
+                    elif status >= 400:
+                        response.read()
+                        raise _error_from(response)
+                    else:
+                        for chunk in response.iter_bytes():
+                            started = True
+                            yield chunk
+                        return
+            except httpx.TransportError as exc:
+                if started or attempt >= self.max_retries:
+                    raise Unavailable(
+                        None, f"export from {self.base_url} broke off ({exc})"
+                    ) from exc
+                delay = self._backoff(attempt)
+            _sleep(delay)
+            attempt += 1
+
+    def export_to(
+        self, task: str, path: str | Path, what: str = "labels", format: str | None = None
+    ) -> Path:
+        """Stream an export into a file; the format defaults to the file's suffix."""
+        path = Path(path)
+        fmt = format or {".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower(), "jsonl")
+        with open(path, "wb") as out:
+            for chunk in self.export(task, what, fmt):
+                out.write(chunk)
+        return path
+
+    def labels(self, task: str) -> list[JSON]:
+        """Every labelled case (features, label, what was recorded at routing time), in the
+        order the model learned them; :func:`labels_frame` makes a data frame of them."""
+        return _jsonl(self.export(task, "labels", "jsonl"))
+
+    def cases(self, task: str) -> list[JSON]:
+        """Every case of the task, oldest first (:func:`cases_frame` for a data frame)."""
+        return _jsonl(self.export(task, "cases", "jsonl"))
+
     # -- operations
     def healthz(self) -> JSON:
         """Liveness: ``{"status": "ok"}``."""
@@ -481,6 +607,53 @@ class TierlineClient:
                 if time.monotonic() >= deadline:
                     raise
                 _sleep(interval)
+
+
+def _jsonl(chunks: Iterable[bytes]) -> list[JSON]:
+    buffer = b"".join(chunks)
+    return [json.loads(line) for line in buffer.splitlines() if line.strip()]
+
+
+# --- webhooks -----------------------------------------------------------------------------
+SIGNATURE_HEADER = "Tierline-Signature"
+
+
+def verify_webhook(
+    body: bytes,
+    signature: str,
+    secret: str | bytes,
+    *,
+    tolerance: float = 300.0,
+    now: float | None = None,
+) -> bool:
+    """Check a webhook's ``Tierline-Signature`` header (``t=<unix>,v1=<hex>``).
+
+    True when ``v1`` is the HMAC-SHA256, keyed with the server's ``TIERLINE_SECRET``, of
+    ``"<t>." + body`` (the raw body bytes) and ``t`` is within ``tolerance`` seconds of now
+    (which stops replays of old deliveries).
+
+    >>> import hashlib, hmac
+    >>> body = b'{"id":"evt_1","type":"ping"}'
+    >>> mac = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    >>> verify_webhook(body, f"t=1700000000,v1={mac}", "s3cret", now=1700000060)
+    True
+    >>> verify_webhook(body + b" ", f"t=1700000000,v1={mac}", "s3cret", now=1700000060)
+    False
+    """
+    fields: dict[str, list[str]] = {}
+    for part in signature.split(","):
+        key, _, value = part.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    try:
+        timestamp = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > tolerance:
+        return False
+    mac_key = secret.encode() if isinstance(secret, str) else secret
+    expected = hmac.new(mac_key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
 
 
 def _chunks(items: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -532,6 +705,19 @@ def cases_frame(records: Any) -> pd.DataFrame:
     if "id" in frame.columns:
         frame = frame.set_index("id", drop=False)
         frame.index.name = None
+    return _parse_times(frame)
+
+
+def labels_frame(records: Any) -> pd.DataFrame:
+    """Labelled cases (:meth:`TierlineClient.labels`) as rows, ``features`` as
+    ``features.x`` columns, with a ``correct`` column (the suggestion recorded at routing
+    time equals the label) for prequential accuracy."""
+    import pandas as pd
+
+    rows = _records(records)
+    frame = pd.json_normalize(rows, max_level=1) if rows else pd.DataFrame()
+    if {"suggestion", "label"} <= set(frame.columns):
+        frame["correct"] = frame["suggestion"] == frame["label"]
     return _parse_times(frame)
 
 

@@ -4,19 +4,48 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout. Reads use
 deferred transactions and never block; writes go through :meth:`Database.write`,
 which serialises writers inside the process with a lock and opens the
 transaction with ``BEGIN IMMEDIATE``, so a writer never fails half-way on a
-lock upgrade. PostgreSQL uses one engine for both.
+lock upgrade. SQLite serves one API process.
+
+PostgreSQL serves any number of API processes. One engine does reads and writes
+(READ COMMITTED); every connection has a connect timeout, a statement timeout, a
+lock timeout and TCP keepalives, so a database outage turns into quick errors
+(answered ``503``) rather than hung requests, and the pool checks connections
+before use, so the service recovers by itself when the database is back.
+
+Two PostgreSQL advisory locks keep the model lineage single:
+
+- :func:`lock_label_log` (a transaction lock per task, taken before a label row is
+  inserted) makes label ids of a task commit in id order, so whoever reads the log
+  sees a gap-free prefix of it and never skips a label that commits late;
+- :class:`LeaderLock` (a session lock on a dedicated connection) elects the one
+  process that applies labels and publishes snapshots; PostgreSQL releases it when
+  that process dies or loses its connection, and another process takes over.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import Insert, event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
+
+from api.tables import Label
+
+LABEL_TABLE = Label.__tablename__
+
+log = logging.getLogger(__name__)
+
+# advisory lock keys: (namespace, id); the namespace spells "tl" so other apps sharing
+# the database are unlikely to collide
+LOCK_NAMESPACE = 0x746C
+LEADER_LOCK_ID = -1  # (namespace, -1): the model leader; (namespace, task id): a task's label log
+MIGRATION_LOCK_ID = -2
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
@@ -44,20 +73,75 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
     return engine
 
 
+def postgres_connect_args(
+    *, connect_timeout_s: float, statement_timeout_ms: int, lock_timeout_ms: int
+) -> dict[str, Any]:
+    """psycopg connection arguments: fail fast while the database is away."""
+    options = (
+        f"-c statement_timeout={int(statement_timeout_ms)}"
+        f" -c lock_timeout={int(lock_timeout_ms)}"
+        " -c idle_in_transaction_session_timeout=60000"
+    )
+    return {
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "options": options,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "application_name": "tierline",
+    }
+
+
 class Database:
     """Owns the engines; hands out read and write sessions."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 10_000,
+        connect_timeout_s: float = 2.0,
+        statement_timeout_ms: int = 5_000,
+        lock_timeout_ms: int = 4_000,
+        pool_timeout_s: float = 2.0,
+        pool_size: int = 10,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        self.connect_args: dict[str, Any] = {}
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, busy_timeout_ms, "BEGIN")
             self.write_engine = _sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE")
             self._write_lock: threading.Lock | None = threading.Lock()
         else:
-            self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+            self.connect_args = (
+                postgres_connect_args(
+                    connect_timeout_s=connect_timeout_s,
+                    statement_timeout_ms=statement_timeout_ms,
+                    lock_timeout_ms=lock_timeout_ms,
+                )
+                if self.is_postgres
+                else {}
+            )
+            self.engine = create_engine(
+                url,
+                connect_args=self.connect_args,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=pool_timeout_s,
+                pool_pre_ping=True,
+            )
             self.write_engine = self.engine
             self._write_lock = None
+            if self.is_postgres:
+                event.listen(self.engine, "before_execute", _lock_before_label_insert)
+
+    @property
+    def shares_models(self) -> bool:
+        """True when several processes may serve this database (PostgreSQL)."""
+        return self.is_postgres
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -79,7 +163,134 @@ class Database:
                 session.rollback()
                 raise
 
+    def commit_without_flush(self, session: Session) -> None:
+        """Let this transaction commit without waiting for its WAL flush (PostgreSQL).
+
+        For ephemeral state only (a review lease): a crash of the database server itself
+        may forget the last few hundred milliseconds of such commits, never corrupts
+        anything, and a forgotten lease only puts the case back in the queue (the holder's
+        label then gets 409). Labels and cases always wait for the flush. It saves a disk
+        flush, several milliseconds, per claim. SQLite: nothing to do.
+        """
+        if self.is_postgres:
+            session.execute(text("SET LOCAL synchronous_commit = off"))
+
+    def leader_lock(self) -> LeaderLock:
+        """The election of the model leader among the processes sharing this database."""
+        return LeaderLock(self.url, self.connect_args)
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()
+
+
+class LeaderLock:
+    """A PostgreSQL session advisory lock held on a connection of its own.
+
+    :meth:`try_acquire` takes it without waiting; :meth:`held` says whether the
+    connection (and so the lock) is still alive. PostgreSQL frees the lock the
+    moment the holder's connection ends: a crash, ``kill -9``, a network cut or a
+    database restart, so the next :meth:`try_acquire` elsewhere succeeds.
+    """
+
+    def __init__(self, url: str, connect_args: dict[str, Any]) -> None:
+        self.engine = create_engine(url, connect_args=connect_args, poolclass=NullPool)
+        self._conn: Connection | None = None
+
+    def try_acquire(self) -> bool:
+        if self._conn is not None:
+            return self.held()
+        conn = self.engine.connect()
+        try:
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(CAST(:ns AS int), CAST(:id AS int))"),
+                {"ns": LOCK_NAMESPACE, "id": LEADER_LOCK_ID},
+            ).scalar_one()
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def held(self) -> bool:
+        """True while our lock connection answers (and so still holds the lock)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(text("SELECT 1")).scalar_one()
+            self._conn.commit()
+        except Exception:
+            log.warning("lost the leader lock's connection; leadership released")
+            self._drop()
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute(
+                    text("SELECT pg_advisory_unlock(CAST(:ns AS int), CAST(:id AS int))"),
+                    {"ns": LOCK_NAMESPACE, "id": LEADER_LOCK_ID},
+                )
+                self._conn.commit()
+            except Exception:  # the connection is gone, and with it the lock
+                pass
+        self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception:
+                pass
+
+    def dispose(self) -> None:
+        self.release()
+        self.engine.dispose()
+
+
+def lock_label_log(connection: Connection, task_id: int) -> None:
+    """Serialise appends to a task's label log until the transaction ends (PostgreSQL).
+
+    Taken before the label's id is drawn from the sequence and held until commit, so
+    label ids of one task become visible in id order: a reader of the log never sees
+    id ``n + 1`` while id ``n`` is still to commit. SQLite needs nothing: its writers
+    are serialised already.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
+            {"ns": LOCK_NAMESPACE, "id": task_id},
+        )
+
+
+def _lock_before_label_insert(
+    conn: Connection, clause: Any, multiparams: Any, params: Any, _options: Any
+) -> None:
+    """Every INSERT into the label log, however it is issued (ORM flush, bulk insert),
+    first takes the log lock of each task it appends to."""
+    if not isinstance(clause, Insert) or getattr(clause.table, "name", None) != LABEL_TABLE:
+        return
+    rows = [*(multiparams or ()), params]
+    task_ids: set[int] = set()
+    for row in rows:
+        for item in row if isinstance(row, list | tuple) else [row]:
+            if isinstance(item, dict) and item.get("task_id") is not None:
+                task_ids.add(int(item["task_id"]))
+    values = getattr(clause, "_values", None) or {}
+    for column, value in values.items():
+        if getattr(column, "key", column) == "task_id" and isinstance(
+            getattr(value, "value", None), int
+        ):
+            task_ids.add(value.value)
+    if not task_ids:
+        raise RuntimeError("an insert into the label log must name its task_id")
+    for task_id in sorted(task_ids):  # a fixed order: no deadlock between multi-task inserts
+        lock_label_log(conn, task_id)

@@ -11,6 +11,7 @@ from api.cache import TTLCache
 from api.db import Database
 from api.live import ModelStore
 from api.observability import Instruments
+from api.outbox import WebhookDispatcher
 from api.security import Principal, hash_key, same_secret
 from api.services.keys import BOOTSTRAP_ADMIN
 from api.settings import Settings
@@ -25,6 +26,12 @@ class AppState:
     store: ModelStore
     instruments: Instruments
     keys: TTLCache[str, Principal | None]  # key hash -> principal
+    webhooks: WebhookDispatcher | None = None  # None: this process does not deliver
+
+    def wake_webhooks(self) -> None:
+        """Have the dispatcher look for due events now (else within its poll interval)."""
+        if self.webhooks is not None:
+            self.webhooks.wake()
 
 
 def get_state(request: Request) -> AppState:

@@ -5,6 +5,12 @@ loaded from the newest snapshot whose signature checks out, then caught up by
 replaying the labels logged after it. Labels are applied strictly in log order
 (``catch_up``), so a restart, a replay and the live process all end in the same
 model.
+
+One lineage across processes: on PostgreSQL several API processes share the models.
+Exactly one of them, the leader (see :mod:`api.lineage`), applies labels
+(``ModelStore.leader`` is true there) and publishes a signed snapshot whenever its
+models moved; the others (followers) serve the newest published snapshot
+(:meth:`ModelStore.refresh`). On SQLite the one process is always the leader.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from api.cache import TTLCache
@@ -46,11 +53,18 @@ class LiveModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     migrations: list[Migration] = field(default_factory=list)
     mode_reason: str | None = None  # why the governor is in its mode (its last migration)
+    published_version: int = 0  # the version of the newest snapshot of this lineage we know
+    ephemeral_snapshot_id: int | None = None  # our last published, not-kept snapshot
+    snapshot_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fold(self, label_id: int, row: Label, features: dict) -> None:
-        """Teach one logged label to the model and its evidence to the governor."""
+        """Teach one logged label to the model and its evidence to the governor.
+
+        Downstream feedback (``kind="feedback"``) teaches the model only: such reports
+        are not a random sample, so they never reach the governor's evidence.
+        """
         self.model.learn_one(features, row.label)
-        if row.suggestion is not None:
+        if row.suggestion is not None and row.kind != "feedback":
             correct = row.label == row.suggestion
             if row.kind == "correction":
                 moved = self.governor.correct(row.case_id, correct)
@@ -81,6 +95,9 @@ class ModelStore:
         self.snapshot_every = snapshot_every
         self._models: dict[int, LiveModel] = {}
         self._lock = threading.Lock()
+        # True: this process applies labels and writes snapshots (SQLite: always; PostgreSQL:
+        # while it holds the leader lock, see api.lineage)
+        self.leader = True
         self.tasks: TTLCache[str, Task] = TTLCache(TASK_TTL_SECONDS, self._read_task)
 
     def _read_task(self, name: str) -> Task:
@@ -112,6 +129,10 @@ class ModelStore:
     def forget(self, task_id: int) -> None:
         self._models.pop(task_id, None)
 
+    def loaded(self) -> list[LiveModel]:
+        """The live models loaded so far."""
+        return list(self._models.values())
+
     # --- loading ----------------------------------------------------------------------
     def new_live(self, task: Task) -> LiveModel:
         """An untrained model and a fresh governor for ``task``."""
@@ -139,7 +160,7 @@ class ModelStore:
             snapshots = session.exec(
                 select(ModelSnapshot)
                 .where(ModelSnapshot.task_id == task.id)
-                .order_by(col(ModelSnapshot.last_label_id).desc())
+                .order_by(col(ModelSnapshot.last_label_id).desc(), col(ModelSnapshot.id).desc())
                 .limit(5)
             ).all()
         for snap in snapshots:
@@ -148,16 +169,22 @@ class ModelStore:
                     "task %s: snapshot %d has a bad signature; not loading it", task.name, snap.id
                 )
                 continue
-            state = pickle.loads(snap.blob)  # signed by us: safe to unpickle
-            model = TaskModel.from_bytes(state["model"])
-            return LiveModel(
-                task.id,  # type: ignore[arg-type]
-                model,
-                state["governor"],
-                last_label_id=snap.last_label_id,
-                last_snapshot_version=model.n_learned,
-            )
+            return self._live_from(snap)
         return None
+
+    def _live_from(self, snap: ModelSnapshot) -> LiveModel:
+        """The model in a snapshot whose signature was checked."""
+        state = pickle.loads(snap.blob)  # signed by us: safe to unpickle
+        model = TaskModel.from_bytes(state["model"])
+        return LiveModel(
+            snap.task_id,
+            model,
+            state["governor"],
+            last_label_id=snap.last_label_id,
+            last_snapshot_version=model.n_learned,
+            mode_reason=state.get("mode_reason"),
+            published_version=model.n_learned,
+        )
 
     # --- learning ---------------------------------------------------------------------
     def catch_up(self, live: LiveModel) -> int:
@@ -178,24 +205,37 @@ class ModelStore:
                 applied += len(rows)
                 if len(rows) < REPLAY_CHUNK:
                     break
-        if applied and live.version - live.last_snapshot_version >= self.snapshot_every:
+        due = live.version - live.last_snapshot_version >= self.snapshot_every
+        if applied and due and self.leader:
             self.save_snapshot(live)
         return applied
 
-    def apply(self, live: LiveModel, entry: Label, features: dict) -> None:
-        """Apply a just-committed label; falls back to :meth:`catch_up` if any came before it."""
+    def apply(self, live: LiveModel, entry: Label, features: dict) -> bool:
+        """Apply a just-committed label; falls back to :meth:`catch_up` if any came before it.
+
+        True when this call applied it (and whatever came before it). Only the leader
+        applies labels: elsewhere this does nothing and returns ``False`` (the leader
+        applies the label, and this process loads its next snapshot); on the leader it is
+        also ``False`` when the leader's poll (:mod:`api.lineage`) applied it first.
+        Whoever applied a label records its progress.
+        """
+        if not self.leader:
+            return False
         label_id = entry.id
         assert label_id is not None
+        applied = due = False
         with live.lock:
-            if label_id == live.last_label_id + 1 or self._is_next(live, label_id):
+            if label_id > live.last_label_id and (
+                label_id == live.last_label_id + 1 or self._is_next(live, label_id)
+            ):
                 live.fold(label_id, entry, features)
+                applied = True
                 due = live.version - live.last_snapshot_version >= self.snapshot_every
-            else:
-                due = False
         if label_id > live.last_label_id:
-            self.catch_up(live)
+            applied = self.catch_up(live) > 0
         elif due:
             self.save_snapshot(live)
+        return applied
 
     def _is_next(self, live: LiveModel, label_id: int) -> bool:
         """True when no label of this task lies between the last applied one and ``label_id``."""
@@ -211,35 +251,128 @@ class ModelStore:
             ).first()
         return between is None
 
-    def save_snapshot(self, live: LiveModel) -> None:
-        """Persist a signed snapshot of the model as it stands."""
+    def save_snapshot(self, live: LiveModel, *, keep: bool = True) -> None:
+        """Persist a signed snapshot of the model as it stands.
+
+        ``keep=False`` publishes a snapshot for the other processes only: it is deleted
+        when the next one is written. Kept snapshots (one every ``snapshot_every``
+        labels) are the restart points and the versions one can roll back to.
+        """
+        with live.snapshot_lock:
+            with live.lock:
+                blob = pickle.dumps(
+                    {
+                        "model": live.model.to_bytes(),
+                        "governor": live.governor,
+                        "mode_reason": live.mode_reason,
+                    },
+                    protocol=pickle.HIGHEST_PROTOCOL,
+                )
+                version, last_label_id = live.version, live.last_label_id
+            superseded = live.ephemeral_snapshot_id
+            with self.db.write() as session:
+                snap = self._add_snapshot(session, live, blob, version, last_label_id)
+                if superseded is not None:
+                    session.exec(  # type: ignore[call-overload]
+                        delete(ModelSnapshot).where(col(ModelSnapshot.id) == superseded)
+                    )
+            live.ephemeral_snapshot_id = None if keep else snap.id
+            live.published_version = version
+            if keep:
+                live.last_snapshot_version = version
+
+    def publish(self, live: LiveModel) -> bool:
+        """The leader: snapshot the model if it moved since the last snapshot written.
+
+        Followers load it within their next poll; the snapshot is kept when
+        ``snapshot_every`` labels passed since the last kept one.
+        """
+        if not self.leader or live.version == live.published_version:
+            return False
+        self.save_snapshot(
+            live, keep=live.version - live.last_snapshot_version >= self.snapshot_every
+        )
+        return True
+
+    def newest_snapshots(self) -> dict[int, int]:
+        """``task id -> last label id`` of each task's newest snapshot."""
+        with self.db.read() as session:
+            rows = session.exec(
+                select(ModelSnapshot.task_id, func.max(ModelSnapshot.last_label_id)).group_by(
+                    col(ModelSnapshot.task_id)
+                )
+            ).all()
+        return {task_id: last for task_id, last in rows}
+
+    def refresh(self, live: LiveModel) -> bool:
+        """A follower: swap in the newest published snapshot if it is ahead of ``live``.
+
+        A snapshot whose signature does not check out is never unpickled: the model is
+        then rebuilt from the label log instead.
+        """
+        with self.db.read() as session:
+            snap = session.exec(
+                select(ModelSnapshot)
+                .where(
+                    ModelSnapshot.task_id == live.task_id,
+                    col(ModelSnapshot.last_label_id) > live.last_label_id,
+                )
+                .order_by(col(ModelSnapshot.last_label_id).desc(), col(ModelSnapshot.id).desc())
+                .limit(1)
+            ).first()
+        if snap is None:
+            return False
+        if not verify(snap.blob, snap.signature, self.secret):
+            log.warning("snapshot %d has a bad signature; replaying the label log", snap.id)
+            return self.catch_up(live) > 0
+        fresh = self._live_from(snap)
         with live.lock:
-            blob = pickle.dumps(
-                {"model": live.model.to_bytes(), "governor": live.governor},
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
-            version, last_label_id = live.version, live.last_label_id
-        with self.db.write() as session:
-            self._add_snapshot(session, live, blob, version, last_label_id)
-        live.last_snapshot_version = version
+            if fresh.last_label_id <= live.last_label_id:
+                return False
+            live.model, live.governor = fresh.model, fresh.governor
+            live.last_label_id, live.mode_reason = fresh.last_label_id, fresh.mode_reason
+            live.last_snapshot_version = live.published_version = fresh.version
+            live.migrations.clear()  # the leader records them
+        return True
+
+    def align_settings(self, live: LiveModel, task: Task) -> bool:
+        """The leader: bring the governor in line with the task's settings.
+
+        A settings change may be made on any process; the governor that counts is the
+        leader's, so the leader applies it here. True when that moved the governor's mode
+        or threshold (its migrations are then recorded as usual).
+        """
+        with live.lock:
+            governor = live.governor
+            governor.min_labels = task.min_labels
+            if (governor.target_error, governor.delta) != (task.target_error, task.delta):
+                moved = governor.set_target(task.target_error, task.delta)
+                if moved:
+                    live.migrations += moved
+                    live.mode_reason = moved[-1].reason
+                    return True
+        return False
 
     def _add_snapshot(
         self, session: Session, live: LiveModel, blob: bytes, version: int, last_label_id: int
-    ) -> None:
-        session.add(
-            ModelSnapshot(
-                task_id=live.task_id,
-                version=version,
-                last_label_id=last_label_id,
-                family=live.model.family,
-                blob=blob,
-                signature=sign(blob, self.secret),
-                created_at=time.time(),
-            )
+    ) -> ModelSnapshot:
+        snap = ModelSnapshot(
+            task_id=live.task_id,
+            version=version,
+            last_label_id=last_label_id,
+            family=live.model.family,
+            blob=blob,
+            signature=sign(blob, self.secret),
+            created_at=time.time(),
         )
+        session.add(snap)
+        session.flush()
+        return snap
 
     def snapshot_all(self) -> None:
-        """Snapshot every model with unsaved labels (at shutdown)."""
+        """Snapshot every model with unsaved labels (at shutdown; the leader only)."""
+        if not self.leader:
+            return
         for live in list(self._models.values()):
             if live.version != live.last_snapshot_version:
                 self.save_snapshot(live)

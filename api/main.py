@@ -12,7 +12,7 @@ from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api import migrate
@@ -20,11 +20,14 @@ from api.cache import TTLCache
 from api.db import Database
 from api.deps import AppState
 from api.errors import ServiceError
+from api.lineage import ModelSync
 from api.live import ModelStore
 from api.observability import BodyLimitMiddleware, Instruments, MetricsMiddleware
-from api.routes import cases, keys, metrics, ops, review, tasks
+from api.outbox import WebhookDispatcher
+from api.routes import cases, export, feedback, keys, metrics, ops, review, tasks, webhooks
 from api.security import Principal
 from api.services.keys import principal_of
+from api.services.metrics import record_progress
 from api.settings import Settings, get_settings
 from learner import LearnerError
 
@@ -41,20 +44,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         secret = settings.signing_secret  # refuses to start without a secret outside dev
         migrate.upgrade(settings.database_url)
-        db = Database(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
+        db = database(settings)
         store = ModelStore(db, secret, snapshot_every=settings.snapshot_every)
+        sync = None
+        if db.shares_models:  # several processes may serve this database: one model lineage
+            sync = ModelSync(db, store, record_progress, interval=settings.sync_seconds)
+            sync.start()
         store.load_all()
         instruments.watch_tasks(db, store)
         keys = TTLCache(KEY_TTL_SECONDS, partial(_principal_of, db))
-        app.state.tierline = AppState(settings, db, store, instruments, keys)
+        dispatcher = _webhook_dispatcher(settings, db, secret)
+        app.state.tierline = AppState(settings, db, store, instruments, keys, dispatcher)
         app.state.ready = True
         log.info("tierline ready on %s", _safe_url(settings.database_url))
         try:
             yield
         finally:
             app.state.ready = False
-            store.snapshot_all()
-            db.dispose()
+            if dispatcher is not None:
+                dispatcher.stop()
+            if sync is not None:
+                sync.stop()
+            try:
+                store.snapshot_all()
+            finally:
+                if sync is not None:
+                    sync.release()
+                db.dispose()
 
     app = FastAPI(
         title="tierline",
@@ -62,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Human-in-the-loop decisions with certified automation",
         lifespan=lifespan,
     )
-    for module in (keys, tasks, cases, review, metrics, ops):
+    for module in (keys, tasks, cases, review, metrics, ops, webhooks, feedback, export):
         app.include_router(module.router)
 
     @app.exception_handler(ServiceError)
@@ -74,9 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, 422)
 
     @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", exc)
+        log.warning("database unavailable: %s", str(exc).strip().splitlines()[0][:300])
         return JSONResponse(
             {"detail": "database temporarily unavailable"}, 503, headers={"Retry-After": "1"}
         )
@@ -84,6 +101,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, instruments=instruments)
     return app
+
+
+def _webhook_dispatcher(
+    settings: Settings, db: Database, secret: bytes
+) -> WebhookDispatcher | None:
+    """The background thread that delivers webhook events from the outbox (started)."""
+    if not settings.webhook_dispatch:
+        return None
+    dispatcher = WebhookDispatcher(
+        db,
+        secret,
+        backoff_seconds=settings.webhook_backoff_seconds,
+        max_backoff_seconds=settings.webhook_max_backoff_seconds,
+        retry_seconds=settings.webhook_retry_seconds,
+        timeout_seconds=settings.webhook_timeout_seconds,
+        poll_seconds=settings.webhook_poll_seconds,
+        workers=settings.webhook_workers,
+    )
+    dispatcher.start()
+    return dispatcher
+
+
+def database(settings: Settings) -> Database:
+    """The database with the settings' timeouts and pool size."""
+    return Database(
+        settings.database_url,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        connect_timeout_s=settings.db_connect_timeout_seconds,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        lock_timeout_ms=settings.db_lock_timeout_ms,
+        pool_size=settings.db_pool_size,
+        pool_timeout_s=settings.db_pool_timeout_seconds,
+    )
 
 
 def _principal_of(db: Database, key_hash: str) -> Principal | None:

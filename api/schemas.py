@@ -224,6 +224,7 @@ class Metrics(BaseModel):
     target_error: float
     queue_depth: int
     audited: int
+    feedback: int = 0  # downstream feedback reports (learned, but not evidence)
 
 
 class CurvePointPublic(BaseModel):
@@ -254,4 +255,104 @@ class HistoryEntry(BaseModel):
 
 class History(BaseModel):
     data: list[HistoryEntry]
+    count: int
+
+
+# --- webhooks ---------------------------------------------------------------------------
+WebhookEventType = Literal[
+    "case.decided", "case.corrected", "audit.disagreed", "task.mode_changed", "case.feedback"
+]
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = WebhookEventType.__args__  # type: ignore[attr-defined]
+
+
+class WebhookSet(StrictModel):
+    """``PUT /v1/tasks/{task}/webhook``: where to POST the task's events, and which."""
+
+    url: Annotated[str, StringConstraints(min_length=8, max_length=2048)]
+    events: Annotated[list[WebhookEventType], Field(min_length=1)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return url
+
+
+class WebhookPublic(BaseModel):
+    task: str
+    url: str
+    events: list[str]
+    created_at: str | None
+    updated_at: str | None
+
+
+class WebhookEventPublic(BaseModel):
+    id: str
+    type: str
+    task: str
+    case_id: str | None
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: int
+    created_at: str | None
+    next_attempt_at: str | None
+    delivered_at: str | None
+    last_error: str | None
+    data: dict[str, Any]
+
+
+class WebhookEventsPublic(BaseModel):
+    data: list[WebhookEventPublic]
+    count: int
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: int
+    event_id: str
+    type: str
+    case_id: str | None
+    attempt: int
+    url: str
+    attempted_at: str | None
+    duration_ms: float
+    status_code: int | None
+    ok: bool
+    error: str | None
+
+
+class WebhookDeliveriesPublic(BaseModel):
+    data: list[WebhookDeliveryPublic]
+    count: int
+
+
+# --- feedback ---------------------------------------------------------------------------
+class FeedbackCreate(StrictModel):
+    """A downstream outcome for a decided case (an appeal, a chargeback)."""
+
+    label: LabelName
+    source: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+
+class FeedbackPublic(BaseModel):
+    id: int
+    case_id: str
+    task: str
+    external_id: str | None
+    label: str
+    source: str | None
+    comment: str | None
+    decision: str | None
+    agrees: bool | None  # the feedback's label equals the case's decision
+    reported_by: str | None
+    created_at: str | None
+    model_version: int
+
+
+class FeedbacksPublic(BaseModel):
+    data: list[FeedbackPublic]
     count: int

@@ -13,7 +13,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
     "service": frozenset({"cases:write", "cases:read", "tasks:read"}),
     "reviewer": frozenset({"review", "cases:read", "tasks:read", "metrics:read"}),
-    "analyst": frozenset({"cases:read", "tasks:read", "metrics:read"}),
+    "analyst": frozenset({"cases:read", "tasks:read", "metrics:read", "data:export"}),
 }
 
 

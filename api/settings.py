@@ -31,6 +31,23 @@ class Settings(BaseSettings):
     max_comment_length: int = Field(2_000, ge=1)
     busy_timeout_ms: int = Field(10_000, ge=0)
 
+    # PostgreSQL: fail fast while the database is away (answered 503), share the models
+    db_connect_timeout_seconds: float = Field(2.0, gt=0)
+    db_statement_timeout_ms: int = Field(5_000, ge=0)  # 0: no limit
+    db_lock_timeout_ms: int = Field(4_000, ge=0)
+    db_pool_size: int = Field(10, ge=1)  # per process; up to twice this under bursts
+    db_pool_timeout_seconds: float = Field(2.0, gt=0)
+    sync_seconds: float = Field(0.2, gt=0)  # leader publishes / followers load this often
+
+    # webhooks: delivered by a background dispatcher from the outbox table
+    webhook_dispatch: bool = True  # run the dispatcher in this process
+    webhook_backoff_seconds: float = Field(5.0, gt=0)  # first retry; doubles per failure
+    webhook_max_backoff_seconds: float = Field(600.0, gt=0)
+    webhook_retry_seconds: float = Field(86_400.0, gt=0)  # give up after this long failing
+    webhook_timeout_seconds: float = Field(5.0, gt=0)  # per attempt
+    webhook_poll_seconds: float = Field(0.5, gt=0)
+    webhook_workers: int = Field(4, ge=1, le=64)  # attempts in flight (different cases)
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"

@@ -56,6 +56,7 @@ class Task(SQLModel, table=True):
     n_labels: int = 0
     n_audited: int = 0
     n_audit_errors: int = 0
+    n_feedback: int = 0  # downstream feedback reports (not evidence)
 
 
 class Case(SQLModel, table=True):
@@ -63,6 +64,7 @@ class Case(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("task_id", "external_id", name="uq_case_task_external"),
         Index("ix_case_queue", "task_id", "queued", "priority"),
+        Index("ix_case_task_created", "task_id", "created_at", "id"),  # exports, in order
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -126,7 +128,7 @@ class Label(SQLModel, table=True):
     task_id: int = Field(foreign_key="task.id")
     case_id: str = Field(foreign_key="case.id", index=True, max_length=32)
     label: str
-    kind: str = Field(max_length=16)  # review | assist | audit | correction
+    kind: str = Field(max_length=16)  # review | assist | audit | correction | import | feedback
     key_id: str | None = Field(default=None, max_length=32)
     labelled_by: str | None = None
     lease_id: str | None = Field(default=None, max_length=32)
@@ -189,3 +191,87 @@ class CurvePoint(SQLModel, table=True):
     mode: str | None = Field(default=None, max_length=16)
     auto_error_estimate: float | None = None
     auto_error_upper: float | None = None
+
+
+class Feedback(SQLModel, table=True):
+    """A downstream report on a decided case (an appeal, a chargeback), stored beside it.
+
+    Its label is also appended to the label log (``kind="feedback"``) so the model learns
+    from it, but it never reaches the risk controller: such reports are not a random
+    sample of cases.
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("task_id", "external_id", name="uq_feedback_task_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id")
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=32)
+    external_id: str | None = Field(default=None, max_length=256)
+    label: str
+    source: str | None = Field(default=None, max_length=128)
+    comment: str | None = None
+    decision: str | None = None  # the case's decision when the feedback came
+    key_id: str | None = Field(default=None, max_length=32)
+    reported_by: str | None = None
+    created_at: float
+    label_id: int | None = None  # its row in the label log
+
+
+class TaskWebhook(SQLModel, table=True):
+    """Where a task's events are POSTed, and which events."""
+
+    __tablename__ = "task_webhook"
+
+    task_id: int = Field(primary_key=True, foreign_key="task.id")
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: float
+    updated_at: float
+
+
+class WebhookEvent(SQLModel, table=True):
+    """The outbox: an event written in the same transaction as the change it reports.
+
+    A background dispatcher delivers pending events, oldest first, one at a time per
+    ``ordering_key`` (the case, or the task for task events), so events of a case
+    arrive in order.
+    """
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        Index("ix_webhook_event_pending", "status", "ordering_key", "id"),
+        Index("ix_webhook_event_task", "task_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id")
+    type: str = Field(max_length=32)
+    case_id: str | None = Field(default=None, max_length=32)
+    ordering_key: str = Field(max_length=64)
+    payload: dict = Field(sa_column=Column(JSON, nullable=False))
+    created_at: float
+    status: str = Field(default="pending", max_length=16)  # pending|delivered|failed|cancelled
+    attempts: int = 0
+    next_attempt_at: float
+    locked_until: float | None = None  # a dispatcher is delivering it until then
+    delivered_at: float | None = None
+    last_error: str | None = None
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One delivery attempt of an event (visible to admins)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_task", "task_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="webhook_event.id", index=True)
+    task_id: int = Field(foreign_key="task.id")
+    attempt: int
+    url: str = Field(max_length=2048)
+    attempted_at: float
+    duration_ms: float
+    status_code: int | None = None
+    ok: bool
+    error: str | None = None

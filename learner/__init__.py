@@ -3,8 +3,9 @@
 Feature pipelines from a task schema, river models, uncertainty measures, the routing
 policy, error bounds, certified automation (:mod:`learner.controller`: the risk
 controller, drift monitor and tier governor) and a simulator of the whole loop
-(:mod:`learner.simulate`, imported on its own: it needs pandas). Features are dicts, labels are strings, and every model is a
-deterministic fold of its labels (``learn_one(x, y)``, ``predict_proba_one(x)``).
+(:mod:`learner.simulate`, imported on its own: it needs pandas). Features are dicts,
+labels are strings, and every model is a deterministic fold of its labels
+(``learn_one(x, y)``, ``predict_proba_one(x)``).
 """
 
 from learner.controller import (

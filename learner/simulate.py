@@ -138,9 +138,10 @@ class SimulationConfig:
     def label(self) -> str:
         """A file-name-safe name of the run."""
         drift = f"-drift{self.drift_at}" if self.drift_at else ""
+        audit = f"-audit{self.audit_rate:g}" if self.audit_rate != 0.05 else ""
         return (
             f"{self.dataset}-{self.policy}-t{self.target_error:g}-cap{self.reviewer_capacity:g}"
-            f"-{self.queue_order}{drift}-s{self.seed}"
+            f"-{self.queue_order}{audit}{drift}-s{self.seed}"
         )
 
 

@@ -1,3 +1,5 @@
+import os
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,7 +25,7 @@ def readyz(request: Request) -> Response:
             session.exec(text("SELECT 1"))  # type: ignore[call-overload]
     except Exception:
         return JSONResponse({"status": "database unavailable"}, 503, headers={"Retry-After": "1"})
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", "leader": state.store.leader, "pid": os.getpid()})
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from api.db import Database
 from api.live import LiveModel, ModelStore
@@ -13,6 +13,7 @@ from api.services.tasks import get_task, sync_task
 from api.tables import CurvePoint, Label, Task
 
 CURVE_WINDOW = 200  # labels behind each point's prequential accuracy
+NOT_EVIDENCE = ("correction", "feedback")  # label kinds that are no prequential sample
 
 
 def curve_due(n_labels: int) -> bool:
@@ -40,14 +41,16 @@ def windowed_accuracy(labels: list[Label]) -> float | None:
 def record_progress(db: Database, task_name: str, live: LiveModel) -> None:
     """After a label: move the task's mode if due, and append a curve point if due."""
     with db.write() as session:
-        task = get_task(session, task_name)
+        # the row lock makes concurrent calls (several request threads, the leader's poll)
+        # see each other's mode changes, so each change is recorded once
+        task = get_task(session, task_name, for_update=True)
         sync_task(session, task, live, f"label {task.n_labels}")
-        if not curve_due(task.n_labels):
+        if not curve_due(task.n_labels) or _has_point(session, task):
             return
         recent = list(
             session.exec(
                 select(Label)
-                .where(Label.task_id == task.id, Label.kind != "correction")
+                .where(Label.task_id == task.id, col(Label.kind).not_in(NOT_EVIDENCE))
                 .order_by(col(Label.id).desc())
                 .limit(CURVE_WINDOW)
             )
@@ -67,6 +70,18 @@ def record_progress(db: Database, task_name: str, live: LiveModel) -> None:
                 auto_error_upper=upper,
             )
         )
+
+
+def _has_point(session: Session, task: Task) -> bool:
+    """True when the newest curve point already counts ``task.n_labels`` (a repeated call:
+    with several processes, the leader and the process that took the label may both ask)."""
+    newest = session.exec(
+        select(CurvePoint.labels)
+        .where(CurvePoint.task_id == task.id)
+        .order_by(col(CurvePoint.id).desc())
+        .limit(1)
+    ).first()
+    return newest == task.n_labels
 
 
 def error_bound(task: Task, live: LiveModel | None) -> tuple[float | None, float | None]:
@@ -110,6 +125,7 @@ def metrics_of(task: Task, store: ModelStore) -> Metrics:
         target_error=task.target_error,
         queue_depth=task.n_queued,
         audited=task.n_audited,
+        feedback=task.n_feedback,
     )
 
 

@@ -20,9 +20,9 @@ from api.errors import Conflict, Forbidden, InvalidInput
 from api.live import ModelStore
 from api.schemas import CaseDetail, Claim, Correction, LabelCreate, iso
 from api.security import Principal
+from api.services import webhooks
 from api.services.cases import case_detail, load_case
 from api.services.metrics import record_progress
-from api.services.tasks import get_task
 from api.tables import Case, Label, Lease, Routing, Task
 
 
@@ -41,8 +41,9 @@ def claim_next(
     now = time.time()
     lease_id = "l_" + secrets.token_hex(12)
     expires = now + lease_seconds
+    task = store.tasks.get(task_name)  # 404 for an unknown task (settings cached for 1 s)
     with db.write() as session:
-        task = get_task(session, task_name)
+        db.commit_without_flush(session)  # a lease is ephemeral: see Database's docstring
         pick = (
             sa_select(Case.id)
             .where(
@@ -68,8 +69,7 @@ def claim_next(
         session.add(
             Lease(id=lease_id, case_id=case_id, key_id=who.id, claimed_at=now, expires_at=expires)
         )
-    with db.read() as session:
-        task, case, routing = load_case(session, case_id)
+        task, case, routing = load_case(session, case_id)  # same round trip budget: no new session
     return Claim(
         case=case_detail(task, case, routing, store.get(task)),
         lease_id=lease_id,
@@ -147,7 +147,8 @@ def label_case(
             lease_id=body.lease_id,
             comment=body.comment,
         )
-        if case.status == "pending":
+        was_pending = case.status == "pending"
+        if was_pending:
             case.status, case.decision, case.decided_at = "decided", body.label, now
         session.exec(  # type: ignore[call-overload]
             update(Case)
@@ -171,12 +172,25 @@ def label_case(
             .values(
                 n_labels=Task.n_labels + 1,
                 n_queued=Task.n_queued - 1,
-                n_pending=Task.n_pending - (routing.route != "auto"),
-                n_audited=Task.n_audited + routing.audit,
-                n_audit_errors=Task.n_audit_errors + wrong,
+                n_pending=Task.n_pending - int(routing.route != "auto"),
+                n_audited=Task.n_audited + int(routing.audit),
+                n_audit_errors=Task.n_audit_errors + int(wrong),
             )
         )
+        case.label, case.labelled_by, case.labelled_at = body.label, who.name, now
+        if was_pending:
+            data = webhooks.case_data(task, case, routing)
+            webhooks.emit(session, task, "case.decided", data, case_id=case_id)
+        if wrong:
+            _emit_disagreement(session, task, case, routing)
     return _learn(db, store, task, case, routing, entry, who)
+
+
+def _emit_disagreement(session: Session, task: Task, case: Case, routing: Routing) -> None:
+    data = webhooks.case_data(
+        task, case, routing, automated_decision=routing.suggestion, audit_label=case.label
+    )
+    webhooks.emit(session, task, "audit.disagreed", data, case_id=case.id)
 
 
 def correct_label(
@@ -218,15 +232,21 @@ def correct_label(
             values["decision"] = body.label
         session.exec(update(Case).where(col(Case.id) == case_id).values(**values))  # type: ignore[call-overload]
         if routing.audit:
-            delta = (body.label != routing.suggestion) - (previous.label != routing.suggestion)
+            delta = int(body.label != routing.suggestion) - int(
+                previous.label != routing.suggestion
+            )
             session.exec(  # type: ignore[call-overload]
                 update(Task)
                 .where(col(Task.id) == task.id)
                 .values(n_audit_errors=Task.n_audit_errors + delta)
             )
-    case.label, case.labelled_by, case.labelled_at = body.label, who.name, now
-    if routing.route != "auto":
-        case.decision = body.label
+        case.label, case.labelled_by, case.labelled_at = body.label, who.name, now
+        if routing.route != "auto":
+            case.decision = body.label
+        data = webhooks.case_data(task, case, routing, previous_label=previous.label)
+        webhooks.emit(session, task, "case.corrected", data, case_id=case_id)
+        if routing.audit and delta > 0:
+            _emit_disagreement(session, task, case, routing)
     return _learn(db, store, task, case, routing, entry, who)
 
 
@@ -278,8 +298,8 @@ def _learn(
     """Apply a committed label to the live model, then refresh the task's aggregates."""
     live = store.get(task)
     assert live is not None and entry.id is not None
-    store.apply(live, entry, case.features)
-    record_progress(db, task.name, live)
+    if store.apply(live, entry, case.features):  # else the leader applies it, and records it
+        record_progress(db, task.name, live)
     with db.read() as session:
         task, case, routing = load_case(session, case.id)
     return case_detail(task, case, routing, live)

@@ -10,12 +10,15 @@ from sqlmodel import Session, col, select
 from api.errors import Conflict, InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
 from api.schemas import History, HistoryEntry, TaskCreate, TaskPublic, TasksPublic, TaskUpdate, iso
+from api.services import webhooks
 from api.tables import Task, TaskHistory
 from learner import InvalidSchema, parse_rules, parse_schema, schema_to_json
 
 
-def get_task(session: Session, name: str) -> Task:
-    task = session.exec(select(Task).where(Task.name == name)).first()
+def get_task(session: Session, name: str, *, for_update: bool = False) -> Task:
+    """The task named ``name``; ``for_update`` locks its row until the transaction ends."""
+    query = select(Task).where(Task.name == name)
+    task = session.exec(query.with_for_update() if for_update else query).first()
     if task is None:
         raise NotFound(f"task {name!r} not found")
     return task
@@ -95,7 +98,7 @@ def update_task(session: Session, store: ModelStore, name: str, body: TaskUpdate
     task.updated_at = time.time()
     session.add(task)
     live = store.get(task)
-    if live is not None:
+    if live is not None and store.leader:  # elsewhere the leader aligns it (api.lineage)
         with live.lock:
             live.governor.min_labels = task.min_labels
             if {"target_error", "delta"} & changes.keys():
@@ -139,14 +142,30 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
     migrations = live.take_migrations() if live is not None else []
     follows_governor = task.automation == "on" and task.threshold_policy == "certified"
     for m in migrations if follows_governor else []:
+        before = task.mode
         task.mode, task.threshold_in_force, task.mode_reason = m.mode, m.threshold, m.reason
         _history(session, task, m.reason, n=m.n, errors=m.errors, upper=m.upper)
+        _mode_event(session, task, before, m.reason)
     mode, threshold, reason = effective_state(task, live)
     if (mode, threshold) != (task.mode, task.threshold_in_force):
+        before = task.mode
         task.mode, task.threshold_in_force = mode, threshold
         _history(session, task, f"{reason} ({cause})")
+        _mode_event(session, task, before, f"{reason} ({cause})")
     task.mode_reason = reason
     session.add(task)
+
+
+def _mode_event(session: Session, task: Task, before: str, reason: str) -> None:
+    """A ``task.mode_changed`` webhook event, when the mode (not only the threshold) moved."""
+    if task.mode != before:
+        data = {
+            "mode": task.mode,
+            "previous_mode": before,
+            "threshold": task.threshold_in_force,
+            "reason": reason,
+        }
+        webhooks.emit(session, task, "task.mode_changed", data)
 
 
 def record_history(session: Session, task: Task, reason: str) -> None:

@@ -1,6 +1,7 @@
 import sqlite3
 
 import pytest
+from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from api.cli import app
@@ -10,8 +11,8 @@ from api.settings import get_settings
 
 
 @pytest.fixture
-def database(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
+def database(database_url, monkeypatch):
+    url = database_url
     monkeypatch.setenv("TIERLINE_DATABASE_URL", url)
     get_settings.cache_clear()
     yield url
@@ -21,9 +22,9 @@ def database(tmp_path, monkeypatch):
 def test_db_upgrade_creates_the_schema_in_wal_mode(database):
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    path = database.removeprefix("sqlite:///")
-    conn = sqlite3.connect(path)
-    tables = {row[0] for row in conn.execute("select name from sqlite_master where type='table'")}
+    engine = create_engine(database)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
     assert {
         "api_key",
         "task",
@@ -34,7 +35,9 @@ def test_db_upgrade_creates_the_schema_in_wal_mode(database):
         "model_snapshot",
         "alembic_version",
     } <= tables
-    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    if database.startswith("sqlite"):
+        path = database.removeprefix("sqlite:///")
+        assert sqlite3.connect(path).execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
 def test_keys_create_prints_a_working_key(database):
@@ -49,3 +52,14 @@ def test_keys_create_prints_a_working_key(database):
 def test_keys_create_rejects_unknown_role(database):
     result = CliRunner().invoke(app, ["keys", "create", "--name", "x", "--role", "root"])
     assert result.exit_code == 2
+
+
+def test_serve_refuses_workers_on_sqlite(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIERLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'one.db'}")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["serve", "--workers", "2"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "--workers > 1 needs PostgreSQL" in result.output

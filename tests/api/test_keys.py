@@ -17,11 +17,13 @@ def test_create_key_shows_key_once_and_lists_without_it(api):
 
 
 def test_keys_are_stored_as_hashes(api, settings):
-    import sqlite3
+    from sqlalchemy import create_engine, text
 
     key = api.key("service")
-    path = settings.database_url.removeprefix("sqlite:///")
-    stored = sqlite3.connect(path).execute("select key_hash from api_key").fetchall()
+    engine = create_engine(settings.database_url)
+    with engine.connect() as conn:
+        stored = conn.execute(text("select key_hash from api_key")).fetchall()
+    engine.dispose()
     assert stored and all(key not in row[0] for row in stored)
     assert all(len(row[0]) == 64 for row in stored)
 

@@ -30,9 +30,9 @@ def observe(client: httpx.Client) -> dict:
     return {"version": task["model_version"], "metrics": metrics, "probes": probes}
 
 
-def test_kill_9_loses_no_acknowledged_case_or_label(tmp_path):
+def test_kill_9_loses_no_acknowledged_case_or_label(tmp_path, database_url):
     env = {
-        "TIERLINE_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}",
+        "TIERLINE_DATABASE_URL": database_url,
         "TIERLINE_ADMIN_KEY": ADMIN_KEY,
         "TIERLINE_ENV": "dev",
         "TIERLINE_SNAPSHOT_EVERY": "30",

@@ -89,16 +89,16 @@ def test_curve_columns_and_monotone_counts():
 
 @pytest.mark.parametrize("order", ["margin", "fifo", "random"])
 def test_limited_capacity_labels_at_most_what_reviewers_can(order):
-    result = simulate(
-        SimulationConfig("phishing", n=800, reviewer_capacity=0.2, queue_order=order)
-    )
+    result = simulate(SimulationConfig("phishing", n=800, reviewer_capacity=0.2, queue_order=order))
     assert 0.2 * 800 - 2 <= result.labels <= 0.2 * 800 + 1
 
 
 def test_margin_queue_labels_uncertain_cases_first():
     margin = simulate(SimulationConfig("sea", n=3000, reviewer_capacity=0.2, target_error=0.01))
     fifo = simulate(
-        SimulationConfig("sea", n=3000, reviewer_capacity=0.2, target_error=0.01, queue_order="fifo")
+        SimulationConfig(
+            "sea", n=3000, reviewer_capacity=0.2, target_error=0.01, queue_order="fifo"
+        )
     )
     assert margin.accuracy >= fifo.accuracy - 0.01
 
@@ -156,8 +156,25 @@ def test_outputs_have_a_csv_and_a_png(tmp_path):
 
 
 def test_cli_runs_seeds_and_writes_files(tmp_path, capsys):
-    assert main(["--dataset", "phishing", "--target-error", "0.1", "--seeds", "2", "--n", "300",
-                 "--reviewer-capacity", "0.5", "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--dataset",
+                "phishing",
+                "--target-error",
+                "0.1",
+                "--seeds",
+                "2",
+                "--n",
+                "300",
+                "--reviewer-capacity",
+                "0.5",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:3] == ["seed", "cases", "labels"]
     assert len(lines) == 3

@@ -148,10 +148,13 @@ def create_claims_task(client: httpx.Client, name: str = "claims") -> None:
 
 
 @contextmanager
-def running_stack(workdir: Path, api_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Start the API on a fresh SQLite file and the review UI against it; stop both after."""
+def running_stack(
+    workdir: Path, api_env: dict[str, str] | None = None, database_url: str | None = None
+) -> Iterator[Stack]:
+    """Start the API on a fresh database (default: a SQLite file in ``workdir``) and the
+    review UI against it; stop both after."""
     env = {
-        "TIERLINE_DATABASE_URL": f"sqlite:///{workdir / 'tierline.db'}",
+        "TIERLINE_DATABASE_URL": database_url or f"sqlite:///{workdir / 'tierline.db'}",
         "TIERLINE_ADMIN_KEY": ADMIN_KEY,
         "TIERLINE_ENV": "dev",
         **(api_env or {}),

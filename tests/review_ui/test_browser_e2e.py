@@ -32,12 +32,12 @@ CASES = 6
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, databases) -> Iterator[Stack]:
     """API + review UI on a fresh database, with a task, keys and a few queued cases."""
     if not CHROMIUM.exists():  # `make test` installs it; failing beats skipping silently
         pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
     workdir = tmp_path_factory.mktemp("browser-e2e")
-    with running_stack(workdir) as running:
+    with running_stack(workdir, database_url=databases.fresh(workdir)) as running:
         with running.admin() as admin:
             create_claims_task(admin)
             rng = random.Random(8)

@@ -24,8 +24,15 @@ def free_port() -> int:
 class ServerProcess:
     """A tierline API in a child process, stoppable gently or with ``kill -9``."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None, log: Path | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        port: int | None = None,
+        log: Path | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.port = port or free_port()
+        self.args = args
         self.env = {**os.environ, **env}
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -34,7 +41,7 @@ class ServerProcess:
     def start(self, timeout: float = 60) -> ServerProcess:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), *self.args],
             env=self.env,
             cwd=ROOT,
             stdout=out,
@@ -51,6 +58,14 @@ class ServerProcess:
                 pass
             time.sleep(0.2)
         raise TimeoutError("server not ready")
+
+    def readyz(self) -> dict:
+        """What ``/readyz`` says (``leader``, ``pid``); ``{}`` when it cannot be reached."""
+        try:
+            response = httpx.get(f"{self.url}/readyz", timeout=2)
+        except httpx.TransportError:
+            return {}
+        return response.json() if response.status_code == 200 else {}
 
     def kill(self) -> None:
         """``kill -9``: no shutdown hook runs."""

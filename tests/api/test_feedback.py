@@ -1,0 +1,149 @@
+"""Downstream feedback: stored beside the case, learned, counted, but never evidence."""
+
+from __future__ import annotations
+
+import random
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import Settings
+from tests.utils.factories import Api, claims_case
+
+
+def governor_state(client: TestClient, task: str = "claims") -> dict:
+    store = client.app.state.tierline.store
+    live = store.get(store.tasks.get(task))
+    return {
+        "controller": live.governor.controller.to_state(),
+        "n_labels": live.governor.n_labels,
+        "mode": live.governor.mode,
+    }
+
+
+def labelled_task(api: Api) -> list[str]:
+    """A fixed-threshold task out of its cold start; the ids of its decided cases."""
+    api.create_task(min_labels=5, threshold=0.6, audit_rate=0.5)
+    api.teach("claims", 12, seed=4)
+    rng = random.Random(8)
+    sent = [api.send("claims", claims_case(rng)[0]) for _ in range(10)]
+    return [c["id"] for c in sent if c["status"] == "decided"] + [
+        c["id"] for c in sent if c["status"] == "pending"
+    ]
+
+
+def test_feedback_is_learned_and_counted_but_kept_out_of_the_evidence(
+    settings: Settings,
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        after, evidence, proba = _give_feedback(client)
+    # a restart replays the label log, feedback included, to the same model and evidence
+    with TestClient(create_app(settings)) as restarted:
+        assert governor_state(restarted) == evidence
+        again = Api(restarted)
+        predicted = again.client.post(
+            "/v1/tasks/claims/predict", json={"features": PROBE}, headers=again.admin
+        )
+        assert predicted.json()["proba"] == proba
+        metrics = again.client.get("/v1/tasks/claims/metrics", headers=again.admin).json()
+        assert metrics["model_version"] == after["model_version"]
+        assert metrics["feedback"] == 3
+
+
+PROBE = {"amount": 12_000.0, "country": "es", "note": "stolen phone abroad", "vip": False}
+
+
+def _give_feedback(client: TestClient) -> tuple[dict, dict, dict]:
+    api = Api(client)
+    labelled_task(api)
+    decided = [
+        c
+        for c in (
+            api.client.get(f"/v1/cases/{cid}", headers=api.admin).json()
+            for cid in _all_case_ids(api)
+        )
+        if c["status"] == "decided"
+    ]
+    assert decided
+    before = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
+    evidence = governor_state(client)
+    curve_before = api.client.get("/v1/tasks/claims/curve", headers=api.admin).json()["points"]
+
+    service = api.as_("service")
+    for case in decided[:3]:
+        wrong = "reject" if case["decision"] == "approve" else "approve"
+        response = api.client.post(
+            f"/v1/cases/{case['id']}/feedback",
+            json={"label": wrong, "source": "appeals", "comment": "overturned on appeal"},
+            headers=service,
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["agrees"] is False and body["decision"] == case["decision"]
+        assert body["source"] == "appeals" and body["reported_by"] == "test-service"
+
+    after = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
+    assert after["feedback"] == before["feedback"] + 3 == 3
+    assert after["model_version"] == before["model_version"] + 3  # learned
+    assert after["labels"] == before["labels"]  # not a review label
+    assert after["auto_error_estimate"] == before["auto_error_estimate"]
+    assert governor_state(client) == evidence  # not evidence
+    curve_after = api.client.get("/v1/tasks/claims/curve", headers=api.admin).json()["points"]
+    assert curve_after == curve_before
+
+    # the case keeps its decision; the report sits beside it
+    case = api.client.get(f"/v1/cases/{decided[0]['id']}", headers=api.admin).json()
+    assert case["decision"] == decided[0]["decision"]
+    listed = api.client.get(f"/v1/cases/{decided[0]['id']}/feedback", headers=api.admin).json()
+    assert listed["count"] == 1 and listed["data"][0]["comment"] == "overturned on appeal"
+
+    proba = api.client.post(
+        "/v1/tasks/claims/predict", json={"features": PROBE}, headers=service
+    ).json()["proba"]
+    return after, governor_state(client), proba
+
+
+def _all_case_ids(api: Api) -> list[str]:
+    state = api.client.app.state.tierline
+    from sqlmodel import select
+
+    from api.tables import Case
+
+    with state.db.read() as session:
+        return list(session.exec(select(Case.id)).all())
+
+
+def test_feedback_rules(api: Api) -> None:
+    labelled_task(api)
+    ids = _all_case_ids(api)
+    cases = [api.client.get(f"/v1/cases/{i}", headers=api.admin).json() for i in ids]
+    decided = next(c for c in cases if c["status"] == "decided")
+    pending = next(c for c in cases if c["status"] == "pending")
+    url = f"/v1/cases/{decided['id']}/feedback"
+    body = {"label": "approve", "external_id": "appeal-17"}
+
+    assert api.client.post(url, json=body, headers=api.as_("reviewer")).status_code == 403
+    assert api.client.post(url, json=body, headers=api.as_("analyst")).status_code == 403
+    bad = api.client.post(url, json={"label": "maybe"}, headers=api.admin)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "label"]
+    assert api.client.post(url, json={"lbl": "approve"}, headers=api.admin).status_code == 422
+    assert (
+        api.client.post("/v1/cases/c_nope/feedback", json=body, headers=api.admin).status_code
+        == 404
+    )
+    waiting = api.client.post(
+        f"/v1/cases/{pending['id']}/feedback", json={"label": "approve"}, headers=api.admin
+    )
+    assert waiting.status_code == 409
+
+    first = api.client.post(url, json=body, headers=api.as_("service"))
+    assert first.status_code == 201
+    repeat = api.client.post(url, json=body, headers=api.as_("service"))
+    assert repeat.status_code == 200 and repeat.json()["id"] == first.json()["id"]
+    other = next(c for c in cases if c["status"] == "decided" and c["id"] != decided["id"])
+    clash = api.client.post(
+        f"/v1/cases/{other['id']}/feedback", json=body, headers=api.as_("service")
+    )
+    assert clash.status_code == 409
+    metrics = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
+    assert metrics["feedback"] == 1
