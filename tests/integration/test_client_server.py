@@ -4,6 +4,7 @@ carrying the API's detail, and data frames."""
 from __future__ import annotations
 
 import random
+import time
 
 import pandas as pd
 import pytest
@@ -140,8 +141,12 @@ def test_client_drives_every_route_of_a_real_server(server: ServerProcess, tmp_p
         ping = admin.ping_webhook("claims")
         receiver.wait_for(lambda r: len(r.delivered()) == 1)
         assert receiver.delivered()[0].event["type"] == "ping"
-        events = admin.webhook_events("claims")
-        assert events[0]["id"] == ping["id"] and events[0]["status"] == "delivered"
+        # the receiver answers before the outbox records the delivery: wait for the record
+        deadline = time.monotonic() + 10
+        while (events := admin.webhook_events("claims"))[0]["status"] != "delivered":
+            assert time.monotonic() < deadline, events
+            time.sleep(0.05)
+        assert events[0]["id"] == ping["id"]
         assert admin.webhook_deliveries("claims", event=ping["id"])[0]["ok"] is True
         with pytest.raises(Forbidden):
             analyst.webhook_events("claims")
