@@ -269,37 +269,34 @@ def _store(db: Database, task: Task, fresh: list[Scored]) -> dict[str, CasePubli
     return publics
 
 
+def _scores(task: Task, routed: RoutingDecision | Routing, version: int) -> dict:
+    """The fields a prediction and a stored case share (a decision and a routing row
+    carry the same names)."""
+    return {
+        "task": task.name,
+        "route": routed.route,
+        "suggestion": routed.suggestion,
+        "confidence": routed.confidence,
+        "proba": routed.proba,
+        "threshold": routed.threshold,
+        "audit": routed.audit,
+        "reasons": list(routed.reasons),
+        "propensity": routed.propensity,
+        "model_version": version,
+    }
+
+
 def _prediction(task: Task, d: RoutingDecision, version: int) -> Prediction:
-    return Prediction(
-        task=task.name,
-        route=d.route,  # type: ignore[arg-type]
-        suggestion=d.suggestion,
-        confidence=d.confidence,
-        proba=d.proba,
-        threshold=d.threshold,
-        audit=d.audit,
-        reasons=list(d.reasons),
-        propensity=d.propensity,
-        model_version=version,
-    )
+    return Prediction(**_scores(task, d, version))
 
 
 def case_public(task: Task, case: Case, routing: Routing) -> CasePublic:
     return CasePublic(
+        **_scores(task, routing, routing.model_version),
         id=case.id,
-        task=task.name,
         external_id=case.external_id,
         status=case.status,  # type: ignore[arg-type]
-        route=routing.route,  # type: ignore[arg-type]
         decision=case.decision,
-        suggestion=routing.suggestion,
-        confidence=routing.confidence,
-        proba=routing.proba,
-        threshold=routing.threshold,
-        audit=routing.audit,
-        reasons=list(routing.reasons),
-        propensity=routing.propensity,
-        model_version=routing.model_version,
         created_at=iso(case.created_at),
     )
 

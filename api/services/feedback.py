@@ -24,7 +24,8 @@ from api.schemas import FeedbackCreate, FeedbackPublic, FeedbacksPublic, iso
 from api.security import Principal
 from api.services import webhooks
 from api.services.cases import load_case
-from api.tables import Feedback, Label, Task
+from api.services.review import append_label
+from api.tables import Feedback, Task
 
 
 def _public(task: Task, row: Feedback, model_version: int) -> FeedbackPublic:
@@ -81,23 +82,17 @@ def record_feedback(
     now = time.time()
     try:
         with db.write() as session:
-            entry = Label(
-                task_id=task.id,  # type: ignore[arg-type]
-                case_id=case_id,
-                label=body.label,
-                kind="feedback",
-                key_id=who.id,
-                labelled_by=who.name,
+            entry = append_label(
+                session,
+                task,
+                case,
+                routing,
+                body.label,
+                "feedback",
+                who,
+                now,
                 comment=body.comment,
-                created_at=now,
-                route=routing.route,
-                suggestion=routing.suggestion,
-                confidence=routing.confidence,
-                propensity=routing.propensity,
-                audit=routing.audit,
             )
-            session.add(entry)
-            session.flush()
             row = Feedback(
                 task_id=task.id,  # type: ignore[arg-type]
                 case_id=case_id,

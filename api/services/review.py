@@ -135,7 +135,7 @@ def label_case(
                 f"your lease on case {case_id} expired and another reviewer holds the case"
             )
         kind = "audit" if routing.audit else routing.route
-        entry = _append_label(
+        entry = append_label(
             session,
             task,
             case,
@@ -210,7 +210,7 @@ def correct_label(
         return case_detail(task, case, routing, store.get(task))
     now = time.time()
     with db.write() as session:
-        entry = _append_label(
+        entry = append_label(
             session,
             task,
             case,
@@ -250,7 +250,7 @@ def correct_label(
     return _learn(db, store, task, case, routing, entry, who)
 
 
-def _append_label(
+def append_label(
     session: Session,
     task: Task,
     case: Case,
