@@ -39,11 +39,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--backend") == "postgresql":
+        _keep_database_tests(config, items)
         return
     skip = pytest.mark.skip(reason="PostgreSQL only: run with --backend postgresql")
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def _keep_database_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL run only the tests that touch a database.
+
+    The rest (the learner, doctests, formatting) cannot behave differently on another
+    backend and already ran in the SQLite phase; running them twice only slows
+    ``make test``. A test touches a database when it uses the ``databases`` fixture,
+    directly or through ``database_url``, ``client``, ``api`` and the like.
+    """
+    keep, drop = [], []
+    for item in items:
+        uses_database = "databases" in getattr(item, "fixturenames", ())
+        (keep if uses_database else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
