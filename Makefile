@@ -51,9 +51,27 @@ bench-ui: venv chromium  ## label key -> next case on screen, 100,000 cases queu
 bench-policy: venv  ## certified automation: validity, efficiency, drift, active learning
 	$(BIN)/python bench/policy_bench.py
 
+.PHONY: bench-audit
+bench-audit: venv  ## what the audit trail costs on the case write path; audit verify speed
+	$(BIN)/python bench/audit_bench.py
+
 .PHONY: bench-import
 bench-import: venv  ## bulk import of labelled history and of cases vs the bare learner loop
 	$(BIN)/python bench/import_bench.py
+
+.PHONY: bench-quality
+bench-quality: venv  ## noisy reviewers: single labels vs second opinions vs overlap
+	$(BIN)/python bench/quality_bench.py
+
+.PHONY: bench-review bench-learner bench-soak
+bench-review: venv  ## claim-and-label cycles per second through the review routes
+	$(BIN)/python bench/review_bench.py
+
+bench-learner: venv  ## learner overhead per case against river's own predict_proba_one
+	$(BIN)/python bench/learner_bench.py
+
+bench-soak: venv  ## memory and reads with 1,000,000 stored cases, 10-minute mixed soak
+	nice $(BIN)/python bench/soak_bench.py
 
 bench-scale: venv postgres  ## scale-out: 1/2/4 processes on PostgreSQL vs SQLite, 1M-case claims
 	$(BIN)/python bench/scale_bench.py

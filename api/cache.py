@@ -31,6 +31,8 @@ class TTLCache(Generic[K, V]):
         self.max_entries = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
         self._lock = threading.Lock()
+        self._reloading: set[K] = set()
+        self._generation = 0  # bumped by forget(): a reload started before it is dropped
 
     def get(self, key: K) -> V:
         now = time.monotonic()
@@ -44,8 +46,51 @@ class TTLCache(Generic[K, V]):
             self._entries[key] = (now + self.ttl, value)
         return value
 
+    def at_hand(self, key: K) -> tuple[bool, V | None]:
+        """``(True, value)`` when ``key`` is cached, else ``(False, None)``; never waits
+        for a load (for callers on the event loop). A value past its ``ttl`` is still
+        answered while a background thread reloads it (once), so a busy key does not
+        send every caller to the slow path each time it expires; it lags ``ttl`` plus
+        one load at most.
+
+        >>> cache = TTLCache(0.0, lambda k: k * 2)
+        >>> cache.at_hand(2)
+        (False, None)
+        >>> cache.get(2), cache.at_hand(2)
+        (4, (True, 4))
+        """
+        hit = self._entries.get(key)
+        if hit is None:
+            return False, None
+        if hit[0] <= time.monotonic():
+            self._reload_in_background(key)
+        return True, hit[1]
+
+    def _reload_in_background(self, key: K) -> None:
+        with self._lock:
+            if key in self._reloading:
+                return
+            self._reloading.add(key)
+            generation = self._generation
+        threading.Thread(target=self._reload, args=(key, generation), daemon=True).start()
+
+    def _reload(self, key: K, generation: int) -> None:
+        try:
+            value = self.load(key)
+        except Exception:  # noqa: BLE001 - the next get() loads (and raises) in the caller
+            with self._lock:
+                self._entries.pop(key, None)
+        else:
+            with self._lock:
+                if generation == self._generation:  # no forget() since: not stale
+                    self._entries[key] = (time.monotonic() + self.ttl, value)
+        finally:
+            with self._lock:
+                self._reloading.discard(key)
+
     def forget(self, key: K | None = None) -> None:
         with self._lock:
+            self._generation += 1
             if key is None:
                 self._entries.clear()
             else:

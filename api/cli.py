@@ -28,6 +28,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(model_app, name="model")
 app.add_typer(import_app, name="import")
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 UI_ENTRY = PROJECT_ROOT / "review_ui" / "app.py"
 
@@ -77,6 +79,7 @@ def serve(
         log_level="info",
         access_log=access_log,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=max(1, round(get_settings().keep_alive_seconds)),
     )
 
 
@@ -162,9 +165,88 @@ def keys_create(
     migrate.upgrade(settings.database_url)
     db = Database(settings.database_url)
     with db.write() as session:
-        created = create_key(session, body)
+        created = create_key(session, body, _cli_actor())
     db.dispose()
     typer.echo(f"{created.role} key {created.id} ({created.name}): {created.key}")
+
+
+def _cli_actor():  # type: ignore[no-untyped-def]
+    """Who acts from the command line (recorded in the audit trail)."""
+    import getpass
+
+    from api.security import Principal
+
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return Principal(id="cli", name=f"tierline CLI ({user})", role="admin")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The id of the key to replace (k_...).")],
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds the old key keeps working.")
+    ] = 3600.0,
+) -> None:
+    """Issue a new key with the old one's name, role and scope; the old key keeps working
+    for --grace seconds, then stops. The new key is printed once."""
+    from api import migrate
+    from api.db import Database
+    from api.errors import ServiceError
+    from api.services.keys import rotate_key
+
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.write() as session:
+            rotated = rotate_key(session, key_id, grace, _cli_actor())
+    except ServiceError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    typer.echo(
+        f"{rotated.role} key {rotated.id} ({rotated.name}) replaces {rotated.replaces}, "
+        f"which stops working at {rotated.old_key_expires_at}: {rotated.key}"
+    )
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit trail's hash chains: any edited, deleted or reordered row is named.
+
+    Exit status 0 when every chain verifies, 1 when not. The chain heads printed at the
+    end can be kept elsewhere: a later run that shows a shorter chain or another head
+    hash reveals rows removed from the end.
+    """
+    from api import migrate
+    from api.db import Database
+    from api.services.audit import verify
+
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.read() as session:
+            result = verify(session)
+    finally:
+        db.dispose()
+    for problem in result.problems[:100]:
+        typer.echo(f"TAMPERED {problem}")
+    if len(result.problems) > 100:
+        typer.echo(f"... and {len(result.problems) - 100} more problems")
+    for chain, (length, head) in sorted(result.chains.items()):
+        typer.echo(f"chain {chain}: {length} rows, head {head}")
+    verdict = "ok" if result.ok else f"FAILED ({len(result.problems)} problems)"
+    typer.echo(
+        f"audit trail {verdict}: {result.rows:,} rows in {len(result.chains)} chains, "
+        f"{result.redacted:,} redacted"
+    )
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 class Exportable(StrEnum):
@@ -202,6 +284,7 @@ def _open_store():  # type: ignore[no-untyped-def]
     from api import migrate
     from api.db import Database
     from api.live import ModelStore
+    from api.services.audit import act_as
 
     settings = get_settings()
     try:
@@ -211,6 +294,7 @@ def _open_store():  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from exc
     migrate.upgrade(settings.database_url)
     db = Database(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
+    act_as(_cli_actor())  # imports are audited as the CLI's user
     return settings, db, ModelStore(db, secret, snapshot_every=settings.snapshot_every)
 
 
@@ -345,8 +429,10 @@ def model_rollback(
     from api.db import Database
     from api.errors import NotFound
     from api.lineage import RollbackError, rollback_model
+    from api.services.audit import act_as
 
     _logging()
+    act_as(_cli_actor())
     settings = get_settings()
     migrate.upgrade(settings.database_url)
     db = Database(settings.database_url)

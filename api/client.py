@@ -365,6 +365,30 @@ class TierlineClient:
         """Revoke a key (admin)."""
         self._request("DELETE", f"/v1/keys/{_p(key_id)}")
 
+    def rotate_key(self, key_id: str, grace_seconds: float = 3600.0) -> JSON:
+        """A new key replacing ``key_id`` (admin); the old one works ``grace_seconds`` more."""
+        return self._post(f"/v1/keys/{_p(key_id)}/rotate", {"grace_seconds": grace_seconds})
+
+    # -- governance
+    def audit(self, limit: int = 100, before: int | None = None, **filters: Any) -> JSON:
+        """A page of the audit trail, newest first (admin, analyst): ``{"data", "count",
+        "next_before"}``; filters ``task``, ``action``, ``actor``, ``subject``, ``since``,
+        ``until``."""
+        params = {k: v for k, v in {**filters, "limit": limit, "before": before}.items() if v}
+        return self._get("/v1/audit", params=params)
+
+    def models(self, task: str) -> JSON:
+        """The task's model snapshots and active version (admin, analyst)."""
+        return self._get(f"/v1/tasks/{_p(task)}/models")
+
+    def activate_model(self, task: str, version: int) -> JSON:
+        """Roll the task's model back to a kept snapshot of ``version`` (admin)."""
+        return self._post(f"/v1/tasks/{_p(task)}/models/{int(version)}/activate")
+
+    def erase_case(self, case_id: str) -> None:
+        """Delete a case's features on request (admin); the trail keeps them redacted."""
+        self._request("DELETE", f"/v1/cases/{_p(case_id)}")
+
     # -- tasks
     def create_task(
         self,
@@ -467,6 +491,23 @@ class TierlineClient:
     def history(self, task: str) -> list[JSON]:
         """Threshold and mode changes, with their reasons."""
         return self._get(f"/v1/tasks/{_p(task)}/history")["data"]
+
+    # -- label quality
+    def reviewers(self, task: str) -> list[JSON]:
+        """Per reviewer: agreement with final labels, audits and gold; labels/hour; time/case."""
+        return self._get(f"/v1/tasks/{_p(task)}/reviewers")["data"]
+
+    def agreement(self, task: str) -> JSON:
+        """Agreement between reviewers: raw, Cohen's and Fleiss' kappa, confusion matrix."""
+        return self._get(f"/v1/tasks/{_p(task)}/agreement")
+
+    def add_gold(self, task: str, cases: Iterable[Mapping[str, Any]]) -> list[JSON]:
+        """Add gold cases (``{"features": ..., "label": ...}``), served at the gold rate."""
+        return self._post(f"/v1/tasks/{_p(task)}/gold", {"cases": list(cases)})["data"]
+
+    def set_lead(self, key_id: str, lead: bool = True) -> JSON:
+        """Grant (or withdraw) the ``lead`` permission of a key (admin)."""
+        return self._request("PATCH", f"/v1/keys/{_p(key_id)}", json={"lead": lead})
 
     # -- downstream feedback
     def feedback(

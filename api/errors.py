@@ -38,3 +38,29 @@ class Unavailable(ServiceError):
 
     def __init__(self, detail: object, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+_ERROR_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"detail": {"description": "a message, or a list of field errors"}},
+            "required": ["detail"],
+        }
+    }
+}
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"description": description, "content": _ERROR_BODY}
+    for status, description in [
+        (401, "no API key, or an unknown, revoked or expired one"),
+        (403, "the key's role or task scope does not allow this"),
+        (404, "unknown task, case, key or version"),
+        (408, "the request body did not arrive in time"),
+        (409, "conflict (exists already, lease not held, not the model leader)"),
+        (413, "request body too large"),
+        (422, "invalid input: the detail names the field and why"),
+        (429, "rate limited: see Retry-After"),
+        (503, "temporarily unavailable: see Retry-After"),
+    ]
+}
+"""The error answers every route may give, for the OpenAPI schema (``{"detail": ...}``)."""

@@ -161,6 +161,7 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
     stopped: on PostgreSQL it refuses while one of them holds the leader lock.
     Returns a one-line summary.
     """
+    from api.services import audit
     from api.services.tasks import get_task, record_history, sync_task
 
     lock = db.leader_lock() if db.shares_models else None
@@ -206,6 +207,11 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
             )
             record_history(session, task, reason)
             sync_task(session, task, live, reason)
+            audit.record(
+                session, audit.acting(), "model.activated", task=task, subject=task.name,
+                after={"version": chosen.version, "snapshot_id": chosen.id,
+                       "last_label_id": live.last_label_id, "reason": reason},
+            )  # fmt: skip
     finally:
         if lock is not None:
             lock.dispose()

@@ -30,11 +30,13 @@ from api.errors import NotFound
 from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
 from learner import TaskModel, parse_schema
+from learner.challenger import Challenger
 from learner.controller import Evidence, Migration, TaskGovernor
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK = 1000
 TASK_TTL_SECONDS = 1.0  # task settings seen by the routing hot path may lag this much
+QUEUE_TTL_SECONDS = 30.0  # the oldest queued case (bounds queue ageing) may lag this much
 
 
 @dataclass
@@ -56,24 +58,42 @@ class LiveModel:
     published_version: int = 0  # the version of the newest snapshot of this lineage we know
     ephemeral_snapshot_id: int | None = None  # our last published, not-kept snapshot
     snapshot_lock: threading.Lock = field(default_factory=threading.Lock)
+    # after a drift alarm: a fresh model racing this one (learner.challenger), in snapshots
+    challenger: Challenger | None = None
 
     def fold(self, label_id: int, row: Label, features: dict) -> None:
         """Teach one logged label to the model and its evidence to the governor.
 
         Downstream feedback (``kind="feedback"``) teaches the model only: such reports
-        are not a random sample, so they never reach the governor's evidence.
+        are not a random sample, so they never reach the governor's evidence. After a
+        drift alarm a challenger model learns every label too and replaces the model
+        when it predicts the new labels significantly better.
         """
+        moved: list[Migration] = []
+        challenger = self.challenger
+        verdict = challenger.observe(self.model, features, row.label) if challenger else None
         self.model.learn_one(features, row.label)
+        if verdict is not None:
+            assert challenger is not None
+            self.challenger = None
+            if verdict == "promote":
+                self.model = challenger.promote(self.model)
+                moved += self.governor.model_replaced(
+                    f"model replaced by one trained since the drift ({challenger.n} labels)"
+                )
         if row.suggestion is not None and row.kind != "feedback":
             correct = row.label == row.suggestion
             if row.kind == "correction":
-                moved = self.governor.correct(row.case_id, correct)
+                moved += self.governor.correct(row.case_id, correct)
             else:
                 evidence = Evidence(row.confidence, correct, row.propensity, row.audit, row.route)
-                moved = self.governor.observe(row.case_id, evidence)
-            if moved:
-                self.migrations += moved
-                self.mode_reason = moved[-1].reason
+                before = self.governor.n_detections
+                moved += self.governor.observe(row.case_id, evidence)
+                if self.governor.n_detections > before:
+                    self.challenger = Challenger(self.model)
+        if moved:
+            self.migrations += moved
+            self.mode_reason = moved[-1].reason
         self.last_label_id = label_id
 
     def take_migrations(self) -> list[Migration]:
@@ -99,6 +119,10 @@ class ModelStore:
         # while it holds the leader lock, see api.lineage)
         self.leader = True
         self.tasks: TTLCache[str, Task] = TTLCache(TASK_TTL_SECONDS, self._read_task)
+        #: task id -> creation time of its oldest queued case (learner.routing.queue_priority)
+        self.oldest_queued: TTLCache[int, float | None] = TTLCache(
+            QUEUE_TTL_SECONDS, self._read_oldest_queued
+        )
 
     def _read_task(self, name: str) -> Task:
         with self.db.read() as session:
@@ -106,6 +130,14 @@ class ModelStore:
         if task is None:
             raise NotFound(f"task {name!r} not found")
         return task
+
+    def _read_oldest_queued(self, task_id: int) -> float | None:
+        with self.db.read() as session:
+            return session.exec(
+                select(func.min(Case.created_at)).where(
+                    Case.task_id == task_id, col(Case.queued).is_(True)
+                )
+            ).one()
 
     def get(self, task: Task) -> LiveModel | None:
         """The task's live model, loaded on first use; ``None`` while it has no schema."""
@@ -118,6 +150,15 @@ class ModelStore:
                 live = self._load(task)
                 self._models[task.id] = live  # type: ignore[index]
         return live
+
+    def ready(self, task_name: str) -> tuple[Task, LiveModel] | None:
+        """The task's cached settings and its loaded model, when both are at hand without
+        touching the database (the event-loop fast path); else ``None``."""
+        cached, task = self.tasks.at_hand(task_name)
+        if not cached or task is None:
+            return None
+        live = self._models.get(task.id)  # type: ignore[arg-type]
+        return None if live is None else (task, live)
 
     def load_all(self) -> None:
         """Load every task's model (at start-up, so the first request is not slow)."""
@@ -184,6 +225,7 @@ class ModelStore:
             last_snapshot_version=model.n_learned,
             mode_reason=state.get("mode_reason"),
             published_version=model.n_learned,
+            challenger=state.get("challenger"),
         )
 
     # --- learning ---------------------------------------------------------------------
@@ -265,6 +307,7 @@ class ModelStore:
                         "model": live.model.to_bytes(),
                         "governor": live.governor,
                         "mode_reason": live.mode_reason,
+                        "challenger": live.challenger,
                     },
                     protocol=pickle.HIGHEST_PROTOCOL,
                 )
@@ -330,6 +373,7 @@ class ModelStore:
             if fresh.last_label_id <= live.last_label_id:
                 return False
             live.model, live.governor = fresh.model, fresh.governor
+            live.challenger = fresh.challenger
             live.last_label_id, live.mode_reason = fresh.last_label_id, fresh.mode_reason
             live.last_snapshot_version = live.published_version = fresh.version
             live.migrations.clear()  # the leader records them

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -11,9 +13,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import select
+from starlette.exceptions import HTTPException
 
 from api.db import Database
 from api.live import ModelStore
+from api.services import quality
 from api.tables import Task
 
 
@@ -62,10 +66,15 @@ class TaskCollector(Collector):
                 ("model_version", "Labels applied to the live model"),
                 ("automation_rate", "Share of cases decided automatically"),
                 ("threshold", "Confidence threshold in force"),
+                ("second_opinion_share", "Share of labels that got a second opinion"),
+                ("escalated_cases", "Cases sent to a lead after their reviewers disagreed"),
+                ("reviewer_agreement", "Raw agreement between reviewers on the same case"),
+                ("reviewer_kappa", "Fleiss' kappa between reviewers on the same case"),
             ]
         }
         with self.db.read() as session:
             tasks = session.exec(select(Task)).all()
+            agreement = {t.id: quality.agreement_headline(session, t) for t in tasks}
         for task in tasks:
             live = self.store.get(task)
             gauges["queue_depth"].add_metric([task.name], task.n_queued)
@@ -76,6 +85,13 @@ class TaskCollector(Collector):
             )
             in_force = task.threshold_in_force
             gauges["threshold"].add_metric([task.name], math.nan if in_force is None else in_force)
+            gauges["second_opinion_share"].add_metric(
+                [task.name], quality.second_opinion_share(task)
+            )
+            gauges["escalated_cases"].add_metric([task.name], task.n_escalated)
+            raw, kappa = agreement[task.id]
+            gauges["reviewer_agreement"].add_metric([task.name], math.nan if raw is None else raw)
+            gauges["reviewer_kappa"].add_metric([task.name], math.nan if kappa is None else kappa)
         yield from gauges.values()
 
 
@@ -109,11 +125,14 @@ class MetricsMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Answers 413 to a request body over ``max_bytes``, declared or streamed."""
+    """Answers 413 to a request body over ``max_bytes``, declared or streamed, and 408 to
+    one that does not arrive within ``timeout`` seconds (a slow client holds no worker:
+    the body is read on the event loop before a route runs)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, timeout: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -124,24 +143,64 @@ class BodyLimitMiddleware:
                 await _too_large(send, self.max_bytes)
                 return
         received = 0
+        complete = False
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
 
         async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete or deadline is None:  # e.g. a streaming response awaiting disconnect
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(
+                        receive(), max(0.0, deadline - time.monotonic())
+                    )
+                except TimeoutError:
+                    raise BodyTimeout(self.timeout or 0) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
+                complete = not message.get("more_body", False)
             return message  # type: ignore[no-any-return]
 
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
             await _too_large(send, self.max_bytes)
+        except BodyTimeout:
+            await _error(send, 408, f"request body not received within {self.timeout:g} s")
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive``: an HTTPException, so FastAPI's body parsing re-raises it
+    (rather than answering 400) and the exception handler answers 413."""
+
+    def __init__(self, max_bytes: int = 0) -> None:
+        super().__init__(413, f"request body larger than {max_bytes} bytes")
+
+
+class BodyTimeout(HTTPException):
+    def __init__(self, timeout: float = 0) -> None:
+        super().__init__(
+            408, f"request body not received within {timeout:g} s", {"Connection": "close"}
+        )
+
+
+async def _error(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Any, max_bytes: int) -> None:

@@ -25,6 +25,16 @@ class StrictModel(BaseModel):
 class KeyCreate(StrictModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     role: Role
+    lead: bool = False  # may decide cases whose reviewers disagreed
+    tasks: Annotated[list[TaskName], Field(min_length=1, max_length=100)] | None = Field(
+        None, description="scope: the only tasks this key may act on (default: every task)"
+    )
+
+
+class KeyUpdate(StrictModel):
+    """``PATCH /v1/keys/{id}``: grant or withdraw the ``lead`` permission."""
+
+    lead: bool | None = None
 
 
 class KeyPublic(BaseModel):
@@ -34,6 +44,10 @@ class KeyPublic(BaseModel):
     created_at: str | None
     revoked: bool
     last_used_at: str | None = None
+    lead: bool = False
+    tasks: list[str] | None = None  # scope (None: every task)
+    expires_at: str | None = None  # a rotated key stops working then
+    rotated_to: str | None = None
 
 
 class KeyCreated(BaseModel):
@@ -41,6 +55,18 @@ class KeyCreated(BaseModel):
     name: str
     role: Role
     key: str
+    tasks: list[str] | None = None
+
+
+class KeyRotate(StrictModel):
+    """``POST /v1/keys/{id}/rotate``: the old key keeps working for ``grace_seconds``."""
+
+    grace_seconds: float = Field(3600.0, ge=0, le=30 * 86_400)
+
+
+class KeyRotated(KeyCreated):
+    replaces: str
+    old_key_expires_at: str | None
 
 
 class KeysPublic(BaseModel):
@@ -52,6 +78,8 @@ class Me(BaseModel):
     id: str
     name: str
     role: Role
+    lead: bool = False
+    tasks: list[str] | None = None  # scope (None: every task)
 
 
 # --- tasks ------------------------------------------------------------------------------
@@ -70,6 +98,12 @@ class TaskSettings(StrictModel):
     threshold: float = Field(0.9, ge=0, le=1)
     threshold_policy: Literal["certified", "fixed"] = "certified"
     delta: float = Field(0.05, gt=0, lt=1)
+    # label quality
+    labels_per_case: int = Field(1, ge=1, le=10)
+    second_opinion_confidence: float = Field(0.98, ge=0, le=1)
+    second_opinion_agreement: float = Field(0.8, ge=0, le=1)
+    second_opinion_share: float = Field(0.1, ge=0, le=1)
+    gold_rate: float = Field(0.0, ge=0, le=0.5)
 
 
 class TaskCreate(TaskSettings):
@@ -95,6 +129,11 @@ class TaskUpdate(StrictModel):
     threshold_policy: Literal["certified", "fixed"] | None = None
     delta: float | None = Field(None, gt=0, lt=1)
     automation: Literal["on", "off"] | None = None
+    labels_per_case: int | None = Field(None, ge=1, le=10)
+    second_opinion_confidence: float | None = Field(None, ge=0, le=1)
+    second_opinion_agreement: float | None = Field(None, ge=0, le=1)
+    second_opinion_share: float | None = Field(None, ge=0, le=1)
+    gold_rate: float | None = Field(None, ge=0, le=0.5)
 
 
 class TaskPublic(BaseModel):
@@ -115,6 +154,11 @@ class TaskPublic(BaseModel):
     automation: Literal["on", "off"]
     model_version: int
     created_at: str | None
+    labels_per_case: int = 1
+    second_opinion_confidence: float = 0.98
+    second_opinion_agreement: float = 0.8
+    second_opinion_share: float = 0.1
+    gold_rate: float = 0.0
 
 
 class TasksPublic(BaseModel):
@@ -225,6 +269,12 @@ class Metrics(BaseModel):
     queue_depth: int
     audited: int
     feedback: int = 0  # downstream feedback reports (learned, but not evidence)
+    # label quality
+    second_opinions: int = 0  # cases sent to a second reviewer
+    second_opinion_share: float = 0.0  # of the labels (bounded by the task setting)
+    escalated: int = 0  # cases sent to a lead after their reviewers disagreed
+    agreement: float | None = None  # raw agreement between reviewers on the same case
+    kappa: float | None = None  # Fleiss' kappa over cases with two or more opinions
 
 
 class CurvePointPublic(BaseModel):
@@ -241,6 +291,7 @@ class CurvePointPublic(BaseModel):
 
 class Curve(BaseModel):
     points: list[CurvePointPublic]
+    next_after: int | None = None  # with ?limit=: pass as ?after= for the next page
 
 
 class HistoryEntry(BaseModel):
@@ -355,4 +406,132 @@ class FeedbackPublic(BaseModel):
 
 class FeedbacksPublic(BaseModel):
     data: list[FeedbackPublic]
+    count: int
+
+
+# --- label quality ----------------------------------------------------------------------
+class GoldCreate(StrictModel):
+    """A gold case: features and the label known to be right."""
+
+    features: Features
+    label: LabelName
+
+
+class GoldBatch(StrictModel):
+    cases: Annotated[list[GoldCreate], Field(min_length=1, max_length=1000)]
+
+
+class GoldPublic(BaseModel):
+    case_id: str
+    label: str
+    created_at: str | None
+    answers: int = 0
+    correct: int = 0
+
+
+class GoldsPublic(BaseModel):
+    data: list[GoldPublic]
+    count: int
+
+
+class ReviewerQuality(BaseModel):
+    """One reviewer's work and quality on a task."""
+
+    key_id: str
+    reviewer: str | None
+    labels: int  # answers on real cases (opinions), gold excluded
+    final_labels: int  # of which became the case's final label
+    checked: int  # answers on cases that more than one person labelled
+    agreement_with_final: float | None  # share of checked answers equal to the final label
+    audited: int  # final labels of theirs that a later correction or lead re-examined
+    agreement_with_audits: float | None  # share of those the re-examination upheld
+    gold_answers: int
+    gold_accuracy: float | None
+    recent_agreement: float | None  # over their last answers with a known final/gold label
+    labels_per_hour: float | None  # while active (gaps over 10 minutes are breaks)
+    seconds_per_case: float | None  # median time from claim to label
+    second_opinions_triggered: int  # of their answers that were sent to a second reviewer
+    lead: bool = False
+
+
+class ReviewersPublic(BaseModel):
+    task: str
+    data: list[ReviewerQuality]
+    count: int
+
+
+class ReviewerPair(BaseModel):
+    a: str
+    b: str
+    cases: int
+    agreement: float | None
+    cohen_kappa: float | None
+
+
+class AgreementPublic(BaseModel):
+    """Agreement between reviewers on cases that two or more of them labelled."""
+
+    task: str
+    labels: list[str]
+    cases: int
+    pairs: int
+    raw_agreement: float | None
+    cohen_kappa: float | None  # pooled over every pair of reviewers on a case
+    fleiss_kappa: float | None
+    confusion: list[list[int]]  # pairs of opinions, label x label (symmetric)
+    per_label: dict[str, float | None]  # specific agreement on each label
+    label_pairs: list[dict[str, Any]]  # {a, b, pairs}: how often two labels were paired
+    reviewer_pairs: list[ReviewerPair]
+    second_opinions: int
+    second_opinion_share: float
+    escalated: int
+
+
+
+# --- security and governance -------------------------------------------------------------
+class AuditActor(BaseModel):
+    id: str
+    name: str
+    role: str
+
+
+class AuditEntry(BaseModel):
+    """One state change: who, when, what, before and after, and its place in the chain."""
+
+    id: int
+    at: str | None
+    actor: AuditActor
+    action: str
+    task: str | None
+    subject: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    redacted: bool
+    chain: int
+    seq: int
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    data: list[AuditEntry]
+    count: int
+    next_before: int | None  # pass as ``before`` for the next (older) page
+
+
+class ModelSnapshotPublic(BaseModel):
+    """A kept snapshot of a task's model: a version one can activate (roll back to)."""
+
+    id: int
+    version: int
+    last_label_id: int
+    family: str
+    created_at: str | None
+    signed: bool  # its HMAC checks out (a snapshot that fails is never loaded)
+
+
+class ModelsPublic(BaseModel):
+    task: str
+    active_version: int
+    data: list[ModelSnapshotPublic]
     count: int

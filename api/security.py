@@ -13,7 +13,17 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
     "service": frozenset({"cases:write", "cases:read", "tasks:read"}),
     "reviewer": frozenset({"review", "cases:read", "tasks:read", "metrics:read"}),
-    "analyst": frozenset({"cases:read", "tasks:read", "metrics:read", "data:export"}),
+    "analyst": frozenset(
+        {
+            "cases:read",
+            "tasks:read",
+            "metrics:read",
+            "data:export",
+            "audit:read",
+            "models:read",
+            "quality:read",
+        }
+    ),
 }
 
 
@@ -24,10 +34,16 @@ class Principal:
     id: str
     name: str
     role: str
+    lead: bool = False  # may decide cases whose reviewers disagreed
+    tasks: frozenset[str] | None = None  # scope: the only tasks it may act on (None: all)
 
     def can(self, permission: str) -> bool:
         granted = ROLE_PERMISSIONS.get(self.role, frozenset())
         return "*" in granted or permission in granted
+
+    def may_use(self, task: str) -> bool:
+        """True when the key's scope includes ``task`` (an unscoped key: every task)."""
+        return self.tasks is None or task in self.tasks
 
 
 def new_key() -> str:

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     max_comment_length: int = Field(2_000, ge=1)
     busy_timeout_ms: int = Field(10_000, ge=0)
 
+    # abuse limits: per-key request rate (token bucket; 0 = off), slow clients
+    rate_limit_per_second: float = Field(0.0, ge=0)  # requests/s per key; 0: no limit
+    rate_limit_burst: float = Field(0.0, ge=0)  # bucket size; 0: twice the rate (at least 1)
+    body_timeout_seconds: float = Field(30.0, gt=0)  # the whole request body must arrive by then
+    keep_alive_seconds: float = Field(5.0, gt=0)  # idle keep-alive connections are closed
+
     # PostgreSQL: fail fast while the database is away (answered 503), share the models
     db_connect_timeout_seconds: float = Field(2.0, gt=0)
     db_statement_timeout_ms: int = Field(5_000, ge=0)  # 0: no limit

@@ -23,6 +23,13 @@ class ApiKey(SQLModel, table=True):
     revoked: bool = False
     revoked_at: float | None = None
     last_used_at: float | None = None
+    # scope: the task names this key may act on (None: every task)
+    tasks: list[str] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
+    expires_at: float | None = None  # a rotated key keeps working until then
+    rotated_to: str | None = Field(default=None, max_length=32)
+    lead: bool = False  # may decide cases whose reviewers disagreed (admin-granted)
 
 
 class Task(SQLModel, table=True):
@@ -57,6 +64,14 @@ class Task(SQLModel, table=True):
     n_audited: int = 0
     n_audit_errors: int = 0
     n_feedback: int = 0  # downstream feedback reports (not evidence)
+    # label quality (see api/services/quality.py)
+    labels_per_case: int = 1  # distinct reviewers whose opinions a case needs
+    second_opinion_confidence: float = 0.98  # contradicting a model this sure asks again
+    second_opinion_agreement: float = 0.8  # a reviewer agreeing less than this is checked
+    second_opinion_share: float = 0.1  # at most this share of labels get a second opinion
+    gold_rate: float = 0.0  # share of claims that serve a gold case
+    n_second_opinions: int = 0
+    n_escalated: int = 0  # cases sent to a lead because their reviewers disagreed
 
 
 class Case(SQLModel, table=True):
@@ -86,6 +101,11 @@ class Case(SQLModel, table=True):
     labelled_by: str | None = None
     labelled_at: float | None = None
     label_id: int | None = None
+    erased_at: float | None = None  # features deleted on request (DELETE /v1/cases/{id})
+    # label quality: opinions recorded so far (their rows are in ``opinion``)
+    opinions: int = 0
+    second_opinion: bool = False  # a second reviewer must confirm the first opinion
+    escalated: bool = False  # the reviewers disagreed: waits for a lead
 
 
 class Routing(SQLModel, table=True):
@@ -275,3 +295,83 @@ class WebhookDelivery(SQLModel, table=True):
     status_code: int | None = None
     ok: bool
     error: str | None = None
+
+
+class Opinion(SQLModel, table=True):
+    """One reviewer's answer on a case; only a case's *final* label enters the label log.
+
+    Every label given through the queue is an opinion (one per reviewer and case, which
+    the unique constraint enforces); a case needing several (overlap, a second opinion)
+    keeps its opinions here until they agree or a lead decides. Answers on gold cases are
+    opinions too (``role="gold"``), checked against the known label.
+    """
+
+    __tablename__ = "opinion"
+    __table_args__ = (
+        UniqueConstraint("case_id", "key_id", name="uq_opinion_case_key"),
+        Index("ix_opinion_task", "task_id", "id"),
+        Index("ix_opinion_key", "key_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id")
+    case_id: str = Field(foreign_key="case.id", max_length=32)
+    key_id: str = Field(max_length=32)
+    reviewer: str | None = None
+    label: str
+    role: str = Field(max_length=16)  # review | lead | gold
+    lease_id: str | None = Field(default=None, max_length=32)
+    claimed_at: float | None = None
+    created_at: float
+    final_label: str | None = None  # the case's final (or gold) label, once known
+    agrees: bool | None = None  # label == final_label
+
+
+class GoldCase(SQLModel, table=True):
+    """An admin-marked case with a known label, served to reviewers at the task's gold rate."""
+
+    __tablename__ = "gold_case"
+    __table_args__ = (Index("ix_gold_case_task", "task_id", "created_at"),)
+
+    case_id: str = Field(primary_key=True, foreign_key="case.id", max_length=32)
+    task_id: int = Field(foreign_key="task.id")
+    label: str
+    created_at: float
+
+
+class AuditLog(SQLModel, table=True):
+    """The append-only audit trail: one row per state change, chained by hash.
+
+    Rows form chains (one per task, ``chain`` = task id, and ``0`` for the rest); each
+    row's ``hash`` covers its fields, the ``digest`` of its payload and the previous row's
+    hash in its chain (``prev_hash``). See :mod:`api.services.audit`.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_chain_seq", "chain", "seq", unique=True),
+        Index("ix_audit_task_id", "task", "id"),
+        Index("ix_audit_subject", "subject"),
+        Index("ix_audit_action_id", "action", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain: int
+    seq: int
+    at: float
+    actor_id: str = Field(max_length=32)
+    actor_name: str = Field(max_length=128)
+    actor_role: str = Field(max_length=16)
+    action: str = Field(max_length=32)
+    task: str | None = Field(default=None, max_length=64)
+    subject: str | None = Field(default=None, max_length=64)
+    before: dict | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
+    after: dict | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
+    redacted: bool = False
+    digest: str = Field(max_length=64)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)

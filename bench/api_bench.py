@@ -1,5 +1,9 @@
 """``make bench``: tierline's case routes against a bare FastAPI endpoint, in one run.
 
+The baseline is ``bench/bare_app.py``'s ``/bare`` (a plain ``def`` route, as the
+issue measured it); ``/bare-async`` (the same as ``async def``, no threadpool hop) is
+shown too, as the framework's own ceiling.
+
 Both servers run the same way (uvicorn, one process, no access log) on this
 machine and are loaded by the same generator (wrk, 2 threads, 16 connections),
 one after the other. The figure that matters is the ratio to the bare endpoint.
@@ -162,13 +166,14 @@ def main() -> None:
     results: dict[str, dict] = {}
     bare = start_bare()
     try:
-        results["bare"] = wrk(
-            f"{bare.url}/bare",
-            {"features": {"a": 1}},
-            "none",  # type: ignore[attr-defined]
-            args.seconds,
-            args.connections,
-        )
+        for name, path in (("bare", "/bare"), ("bare_async", "/bare-async")):
+            results[name] = wrk(
+                f"{bare.url}{path}",  # type: ignore[attr-defined]
+                {"features": {"a": 1}},
+                "none",
+                args.seconds,
+                args.connections,
+            )
     finally:
         bare.terminate()
         bare.wait()
@@ -199,13 +204,16 @@ def main() -> None:
             results["batch"] = {"cases_per_s": batch_rate(server.url, batch, args.seconds)}
         finally:
             server.stop()
-    base = results["bare"]["rps"]
-    print("\n| endpoint | requests/s | ratio to bare | p50 ms | p99 ms |\n|---|---|---|---|---|")
-    for name in ("bare", "predict", "cases"):
+    base, base_async = results["bare"]["rps"], results["bare_async"]["rps"]
+    print(
+        "\n| endpoint | requests/s | ratio to bare | ratio to bare async | p50 ms | p99 ms |"
+        "\n|---|---|---|---|---|---|"
+    )
+    for name in ("bare", "bare_async", "predict", "cases"):
         r = results[name]
         print(
-            f"| {name} | {r['rps']:.0f} | {r['rps'] / base:.2f} | {r['p50_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} |"
+            f"| {name} | {r['rps']:.0f} | {r['rps'] / base:.2f} | {r['rps'] / base_async:.2f} "
+            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
         )
     print(f"\nbatch (1,000 cases per call): {results['batch']['cases_per_s']:.0f} cases/s")
     out = ROOT / "bench" / "out"

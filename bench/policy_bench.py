@@ -86,8 +86,9 @@ AL_STREAMS: list[tuple[str, str, int | None]] = [
 ]
 AL_CAPACITY, AL_SEEDS, AL_ORDERS = 0.2, 10, ("margin", "fifo", "random")
 #: Queue ageing (one case arrives per second): the default hour of
-#: :func:`learner.routing.queue_priority`, and none (pure margin order).
-AL_AGEING = {"1 h": 3600.0, "none": 1e12}
+#: :func:`learner.routing.queue_priority` bounded by the backlog (as shipped), the same hour
+#: unbounded (as shipped before), and none (pure margin order).
+AL_AGEING = {"1 h": 3600.0, "unbounded": 3600.0, "none": 1e12}
 
 
 # --- one run per task (in a worker process) --------------------------------------------------
@@ -112,7 +113,12 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
         row["rolling_accuracy"] = rolling[points - (width - 1)].tolist()
         row["labels_at"] = result.labels_so_far[points].tolist()
         ageing = task.get("ageing_seconds", 3600.0)
-        row["queue_order"] = task["queue_order"] + ("" if ageing == 3600.0 else " (no ageing)")
+        if ageing != 3600.0:
+            row["queue_order"] = task["queue_order"] + " (no ageing)"
+        elif not task.get("bounded_ageing", True):
+            row["queue_order"] = task["queue_order"] + " (unbounded ageing)"
+        else:
+            row["queue_order"] = task["queue_order"]
     if curve_out:
         write_outputs(result, Path(curve_out))
     return row
@@ -187,6 +193,7 @@ def _tasks(quick: bool) -> list[dict[str, Any]]:
                 "queue_order": order,
                 "target_error": 0.05,
                 "ageing_seconds": AL_AGEING[ageing],
+                "bounded_ageing": ageing != "unbounded",
             }
         )
     # Long runs first so that the two workers finish together.
@@ -353,7 +360,9 @@ def drift_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def active_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     out = []
-    orders = list(dict.fromkeys(["margin", "margin (no ageing)", *AL_ORDERS]))
+    orders = list(
+        dict.fromkeys(["margin", "margin (unbounded ageing)", "margin (no ageing)", *AL_ORDERS])
+    )
     for dataset, group in rows.groupby("dataset", sort=False):
         curves = {}
         for order in orders:

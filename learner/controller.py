@@ -87,7 +87,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -99,6 +99,7 @@ from learner.routing import ROUTES
 
 __all__ = [
     "DEFAULT_GRID",
+    "DEFAULT_WINDOWS",
     "MODES",
     "Certificate",
     "DriftMonitor",
@@ -119,6 +120,8 @@ DEFAULT_GRID: tuple[float, ...] = (
     0.9975, 0.9985, 0.999, 0.9995, 0.9998, 0.9999,
 )
 # fmt: on
+#: Evidence windows (labels) certified side by side by default (see the module notes).
+DEFAULT_WINDOWS: tuple[int, ...] = (1000, 4000, 16000)
 #: A task's automation modes.
 MODES = ("assist", "automated", "suspended")
 
@@ -196,6 +199,16 @@ class Certificate:
     n: int
     errors: int
     reason: str
+    n_effective: float = 0.0  # of a certified region: its effective sample ...
+    level: float = 0.0  # ... and the level its test passed at
+
+    def survives(self, target: float, errors: int) -> bool:
+        """Whether the certified bound would stay within ``target`` after ``errors`` more
+        labelled errors in the region (the governor's hysteresis)."""
+        if self.threshold is None or self.estimate is None or not self.level:
+            return False
+        n = self.n_effective
+        return weighted_upper_at_most(self.estimate * n + errors, n + errors, self.level, target)
 
 
 @dataclass(frozen=True)
@@ -243,6 +256,94 @@ class Migration:
 # --- the risk controller ------------------------------------------------------------------
 
 
+class _Window:
+    """Per-bin counts of the most recent ``size`` labelled cases.
+
+    ``start`` is the sequence number of the oldest log entry the window may hold and
+    ``count`` the live entries it holds.
+    """
+
+    __slots__ = ("arrivals", "by_propensity", "count", "errors", "labelled", "size", "start")
+
+    def __init__(self, size: int, bins: int, start: int = 0) -> None:
+        self.size, self.start, self.count = size, start, 0
+        self.labelled = [0] * bins
+        self.errors = [0] * bins
+        self.by_propensity: list[dict[float, int]] = [{} for _ in range(bins)]
+        self.arrivals = [0.0] * bins
+
+    def add(self, b: int, evidence: Evidence, sign: int) -> None:
+        self.count += sign
+        if b < 0:
+            return
+        self.labelled[b] += sign
+        self.errors[b] += sign * (not evidence.correct)
+        counts = self.by_propensity[b]
+        p = evidence.propensity
+        counts[p] = counts.get(p, 0) + sign
+        if not counts[p]:
+            del counts[p]
+        # Recomputed from counts (not updated in place) so that float rounding never
+        # depends on the order in which evidence came and went.
+        self.arrivals[b] = sum(count / q for q, count in sorted(counts.items()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
+# Sample sizes n_k = _RATIO ** k at which the critical error count of a test is tabled.
+_RATIO = 1.02
+_LOG_RATIO = math.log(_RATIO)
+# (level, target) -> k -> (an error count that passes at n_k, one that fails at n_k)
+_CRITICAL: dict[tuple[float, float], dict[int, tuple[float, float]]] = {}
+
+
+def _bracket(level: float, target: float, k: int) -> tuple[float, float]:
+    table = _CRITICAL.setdefault((level, target), {})
+    found = table.get(k)
+    if found is None:
+        n = _RATIO**k
+        if not weighted_upper_at_most(0.0, n, level, target):
+            found = (-1.0, 0.0)
+        else:
+            low, high = 0.0, n  # errors == n always fails
+            for _ in range(30):
+                mid = (low + high) / 2.0
+                low, high = (mid, high) if weighted_upper_at_most(mid, n, level, target) else (
+                    low,
+                    mid,
+                )
+            found = (low, high)
+        table[k] = found
+    return found
+
+
+def _upper_at_most(errors: float, n: float, level: float, target: float) -> bool:
+    """:func:`learner.risk.weighted_upper_at_most`, usually without evaluating it.
+
+    The bound rises with the error count and falls with the sample size, so an error
+    count that passes at a smaller size passes here, and one that fails at a larger size
+    fails here; a table of such counts at sizes ``1.02 ** k`` (built lazily, shared by
+    every controller) settles all but the cases near the boundary.
+    """
+    if n < 1.0:
+        return weighted_upper_at_most(errors, n, level, target)
+    k = int(math.log(n) / _LOG_RATIO)
+    if _RATIO**k > n:
+        k -= 1
+    elif _RATIO ** (k + 1) <= n:
+        k += 1
+    if errors <= _bracket(level, target, k)[0]:
+        return True
+    if errors >= _bracket(level, target, k + 1)[1]:
+        return False
+    return weighted_upper_at_most(errors, n, level, target)
+
+
 class RiskController:
     """Certifies the lowest threshold whose automated error is bounded by the target.
 
@@ -253,14 +354,15 @@ class RiskController:
     delta
         Allowed probability that the promise is broken, in (0, 1).
     window
-        Only the most recent ``window`` labels count.
+        Only the most recent ``window`` labels count; ``None`` (the default): several
+        windows side by side, :data:`DEFAULT_WINDOWS` (see the module notes).
     seed
         Unused (the controller is deterministic); kept for a uniform interface.
     **tuning
-        ``grid`` (ascending candidate thresholds, default :data:`DEFAULT_GRID`),
-        ``start_rates`` (where the scans start, see the module notes; default
-        ``(0.2, 0.5)``) and ``point_min_n`` (default 30: the labelled cases a region needs for
-        :meth:`point_threshold`).
+        ``windows`` (window lengths in labels, instead of ``window``), ``grid`` (ascending
+        candidate thresholds, default :data:`DEFAULT_GRID`), ``start_rates`` (where the
+        scans start, see the module notes; default ``(0.2, 0.5)``) and ``point_min_n``
+        (default 30: the labelled cases a region needs for :meth:`point_threshold`).
 
     Notes
     -----
@@ -286,12 +388,14 @@ class RiskController:
         *,
         target_error: float,
         delta: float = 0.05,
-        window: int = 3000,
+        window: int | None = None,
         seed: int = 0,
         **tuning: Any,
     ) -> None:
         grid = tuple(float(g) for g in tuning.pop("grid", DEFAULT_GRID))
         start_rates = tuple(float(r) for r in tuning.pop("start_rates", (0.2, 0.5)))
+        windows = tuning.pop("windows", None)
+        self.wide_start = bool(tuning.pop("wide_start", False))
         self.point_min_n = int(tuning.pop("point_min_n", 30))
         if not start_rates or not all(0.0 <= r < 1.0 for r in start_rates):
             raise LearnerError("start_rates must be shares of the target in [0, 1)")
@@ -300,22 +404,32 @@ class RiskController:
             raise LearnerError(f"unknown tuning options: {', '.join(sorted(tuning))}")
         if not grid or list(grid) != sorted(set(grid)) or not 0.0 <= grid[0] <= grid[-1] <= 1.0:
             raise LearnerError("grid must be strictly increasing thresholds in [0, 1]")
-        if window < 1:
-            raise LearnerError(f"window must be >= 1, got {window}")
+        if windows is None:
+            windows = DEFAULT_WINDOWS if window is None else (window,)
+        elif window is not None:
+            raise LearnerError("give window or windows, not both")
+        windows = tuple(sorted({int(w) for w in windows}))
+        if not windows or windows[0] < 1:
+            raise LearnerError(f"window must be >= 1, got {min(windows, default=0)}")
         self.grid = grid
-        self.window = int(window)
+        self.windows = windows
+        self.window = windows[-1]
         self.seed = seed
         self.n_observed = 0
-        self._evidence: OrderedDict[str, tuple[int, Evidence]] = OrderedDict()
-        k = len(grid)
-        self._labelled = [0] * k
-        self._errors = [0] * k
-        self._by_propensity: list[dict[float, int]] = [{} for _ in range(k)]
-        self._arrivals = [0.0] * k
-        self._version = 0
-        self._cache: tuple[int, list[RegionStats], _Scan] | None = None
-        self._certificate: tuple[int, Certificate] | None = None
+        self._start_sizes: dict[int, tuple[float, ...]] = {}
+        self._clear()
         self.set_target(target_error, delta)
+
+    def _clear(self) -> None:
+        # The label log of the longest window: [key, bin, evidence, live]; entry i has the
+        # sequence number self._base + i. self._seq: key -> sequence number of its live entry.
+        self._log: deque[list[Any]] = deque()
+        self._base = 0
+        self._seq: dict[str, int] = {}
+        self._wins = [_Window(size, len(self.grid)) for size in self.windows]
+        self._version = getattr(self, "_version", 0) + 1
+        self._cache: tuple[int, list[list[tuple]], list[_Scan], float] | None = None
+        self._certificate: tuple[int, Certificate] | None = None
 
     # --- settings -------------------------------------------------------------------------
     def set_target(self, target_error: float, delta: float) -> None:
@@ -324,15 +438,36 @@ class RiskController:
         _check_rate("delta", delta)
         self.target_error = float(target_error)
         self.delta = float(delta)
-        #: Each scan starts with an equal share of delta.
-        self.start_delta = self.delta / len(self.start_rates)
-        #: Where each scan starts: the highest region with at least this effective sample,
-        #: the size at which an observed error rate of ``start_rates[j] * target`` certifies.
-        self.start_sizes = tuple(self._start_size(rate) for rate in self.start_rates)
+        self._start_sizes = {}
         self._version += 1
 
-    def _start_size(self, rate: float) -> float:
-        target, level = self.target_error, self.start_delta
+    def _sizes(self, m: int) -> tuple[float, ...]:
+        """Where each scan starts when ``m`` windows share delta: the highest region with
+        at least this effective sample, the size at which an observed error rate of
+        ``start_rates[j] * target`` certifies at the scan's level."""
+        sizes = self._start_sizes.get(m)
+        if sizes is None:
+            level = self._start_delta(m)
+            sizes = tuple(self._start_size(rate, level) for rate in self.start_rates)
+            self._start_sizes[m] = sizes
+        return sizes
+
+    def _start_delta(self, m: int) -> float:
+        """Each scan's share of delta when ``m`` windows are tested."""
+        return self.delta / m / (len(self.start_rates) + self.wide_start)
+
+    @property
+    def start_delta(self) -> float:
+        """Each scan's share of delta with one window."""
+        return self._start_delta(1)
+
+    @property
+    def start_sizes(self) -> tuple[float, ...]:
+        """Effective sample sizes at which the scans start, with one window."""
+        return self._sizes(1)
+
+    def _start_size(self, rate: float, level: float) -> float:
+        target = self.target_error
 
         def ok(n: float) -> bool:
             return weighted_upper_at_most(rate * target * n, n, level, target)
@@ -350,135 +485,280 @@ class RiskController:
     def _bin(self, confidence: float) -> int:
         return bisect.bisect_right(self.grid, confidence) - 1
 
-    def _add(self, b: int, evidence: Evidence, sign: int) -> None:
-        if b < 0:
-            return
-        self._labelled[b] += sign
-        self._errors[b] += sign * (not evidence.correct)
-        counts = self._by_propensity[b]
-        p = evidence.propensity
-        counts[p] = counts.get(p, 0) + sign
-        if not counts[p]:
-            del counts[p]
-        # Recomputed from counts (not updated in place) so that float rounding never
-        # depends on the order in which evidence came and went.
-        self._arrivals[b] = sum(count / q for q, count in sorted(counts.items()))
+    def _drop(self, seq: int) -> None:
+        """Take the live entry ``seq`` out of every window that holds it."""
+        entry = self._log[seq - self._base]
+        entry[3] = False
+        for win in self._wins:
+            if win.start <= seq:
+                win.add(entry[1], entry[2], -1)
 
     def observe(self, key: str, evidence: Evidence) -> None:
-        """Add one labelled case, in label-log order; the oldest leaves past ``window``.
+        """Add one labelled case, in label-log order; each window keeps its most recent.
 
         A key seen before replaces its earlier evidence (the case was labelled again).
         """
         if not isinstance(evidence, Evidence):
             raise LearnerError(f"evidence must be an Evidence, got {type(evidence).__name__}")
-        old = self._evidence.pop(key, None)
+        old = self._seq.pop(key, None)
         if old is not None:
-            self._add(old[0], old[1], -1)
+            self._drop(old)
         b = self._bin(evidence.confidence)
-        self._evidence[key] = (b, evidence)
-        self._add(b, evidence, +1)
-        while len(self._evidence) > self.window:
-            _, (ob, oe) = self._evidence.popitem(last=False)
-            self._add(ob, oe, -1)
+        seq = self._base + len(self._log)
+        self._log.append([key, b, evidence, True])
+        self._seq[key] = seq
+        for win in self._wins:
+            win.add(b, evidence, +1)
+            while win.count > win.size:
+                entry = self._log[win.start - self._base]
+                if entry[3]:
+                    win.add(entry[1], entry[2], -1)
+                win.start += 1
+        longest = self._wins[-1].start
+        while self._base < longest:
+            key_out, _, _, live = self._log.popleft()
+            if live:
+                del self._seq[key_out]
+            self._base += 1
         self.n_observed += 1
         self._version += 1
 
     def correct(self, key: str, correct: bool) -> None:
-        """A label was corrected: replace that case's outcome if it is still in the window."""
-        old = self._evidence.get(key)
-        if old is None or old[1].correct == bool(correct):
+        """A label was corrected: replace that case's outcome in the windows that hold it."""
+        seq = self._seq.get(key)
+        if seq is None:
             return
-        b, evidence = old
-        self._add(b, evidence, -1)
-        evidence = replace(evidence, correct=bool(correct))
-        self._evidence[key] = (b, evidence)
-        self._add(b, evidence, +1)
+        entry = self._log[seq - self._base]
+        if entry[2].correct == bool(correct):
+            return
+        self._drop(seq)
+        entry[2] = replace(entry[2], correct=bool(correct))
+        entry[3] = True
+        for win in self._wins:
+            if win.start <= seq:
+                win.add(entry[1], entry[2], +1)
         self._version += 1
 
     def restart(self) -> None:
         """Forget every piece of evidence (after drift); ``n_observed`` keeps counting."""
-        self._evidence.clear()
-        k = len(self.grid)
-        self._labelled = [0] * k
-        self._errors = [0] * k
-        self._by_propensity = [{} for _ in range(k)]
-        self._arrivals = [0.0] * k
-        self._version += 1
+        self._clear()
 
     @property
     def n_window(self) -> int:
-        """Labelled cases currently in the window."""
-        return len(self._evidence)
+        """Labelled cases currently in the (longest) window."""
+        return self._wins[-1].count
+
+    def _evidence(self) -> list[tuple[str, Evidence]]:
+        """The live evidence of the longest window, oldest first."""
+        return [(key, e) for key, _, e, live in self._log if live]
 
     # --- statistics -----------------------------------------------------------------------
-    def _regions(self) -> list[RegionStats]:
-        """Statistics of every region ``confidence >= grid[k]``, lowest threshold first."""
+    def _active(self) -> list[int]:
+        """The windows tested: each distinct one (a window at least as long as the evidence
+        holds the same as the longest), chosen from counts alone."""
+        total = self._wins[-1].count
+        active = [j for j, win in enumerate(self._wins) if win.size < total]
+        return active + [len(self._wins) - 1]
+
+    def _regions(self, win: _Window) -> list[tuple]:
+        """Per region ``confidence >= grid[k]``, lowest threshold first:
+        ``(threshold, n, errors, arrivals, n_effective, estimate)``."""
         k = len(self.grid)
-        out: list[RegionStats] = [None] * k  # type: ignore[list-item]
+        out: list[tuple] = [()] * k
         n = errors = 0
         arrivals = squares = weighted_errors = 0.0
+        labelled, bin_errors, bin_arrivals, grid = (
+            win.labelled,
+            win.errors,
+            win.arrivals,
+            self.grid,
+        )
         for b in range(k - 1, -1, -1):
-            m = self._labelled[b]
+            m = labelled[b]
             if m:
-                w = self._arrivals[b]
-                e = self._errors[b]
+                w = bin_arrivals[b]
+                e = bin_errors[b]
                 n += m
                 errors += e
                 arrivals += w
                 squares += w * w / m
                 weighted_errors += w * e / m
             if arrivals > 0.0:
+                out[b] = (grid[b], n, errors, arrivals, arrivals * arrivals / squares,
+                          weighted_errors / arrivals)
+            else:
+                out[b] = (grid[b], n, errors, arrivals, 0.0, None)
+        return out
+
+    def _stats(self) -> tuple[list[int], list[list[tuple]], list[_Scan], int]:
+        """Active windows, their regions and scans (cached until the evidence changes)."""
+        if self._cache is None or self._cache[0] != self._version:
+            active = self._active()
+            m = len(active)
+            regions, scans = [], []
+            for j in active:
+                if self.wide_start:
+                    regions.append(self._regions(self._wins[j]))
+                    scans.append(self._scan(self._wins[j], regions[-1], m))
+                else:
+                    window_regions, scan = self._analyse(self._wins[j], m)
+                    regions.append(window_regions)
+                    scans.append(scan)
+            self._cache = (self._version, active, regions, scans, m)
+        _, active, regions, scans, m = self._cache
+        return active, regions, scans, m
+
+    def region(self, threshold: float) -> RegionStats:
+        """Evidence about the region ``confidence >= threshold`` (a grid point, or the
+        nearest one below it) in the longest window."""
+        regions = self._regions(self._wins[-1])
+        return RegionStats(*regions[max(self._bin(threshold), 0)])
+
+    @staticmethod
+    def _errors_of(stats: tuple) -> float:
+        return (stats[5] or 0.0) * stats[4]
+
+    def _upper(self, stats: tuple, level: float) -> float | None:
+        if stats[5] is None:
+            return None
+        return weighted_clopper_pearson_upper(self._errors_of(stats), stats[4], level)
+
+    def _passes(self, stats: tuple, level: float) -> bool:
+        if stats[5] is None:
+            return False
+        return _upper_at_most(self._errors_of(stats), stats[4], level, self.target_error)
+
+    def _analyse(self, win: _Window, m: int) -> tuple[list[tuple], _Scan]:
+        """:meth:`_regions` and :meth:`_scan` in one pass from the top of the grid.
+
+        The scan's starts are the first regions from the top whose effective sample
+        reaches each start size, and its sequences run down the grid: both can be decided
+        while the regions are summed. This loop is the per-label cost of certification.
+        """
+        k = len(self.grid)
+        out: list[tuple] = [()] * k
+        labelled, bin_errors, bin_arrivals, grid = (
+            win.labelled,
+            win.errors,
+            win.arrivals,
+            self.grid,
+        )
+        sizes = list(self._sizes(m))
+        start_delta = self._start_delta(m)
+        target = self.target_error
+        passed: dict[int, float] = {}
+        tests: list[int] = []
+        n = errors = 0
+        arrivals = squares = weighted_errors = carry = 0.0
+        for b in range(k - 1, -1, -1):
+            count = labelled[b]
+            if not count:
+                if arrivals > 0.0:
+                    out[b] = (grid[b], *out[b + 1][1:])
+                else:
+                    out[b] = (grid[b], 0, 0, 0.0, 0.0, None)
+                continue
+            w = bin_arrivals[b]
+            e = bin_errors[b]
+            n += count
+            errors += e
+            arrivals += w
+            squares += w * w / count
+            weighted_errors += w * e / count
+            if arrivals > 0.0:
                 n_eff = arrivals * arrivals / squares
                 estimate = weighted_errors / arrivals
             else:
                 n_eff, estimate = 0.0, None
-            out[b] = RegionStats(self.grid[b], n, errors, arrivals, n_eff, estimate)
-        return out
+            out[b] = (grid[b], n, errors, arrivals, n_eff, estimate)
+            level = carry
+            if sizes:
+                starting = [size for size in sizes if n_eff >= size]
+                if starting:
+                    for size in starting:
+                        level += start_delta
+                        sizes.remove(size)
+            if level <= 0.0:
+                continue
+            tests.append(b)
+            if estimate is None:
+                ok = False
+            elif n_eff < 1.0:
+                ok = weighted_upper_at_most(estimate * n_eff, n_eff, level, target)
+            else:
+                errs = estimate * n_eff
+                kk = int(math.log(n_eff) / _LOG_RATIO)
+                if _RATIO**kk > n_eff:
+                    kk -= 1
+                elif _RATIO ** (kk + 1) <= n_eff:
+                    kk += 1
+                table = _CRITICAL.get((level, target))
+                low = table.get(kk) if table is not None else None
+                high = table.get(kk + 1) if table is not None else None
+                if low is None or high is None:
+                    ok = _upper_at_most(errs, n_eff, level, target)
+                elif errs <= low[0]:
+                    ok = True
+                elif errs >= high[1]:
+                    ok = False
+                else:
+                    ok = weighted_upper_at_most(errs, n_eff, level, target)
+            if ok:
+                passed[b] = carry = level
+            else:
+                carry = 0.0
+        return out, _Scan(tuple(tests), passed)
 
-    def _stats(self) -> tuple[list[RegionStats], _Scan]:
-        if self._cache is None or self._cache[0] != self._version:
-            regions = self._regions()
-            self._cache = (self._version, regions, self._scan(regions))
-        return self._cache[1], self._cache[2]
-
-    def region(self, threshold: float) -> RegionStats:
-        """Evidence about the region ``confidence >= threshold`` (a grid point, or the
-        nearest one below it)."""
-        return self._stats()[0][max(self._bin(threshold), 0)]
-
-    @staticmethod
-    def _errors_of(stats: RegionStats) -> float:
-        return (stats.estimate or 0.0) * stats.n_effective
-
-    def _upper(self, stats: RegionStats, level: float) -> float | None:
-        if stats.estimate is None:
-            return None
-        return weighted_clopper_pearson_upper(self._errors_of(stats), stats.n_effective, level)
-
-    def _passes(self, stats: RegionStats, level: float) -> bool:
-        if stats.estimate is None:
-            return False
-        return weighted_upper_at_most(
-            self._errors_of(stats), stats.n_effective, level, self.target_error
-        )
-
-    def _scan(self, regions: list[RegionStats]) -> _Scan:
+    def _scan(self, win: _Window, regions: list[tuple], m: int) -> _Scan:
         """Fixed sequences from count-chosen starts, with fallback (see the module notes)."""
-        with_evidence = [b for b in range(len(regions) - 1, -1, -1) if self._labelled[b]]
+        labelled = win.labelled
+        with_evidence = [b for b in range(len(regions) - 1, -1, -1) if labelled[b]]
+        start_delta = self._start_delta(m)
         allocation: dict[int, float] = {}
-        for size in self.start_sizes:
-            start = next((b for b in with_evidence if regions[b].n_effective >= size), None)
+        for size in self._sizes(m):
+            start = next((b for b in with_evidence if regions[b][4] >= size), None)
             if start is not None:
-                allocation[start] = allocation.get(start, 0.0) + self.start_delta
+                allocation[start] = allocation.get(start, 0.0) + start_delta
+        if self.wide_start and with_evidence:
+            # the region with the most evidence: where a stream whose errors do not fall
+            # with confidence (label noise) can still be certified as a whole
+            widest = max(with_evidence, key=lambda b: (regions[b][4], b))
+            if regions[widest][4] >= min(self._sizes(m)):
+                allocation[widest] = allocation.get(widest, 0.0) + start_delta
         passed: dict[int, float] = {}
         tests: list[int] = []
         carry = 0.0
+        target = self.target_error
         for b in with_evidence:
             level = allocation.get(b, 0.0) + carry
             if level <= 0.0:
                 continue
             tests.append(b)
-            if self._passes(regions[b], level):
+            _, _, _, _, n, estimate = regions[b]
+            # _upper_at_most inlined (this loop is the per-label cost of certification)
+            if estimate is None:
+                ok = False
+            elif n < 1.0:
+                ok = weighted_upper_at_most(estimate * n, n, level, target)
+            else:
+                errors = estimate * n
+                k = int(math.log(n) / _LOG_RATIO)
+                if _RATIO**k > n:
+                    k -= 1
+                elif _RATIO ** (k + 1) <= n:
+                    k += 1
+                table = _CRITICAL.get((level, target))
+                low = table.get(k) if table is not None else None
+                high = table.get(k + 1) if table is not None else None
+                if low is None or high is None:
+                    ok = _upper_at_most(errors, n, level, target)
+                elif errors <= low[0]:
+                    ok = True
+                elif errors >= high[1]:
+                    ok = False
+                else:
+                    ok = weighted_upper_at_most(errors, n, level, target)
+            if ok:
                 passed[b] = carry = level
             else:
                 carry = 0.0
@@ -487,8 +767,7 @@ class RiskController:
     def certify(self) -> Certificate:
         """The lowest certified threshold, its estimate, bound and evidence.
 
-        Recomputed only when evidence or settings changed since the last call; a scan
-        costs one incomplete-beta evaluation per region tested.
+        Recomputed only when evidence or settings changed since the last call.
         """
         cached = self._certificate
         if cached is not None and cached[0] == self._version:
@@ -497,49 +776,74 @@ class RiskController:
         self._certificate = (self._version, certificate)
         return certificate
 
+    def _span(self, j: int, m: int) -> str:
+        """How a certificate names its window when several are tested."""
+        win = self._wins[j]
+        return "" if m == 1 else f", last {win.count:,} labels"
+
     def _certificate_now(self) -> Certificate:
-        regions, scan = self._stats()
+        active, regions, scans, m = self._stats()
         target = _fmt(self.target_error)
-        if scan.passed:
-            b = min(scan.passed)
-            stats = regions[b]
-            upper = self._upper(stats, scan.passed[b])
-            assert upper is not None
+        passing = [
+            (min(scan.passed), i) for i, scan in enumerate(scans) if scan.passed
+        ]
+        if passing:
+            b = min(passing)[0]
+            best: tuple[float, int] | None = None
+            for i, scan in enumerate(scans):  # the window with the lowest bound there
+                if b in scan.passed:
+                    upper = self._upper(regions[i][b], scan.passed[b])
+                    assert upper is not None
+                    if best is None or upper < best[0]:
+                        best = (upper, i)
+            assert best is not None
+            upper, i = best
+            stats = regions[i][b]
             reason = (
-                f"certified threshold {_fmt(stats.threshold)} (bound {upper:.3f} <= {target}, "
-                f"n={stats.n}, {stats.errors} errors)"
+                f"certified threshold {_fmt(stats[0])} (bound {upper:.3f} <= {target}, "
+                f"n={stats[1]}, {stats[2]} errors{self._span(active[i], m)})"
             )
+            level = scans[i].passed[b]
             return Certificate(
-                stats.threshold, stats.estimate, upper, stats.n, stats.errors, reason
+                stats[0], stats[5], upper, stats[1], stats[2], reason, stats[4], level
             )
-        if not scan.tests:
-            best = max((r.n_effective for r in regions), default=0.0)
+        if not any(scan.tests for scan in scans):
+            most = max((r[4] for window in regions for r in window), default=0.0)
             reason = (
-                f"no threshold certified: an effective {best:.0f} labelled cases, too few to "
-                f"test (need {min(self.start_sizes):.0f})"
+                f"no threshold certified: an effective {most:.0f} labelled cases, too few to "
+                f"test (need {min(self._sizes(m)):.0f})"
             )
-            whole = regions[0]
+            whole = regions[-1][0]
             upper = self._upper(whole, self.delta)
-            return Certificate(None, whole.estimate, upper, whole.n, whole.errors, reason)
+            return Certificate(None, whole[5], upper, whole[1], whole[2], reason)
         # Report the failed region that came closest (lowest bound at the full delta).
-        uppers = {b: self._upper(regions[b], self.delta) or 1.0 for b in scan.tests}
-        b = min(uppers, key=lambda k: (uppers[k], k))
-        stats = regions[b]
+        uppers = {
+            (b, i): self._upper(regions[i][b], self.delta) or 1.0
+            for i, scan in enumerate(scans)
+            for b in scan.tests
+        }
+        b, i = min(uppers, key=lambda k: (uppers[k], k))
+        stats = regions[i][b]
         reason = (
-            f"no threshold certified: best bound {uppers[b]:.3f} > {target} at threshold "
-            f"{_fmt(stats.threshold)} (n={stats.n}, {stats.errors} errors)"
+            f"no threshold certified: best bound {uppers[b, i]:.3f} > {target} at threshold "
+            f"{_fmt(stats[0])} (n={stats[1]}, {stats[2]} errors{self._span(active[i], m)})"
         )
-        return Certificate(None, stats.estimate, uppers[b], stats.n, stats.errors, reason)
+        return Certificate(None, stats[5], uppers[b, i], stats[1], stats[2], reason)
 
     def is_certified(self, threshold: float) -> bool:
         """Whether ``threshold`` passed its test in the current scan (not only the lowest)."""
         b = self._bin(threshold)
-        return b >= 0 and self.grid[b] == threshold and b in self._stats()[1].passed
+        return (
+            b >= 0
+            and self.grid[b] == threshold
+            and any(b in scan.passed for scan in self._stats()[2])
+        )
 
     def certificate_at(self, threshold: float, delta: float | None = None) -> Certificate:
         """Evidence and bound of the region ``confidence >= threshold`` alone.
 
-        The bound is at level ``delta`` (default: the controller's): the check of a single
+        The bound is at level ``delta`` (default: the controller's), split evenly over the
+        windows tested, and the window with the lowest bound answers: the check of a single
         threshold fixed beforehand, such as the one in force. ``threshold`` in the answer
         is ``None`` when that bound is above the target.
 
@@ -549,36 +853,45 @@ class RiskController:
         >>> c.certificate_at(0.9).reason
         'threshold 0.9: no evidence'
         """
-        stats = self.region(threshold)
-        upper = self._upper(stats, self.delta if delta is None else delta)
-        if upper is None:
+        active, regions, _, m = self._stats()
+        level = (self.delta if delta is None else delta) / m
+        b = max(self._bin(threshold), 0)
+        best: tuple[float, int] | None = None
+        for i in range(len(active)):
+            upper = self._upper(regions[i][b], level)
+            if upper is not None and (best is None or upper < best[0]):
+                best = (upper, i)
+        if best is None:
             return Certificate(None, None, None, 0, 0, f"threshold {_fmt(threshold)}: no evidence")
+        upper, i = best
+        stats = regions[i][b]
         ok = upper <= self.target_error
         reason = (
-            f"threshold {_fmt(stats.threshold)} (bound {upper:.3f} {'<=' if ok else '>'} "
-            f"{_fmt(self.target_error)}, n={stats.n}, {stats.errors} errors)"
+            f"threshold {_fmt(stats[0])} (bound {upper:.3f} {'<=' if ok else '>'} "
+            f"{_fmt(self.target_error)}, n={stats[1]}, {stats[2]} errors"
+            f"{self._span(active[i], m)})"
         )
         return Certificate(
-            stats.threshold if ok else None, stats.estimate, upper, stats.n, stats.errors, reason
+            stats[0] if ok else None, stats[5], upper, stats[1], stats[2], reason
         )
 
     def point_threshold(self) -> float | None:
         """The lowest threshold whose *point* estimate is within the target (a baseline).
 
-        Regions need ``point_min_n`` labelled cases. No bound, no correction for the many
-        thresholds tried: this is what breaks the target in simulations.
+        Regions need ``point_min_n`` labelled cases (in the longest window). No bound, no
+        correction for the many thresholds tried: this is what breaks the target in
+        simulations.
         """
-        best = None
-        for b, stats in enumerate(self._stats()[0]):
+        win = self._wins[-1]
+        for b, stats in enumerate(self._regions(win)):
             if (
-                self._labelled[b]
-                and stats.n >= self.point_min_n
-                and stats.estimate is not None
-                and stats.estimate <= self.target_error
+                win.labelled[b]
+                and stats[1] >= self.point_min_n
+                and stats[5] is not None
+                and stats[5] <= self.target_error
             ):
-                best = stats.threshold
-                break
-        return best
+                return stats[0]
+        return None
 
     # --- persistence ----------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -586,15 +899,16 @@ class RiskController:
         return {
             "target_error": self.target_error,
             "delta": self.delta,
-            "window": self.window,
+            "windows": list(self.windows),
             "seed": self.seed,
             "grid": list(self.grid),
             "start_rates": list(self.start_rates),
+            "wide_start": self.wide_start,
             "point_min_n": self.point_min_n,
             "n_observed": self.n_observed,
             "evidence": [
                 [key, e.confidence, e.correct, e.propensity, e.audit, e.route]
-                for key, (_, e) in self._evidence.items()
+                for key, e in self._evidence()
             ],
         }
 
@@ -612,10 +926,11 @@ class RiskController:
         controller = cls(
             target_error=state["target_error"],
             delta=state["delta"],
-            window=state["window"],
+            windows=state.get("windows") or [state["window"]],
             seed=state["seed"],
             grid=state["grid"],
             start_rates=state["start_rates"],
+            wide_start=state.get("wide_start", False),
             point_min_n=state["point_min_n"],
         )
         for key, confidence, correct, propensity, audit, route in state["evidence"]:
@@ -629,12 +944,27 @@ class RiskController:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_wins" not in state:  # pickled before windows: replay its evidence
+            fresh = RiskController(
+                target_error=state["target_error"],
+                delta=state["delta"],
+                window=state["window"],
+                grid=state["grid"],
+                start_rates=state["start_rates"],
+                wide_start=False,
+                point_min_n=state.get("point_min_n", 30),
+            )
+            for key, (_, evidence) in state["_evidence"].items():
+                fresh.observe(key, evidence)
+            fresh.n_observed = state["n_observed"]
+            fresh.seed = state.get("seed", 0)
+            state = fresh.__dict__
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return (
             f"RiskController(target_error={self.target_error:g}, delta={self.delta:g}, "
-            f"window={self.window}, n_observed={self.n_observed})"
+            f"windows={self.windows}, n_observed={self.n_observed})"
         )
 
 
@@ -668,6 +998,9 @@ class DriftMonitor:
         The promised error rate, to enable the CUSUM; ``None``: ADWIN only.
     cusum_threshold
         The CUSUM's alarm level (log-likelihood ratio).
+    warn_fraction
+        :attr:`warning` is on while the CUSUM is at or above this share of its alarm
+        level (0.3: one error among the recent audits when errors have been rare).
 
     Examples
     --------
@@ -692,6 +1025,7 @@ class DriftMonitor:
         seed: int = 0,
         target: float | None = None,
         cusum_threshold: float = 8.0,
+        warn_fraction: float = 0.3,
     ) -> None:
         _check_rate("delta", delta)
         if target is not None:
@@ -702,6 +1036,7 @@ class DriftMonitor:
         self.seed = seed
         self.target = target
         self.cusum_threshold = cusum_threshold
+        self.warn_fraction = warn_fraction
         self.n_detections = 0
         #: Which detector fired last (``"adwin"`` or ``"cusum"``).
         self.detector: str | None = None
@@ -709,6 +1044,11 @@ class DriftMonitor:
         self._adwin = ADWIN(delta=delta, clock=1)
         self._cusum = self._sum = 0.0
         self._count = 0
+
+    @property
+    def warning(self) -> bool:
+        """The CUSUM is past ``warn_fraction`` of its alarm level: a rise may be starting."""
+        return self.target is not None and self._cusum >= self.warn_fraction * self.cusum_threshold
 
     @property
     def mean(self) -> float:
@@ -742,6 +1082,10 @@ class DriftMonitor:
         self.detector = fired
         self._cusum = 0.0
         return True
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("warn_fraction", 0.3)  # pickled before warnings existed
+        self.__dict__.update(state)
 
     def reset(self) -> None:
         """Start over (after the governor acted on a detection); counts are kept."""
@@ -790,9 +1134,12 @@ class TaskGovernor:
     min_labels
         Labels needed (since the start, or since a suspension) before automating.
     **tuning
-        ``hysteresis`` (default 0.1), ``drift_delta`` (ADWIN's delta, default 0.002),
-        ``monitor_reviews`` (default False), ``cusum_threshold`` (default 8); anything
-        else goes to the controller.
+        ``hysteresis`` (default 0: a share of the target the bound must stay below to
+        certify or lower the threshold), ``hysteresis_errors`` (default 1: the bound must
+        stay within the target after that many more errors), ``drift_delta`` (ADWIN's delta, default 0.002),
+        ``monitor_reviews`` (default False), ``cusum_threshold`` (default 8),
+        ``audit_boost`` (default 8, see :meth:`audit_rate`), ``warn_fraction`` (default
+        0.3, see :attr:`DriftMonitor.warning`); anything else goes to the controller.
 
     Examples
     --------
@@ -808,7 +1155,7 @@ class TaskGovernor:
     >>> gov.mode, gov.threshold, [m.mode for m in moves]
     ('automated', 0.99, ['automated'])
     >>> moves[0].reason
-    'certified threshold 0.99 (bound 0.045 <= 0.05, n=158, 2 errors)'
+    'certified threshold 0.99 (bound 0.041 <= 0.05, n=172, 2 errors)'
     >>> gov.certificate.reason
     'threshold 0.99 (bound 0.031 <= 0.05, n=200, 2 errors)'
     """
@@ -819,14 +1166,19 @@ class TaskGovernor:
         target_error: float,
         delta: float = 0.05,
         min_labels: int = 50,
-        window: int = 3000,
+        window: int | None = None,
         seed: int = 0,
         **tuning: Any,
     ) -> None:
-        self.hysteresis = float(tuning.pop("hysteresis", 0.1))
+        self.hysteresis = float(tuning.pop("hysteresis", 0.0))
+        self.hysteresis_errors = int(tuning.pop("hysteresis_errors", 1))
         self.drift_delta = float(tuning.pop("drift_delta", 0.002))
         self.monitor_reviews = bool(tuning.pop("monitor_reviews", False))
         cusum_threshold = float(tuning.pop("cusum_threshold", 8.0))
+        self.audit_boost = float(tuning.pop("audit_boost", 8.0))
+        warn_fraction = float(tuning.pop("warn_fraction", 0.3))
+        if self.audit_boost < 1.0:
+            raise LearnerError(f"audit_boost must be >= 1, got {self.audit_boost}")
         if not 0.0 <= self.hysteresis < 1.0:
             raise LearnerError(f"hysteresis must be in [0, 1), got {self.hysteresis}")
         if min_labels < 0:
@@ -845,6 +1197,7 @@ class TaskGovernor:
             seed=seed,
             target=target_error,
             cusum_threshold=cusum_threshold,
+            warn_fraction=warn_fraction,
         )
         self.review_monitor = DriftMonitor(delta=self.drift_delta, seed=seed)
         self._fresh_since = 0  # label count at the start, the last suspension or drift
@@ -857,6 +1210,22 @@ class TaskGovernor:
     @property
     def delta(self) -> float:
         return self.controller.delta
+
+    def audit_rate(self, base: float) -> float:
+        """The audit rate to route with: ``base``, or ``audit_boost`` times it (at most 1)
+        while automated and the audit monitor warns that errors may be rising, so that a
+        drift is confirmed (or dismissed) after fewer automated cases. Audits carry the
+        rate they were drawn at as their propensity, so the evidence stays unbiased.
+
+        Examples
+        --------
+        >>> gov = TaskGovernor(target_error=0.05)
+        >>> gov.audit_rate(0.05)
+        0.05
+        """
+        if self.mode == "automated" and self.audit_monitor.warning:
+            return min(1.0, base * self.audit_boost)
+        return base
 
     @property
     def n_detections(self) -> int:
@@ -892,6 +1261,19 @@ class TaskGovernor:
         self.audit_monitor.target = self.controller.target_error
         return self._update(prefix=f"target changed to {_fmt(target_error)}: ")
 
+    def model_replaced(self, reason: str) -> list[Migration]:
+        """The live model was replaced (a :class:`learner.challenger.Challenger` won after
+        drift): the evidence describes the old model, so it is forgotten and the task
+        re-certifies on the new one (suspended meanwhile). Always one migration, so the
+        replacement lands in the threshold history."""
+        self.controller.restart()
+        self.audit_monitor.reset()
+        self.review_monitor.reset()
+        self._fresh_since = self.n_labels
+        self.certificate = self.controller.certify()
+        mode = "assist" if self.mode == "assist" else "suspended"
+        return self._migrate(mode, None, reason if mode == "assist" else f"suspended: {reason}")
+
     # --- transitions ----------------------------------------------------------------------
     def _migrate(self, mode: str, threshold: float | None, reason: str) -> list[Migration]:
         self.mode, self.threshold = mode, threshold
@@ -923,6 +1305,7 @@ class TaskGovernor:
                 lowest.threshold is None
                 or lowest.upper is None
                 or lowest.upper > (1.0 - self.hysteresis) * controller.target_error
+                or not lowest.survives(controller.target_error, self.hysteresis_errors)
                 or fresh < self.min_labels
             ):
                 return []
@@ -953,6 +1336,7 @@ class TaskGovernor:
             and lowest.threshold < threshold
             and lowest.upper is not None
             and lowest.upper <= (1.0 - self.hysteresis) * controller.target_error
+            and lowest.survives(controller.target_error, self.hysteresis_errors)
         ):
             self.certificate = controller.certificate_at(lowest.threshold)
             reason = (
@@ -962,6 +1346,11 @@ class TaskGovernor:
             return self._migrate("automated", lowest.threshold, reason)
         self.certificate = in_force
         return []
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("audit_boost", 8.0)  # pickled before audit boosts existed
+        state.setdefault("hysteresis_errors", 0)
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return (

@@ -20,8 +20,9 @@ import heapq
 import logging
 import math
 import random
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
+from learner.challenger import Challenger
 from learner.controller import Evidence, Migration, TaskGovernor
 from learner.datasets import STREAM_NAMES, SYNTHETIC_DEFAULT_N, load_stream
 from learner.errors import LearnerError
 from learner.model import MODEL_FAMILIES, TaskModel
+from learner.panel import QualityPolicy, ReviewPanel, SimulatedReviewer
 from learner.routing import RoutingPolicy, queue_priority, route_case
 
 __all__ = [
@@ -89,8 +92,15 @@ class SimulationConfig:
         a different concept (Hyperplane and RandomRBF: another seed; SEA: variant 3,
         ``x0 + x1 > 9.5`` instead of ``> 8``); ``"rotate"`` maps every label to the next
         one; ``"auto"`` picks ``"concept"`` where the stream has one, else ``"rotate"``.
+    bounded_ageing
+        Pass the queue's head to :func:`~learner.routing.queue_priority` (ageing bounded
+        by the backlog, as the service does); ``False``: unbounded ageing.
+    challenger
+        On a drift alarm, race a fresh model trained on later labels only against the
+        live one (:class:`~learner.challenger.Challenger`), as the service does.
     window, ageing_seconds, curve_points, tuning
-        Controller window (labels), queue ageing (one case arrives per second), rows in
+        Controller window (labels; default: the controller's windows, 3,000 labels for the
+        point-estimate baseline), queue ageing (one case arrives per second), rows in
         the learning curve, extra governor tuning (see :class:`TaskGovernor`).
     """
 
@@ -108,10 +118,14 @@ class SimulationConfig:
     family: str = "linear"
     drift_at: int | None = None
     drift_kind: str = "auto"
-    window: int = 3000
+    window: int | None = None
+    challenger: bool = True
+    bounded_ageing: bool = True
     ageing_seconds: float = 3600.0
     curve_points: int = 200
     tuning: dict[str, Any] = field(default_factory=dict)
+    reviewers: tuple[SimulatedReviewer, ...] = ()  # empty: one reviewer who is never wrong
+    quality: QualityPolicy | None = None  # overlap and second opinions among ``reviewers``
 
     def __post_init__(self) -> None:
         if self.dataset not in STREAM_NAMES:
@@ -172,6 +186,7 @@ class SimulationResult:
     auto_errors: int
     accuracy: float
     drift_detections: list[int] = field(default_factory=list)  # case index of each
+    review: dict[str, Any] = field(default_factory=dict)  # ReviewPanel.stats() (noisy reviewers)
 
     @property
     def automation_rate(self) -> float:
@@ -387,12 +402,14 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         target_error=config.target_error,
         delta=config.delta,
         min_labels=config.min_labels,
-        window=config.window,
+        window=3000 if config.window is None and config.policy == "point" else config.window,
         seed=config.seed,
         **config.tuning,
     )
     task = f"sim-{config.dataset}-{config.seed}"
     rng = random.Random(config.seed)
+    panel = _review_panel(config, labels)
+    suggested: dict[int, str | None] = {}  # the suggestion at routing time (noisy reviewers)
     n_cases = len(rows)
     step = max(1, n_cases // max(1, config.curve_points))
 
@@ -404,8 +421,10 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     migration_cases: list[int] = []
     drift_cases: list[int] = []
     queue: list[tuple[float, int]] = []
+    waiting: deque[int] = deque()  # queued cases in arrival order (labelled ones dropped lazily)
     pending: dict[int, tuple[dict, str, Evidence]] = {}
     credit = 0.0
+    challenger: Challenger | None = None
     n_labels = auto_cases = auto_errors = n_correct = 0
     curve: list[dict[str, Any]] = []
     last_row = {"cases": 0, "auto_cases": 0, "correct": 0}
@@ -424,7 +443,9 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         policy = RoutingPolicy(
             threshold=threshold if threshold is not None else 1.0,
             min_labels=config.min_labels,
-            audit_rate=config.audit_rate,
+            audit_rate=governor.audit_rate(config.audit_rate)
+            if config.policy == "certified"
+            else config.audit_rate,
             automation_on=on,
             threshold_note="certified threshold",
         )
@@ -443,12 +464,16 @@ def simulate(config: SimulationConfig) -> SimulationResult:
                 decision.confidence, right, decision.propensity, decision.audit, decision.route
             )
             pending[i] = (x, y, evidence)
+            waiting.append(i)
+            if panel is not None:
+                suggested[i] = decision.suggestion
             if config.queue_order == "margin":
                 priority = queue_priority(
                     decision.margin,
                     float(i),
                     ageing_seconds=config.ageing_seconds,
                     audit=decision.audit,
+                    oldest=float(waiting[0]) if waiting and config.bounded_ageing else None,
                 )
             elif config.queue_order == "fifo":
                 priority = float(i)
@@ -461,15 +486,32 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         while credit >= 1.0 - 1e-12 and queue:
             _, j = heapq.heappop(queue)
             xj, yj, evidence = pending.pop(j)
+            while waiting and waiting[0] not in pending:
+                waiting.popleft()
+            if panel is not None:
+                yj, evidence = _panel_label(panel, yj, suggested.pop(j), evidence)
             credit -= 1.0
+            verdict = challenger.observe(model, xj, yj) if challenger is not None else None
             model.learn_one(xj, yj)
             n_labels += 1
+            moved: list[Migration] = []
+            if verdict == "promote":
+                assert challenger is not None
+                model = challenger.promote(model)
+                moved += governor.model_replaced(
+                    f"model replaced by one trained since the drift ({challenger.n} labels)"
+                )
+            if verdict is not None:
+                challenger = None
             before = governor.n_detections
-            for m in governor.observe(str(j), evidence):
+            moved += governor.observe(str(j), evidence)
+            for m in moved:
                 migrations.append(m)
                 migration_cases.append(i)
             if governor.n_detections > before:
                 drift_cases.append(i)
+                if config.challenger and config.policy == "certified":
+                    challenger = Challenger(model)
 
         labels_so_far[i] = n_labels
         # --- curve ----------------------------------------------------------------------
@@ -511,7 +553,27 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         auto_errors=auto_errors,
         accuracy=n_correct / n_cases if n_cases else 0.0,
         drift_detections=drift_cases,
+        review=panel.stats() if panel is not None else {},
     )
+
+
+# --- noisy reviewers (see learner.panel) -------------------------------------------------------
+
+
+def _review_panel(config: SimulationConfig, labels: list[str]) -> ReviewPanel | None:
+    if not config.reviewers:
+        return None
+    policy = config.quality or QualityPolicy()
+    return ReviewPanel(config.reviewers, labels, policy, seed=config.seed + 104729)
+
+
+def _panel_label(
+    panel: ReviewPanel, truth: str, suggestion: str | None, evidence: Evidence
+) -> tuple[str, Evidence]:
+    """The panel's final label for a case, and the evidence the governor sees from it
+    (whether the suggestion matched the *final* label, not the unknown truth)."""
+    final = panel.final_label(truth, suggestion, evidence.confidence, gold=not evidence.audit)
+    return final, replace(evidence, correct=final == suggestion)
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -654,6 +716,8 @@ def summary_row(result: SimulationResult) -> dict[str, Any]:
     """The summary plus the configuration, flat (for benchmark tables)."""
     row = asdict(result.config)
     row.pop("tuning", None)
+    row.pop("reviewers", None)
+    row.pop("quality", None)
     row.update(result.summary())
     return row
 

@@ -1,4 +1,8 @@
+from functools import partial
+from typing import Annotated
+
 from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import StateDep, require
 from api.schemas import (
@@ -10,7 +14,9 @@ from api.schemas import (
     Prediction,
     PredictRequest,
 )
+from api.security import Principal
 from api.services import cases as service
+from api.services import privacy
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 
@@ -22,14 +28,20 @@ router = APIRouter(prefix="/v1", tags=["cases"])
     dependencies=[require("cases:write")],
     responses={200: {"model": CasePublic, "description": "repeat of an external_id"}},
 )
-def submit_case(task: str, body: CaseCreate, state: StateDep, response: Response) -> CasePublic:
-    [(case, created)] = service.submit_cases(
-        state.db,
-        state.store,
-        task,
-        [body],
-        max_string_length=state.settings.max_string_length,
-    )
+async def submit_case(
+    task: str, body: CaseCreate, state: StateDep, response: Response
+) -> CasePublic:
+    limit = state.settings.max_string_length
+    created = True
+    case = await service.submit_case_ready(state.db, state.store, task, body, limit)
+    if case is None:  # needs the database first: in the threadpool
+        [(case, created)] = await run_in_threadpool(
+            partial(service.submit_cases, max_string_length=limit),
+            state.db,
+            state.store,
+            task,
+            [body],
+        )
     if created:
         state.instruments.cases.labels(task, case.route).inc()
     else:
@@ -59,12 +71,27 @@ def submit_batch(task: str, body: CaseBatch, state: StateDep) -> CaseBatchResult
 @router.post(
     "/tasks/{task}/predict", response_model=Prediction, dependencies=[require("cases:write")]
 )
-def predict(task: str, body: PredictRequest, state: StateDep) -> Prediction:
-    return service.predict(
-        state.db, state.store, task, body.features, state.settings.max_string_length
-    )
+async def predict(task: str, body: PredictRequest, state: StateDep) -> Prediction:
+    # scoring is CPU work on an in-memory model: on the event loop it saves two
+    # threadpool hops; the database (a settings refresh, a first load) stays off the loop
+    limit = state.settings.max_string_length
+    prediction = service.predict_ready(state.store, task, body.features, limit)
+    if prediction is None:
+        prediction = await run_in_threadpool(
+            service.predict, state.db, state.store, task, body.features, limit
+        )
+    return prediction
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail, dependencies=[require("cases:read")])
 def get_case(case_id: str, state: StateDep) -> CaseDetail:
     return service.get_case(state.db, state.store, case_id)
+
+
+@router.delete("/cases/{case_id}", status_code=204)
+def erase_case(
+    case_id: str, state: StateDep, who: Annotated[Principal, require("cases:erase")]
+) -> Response:
+    """Delete the case's features on request (admin); the audit trail keeps them redacted."""
+    privacy.erase_case(state.db, state.store, case_id, who)
+    return Response(status_code=204)

@@ -1,4 +1,6 @@
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from api.deps import StateDep, require
 from api.schemas import Curve, Metrics
@@ -13,5 +15,12 @@ def task_metrics(task: str, state: StateDep) -> Metrics:
 
 
 @router.get("/{task}/curve", response_model=Curve, dependencies=[require("metrics:read")])
-def task_curve(task: str, state: StateDep) -> Curve:
-    return service.task_curve(state.db, task)
+def task_curve(
+    task: str,
+    state: StateDep,
+    after: Annotated[
+        int | None, Query(ge=0, description="only points past this many labels (paging)")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000, description="at most this many")] = None,
+) -> Curve:
+    return service.task_curve(state.db, task, after=after, limit=limit)

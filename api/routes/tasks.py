@@ -1,23 +1,32 @@
+from typing import Annotated
+
 from fastapi import APIRouter
 
 from api.deps import StateDep, require
 from api.schemas import History, TaskCreate, TaskPublic, TasksPublic, TaskUpdate
+from api.security import Principal
 from api.services import tasks as service
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 
-@router.post("", status_code=201, response_model=TaskPublic, dependencies=[require("tasks:write")])
-def create_task(body: TaskCreate, state: StateDep) -> TaskPublic:
+@router.post("", status_code=201, response_model=TaskPublic)
+def create_task(
+    body: TaskCreate, state: StateDep, who: Annotated[Principal, require("tasks:write")]
+) -> TaskPublic:
     with state.db.write() as session:
-        task = service.create_task(session, body)
+        task = service.create_task(session, body, who)
     return service.task_public(task, state.store)
 
 
-@router.get("", response_model=TasksPublic, dependencies=[require("tasks:read")])
-def list_tasks(state: StateDep) -> TasksPublic:
+@router.get("", response_model=TasksPublic)
+def list_tasks(state: StateDep, who: Annotated[Principal, require("tasks:read")]) -> TasksPublic:
     with state.db.read() as session:
-        return service.list_tasks(session, state.store)
+        listed = service.list_tasks(session, state.store)
+    if who.tasks is not None:  # a scoped key sees its own tasks only
+        listed.data = [t for t in listed.data if who.may_use(t.name)]
+        listed.count = len(listed.data)
+    return listed
 
 
 @router.get("/{task}", response_model=TaskPublic, dependencies=[require("tasks:read")])
@@ -27,10 +36,15 @@ def get_task(task: str, state: StateDep) -> TaskPublic:
     return service.task_public(row, state.store)
 
 
-@router.patch("/{task}", response_model=TaskPublic, dependencies=[require("tasks:write")])
-def update_task(task: str, body: TaskUpdate, state: StateDep) -> TaskPublic:
+@router.patch("/{task}", response_model=TaskPublic)
+def update_task(
+    task: str,
+    body: TaskUpdate,
+    state: StateDep,
+    who: Annotated[Principal, require("tasks:write")],
+) -> TaskPublic:
     with state.db.write() as session:
-        row = service.update_task(session, state.store, task, body)
+        row = service.update_task(session, state.store, task, body, who)
     state.store.tasks.forget(task)
     return service.task_public(row, state.store)
 

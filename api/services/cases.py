@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
+import asyncio
+import os
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 from sqlalchemy import text, update
@@ -16,6 +18,8 @@ from api.db import Database
 from api.errors import InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
 from api.schemas import CaseCreate, CaseDetail, CasePublic, Contribution, Prediction, iso
+from api.security import Principal
+from api.services import audit
 from api.services.tasks import effective_state
 from api.tables import Case, Routing, Task
 from learner import (
@@ -49,18 +53,52 @@ COUNT_CASES = text(
 )
 
 
+class RandomHex:
+    """Random hex tokens of ``nbytes`` from the OS's CSPRNG, one ``os.urandom`` call per
+    ``batch`` tokens: a call per token releases the GIL on the event loop, which then
+    waits behind busy threads to take it back. A forked child draws fresh bytes.
+
+    >>> token = RandomHex(12)
+    >>> len(token()), token() != token()
+    (24, True)
+    """
+
+    def __init__(self, nbytes: int, batch: int = 512) -> None:
+        self.nbytes = nbytes
+        self.size = nbytes * batch
+        self._lock = threading.Lock()
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._buffer, self._pos = b"", 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._pos + self.nbytes > len(self._buffer):
+                self._buffer, self._pos = os.urandom(self.size), 0
+            start = self._pos
+            self._pos += self.nbytes
+            return self._buffer[start : self._pos].hex()
+
+
+_case_token = RandomHex(12)
+
+
 def new_case_id() -> str:
-    return "c_" + secrets.token_hex(12)
+    return "c_" + _case_token()
 
 
 def routing_policy(task: Task, live: LiveModel) -> RoutingPolicy:
     """The policy in force: the kill switch, cold start, then the fixed or certified rule."""
     mode, threshold, reason = effective_state(task, live)
     certified = task.threshold_policy == "certified"
+    # while drift is suspected the governor audits more (propensity recorded as drawn)
+    audit_rate = live.governor.audit_rate(task.audit_rate) if certified else task.audit_rate
     return RoutingPolicy(
         threshold=1.0 if threshold is None else threshold,
         min_labels=task.min_labels,
-        audit_rate=task.audit_rate,
+        audit_rate=audit_rate,
         automation_on=task.automation == "on",
         threshold_note="certified threshold" if certified else "threshold",
         hold_reason=None if mode == "automated" else reason,
@@ -97,9 +135,16 @@ def ensure_schema(
 
 
 def score(
-    task: Task, live: LiveModel, features: dict, case_key: str, max_string_length: int, loc: list
+    task: Task,
+    live: LiveModel,
+    features: dict,
+    case_key: str,
+    max_string_length: int,
+    loc: list,
+    policy: RoutingPolicy | None = None,
 ) -> tuple[dict, RoutingDecision, int]:
-    """Validate features against the task's schema, then score and route them."""
+    """Validate features against the task's schema, then score and route them (under
+    ``policy``, else the policy in force now)."""
     try:
         clean = validate_features(live.model.schema, features, max_string_length=max_string_length)
     except InvalidFeatures as exc:
@@ -107,7 +152,8 @@ def score(
     with live.lock:
         proba = live.model.predict_proba_one(clean)
         version = live.version
-        policy = routing_policy(task, live)
+        if policy is None:
+            policy = routing_policy(task, live)
     decision = route_case(proba, policy=policy, n_labels=version, task=task.name, case_key=case_key)
     if task.threshold_policy == "certified":
         decision = _with_bound(decision, live, task.target_error)
@@ -140,6 +186,47 @@ def predict(
     return _prediction(task, decision, version)
 
 
+def predict_ready(
+    store: ModelStore, task_name: str, features: dict, max_string_length: int
+) -> Prediction | None:
+    """:func:`predict` when it needs no database (settings cached, model loaded), so
+    it can run on the event loop; ``None`` otherwise."""
+    ready = store.ready(task_name)
+    if ready is None:
+        return None
+    task, live = ready
+    _, decision, version = score(
+        task, live, features, new_case_id(), max_string_length, ["features"]
+    )
+    return _prediction(task, decision, version)
+
+
+async def submit_case_ready(
+    db: Database, store: ModelStore, task_name: str, item: CaseCreate, max_string_length: int
+) -> CasePublic | None:
+    """Route and store one new case without blocking the event loop: scored here, stored
+    by the group commit (answered once committed). ``None`` when the database is needed
+    first (settings not cached, model not loaded, an ``external_id`` to look up)."""
+    if item.external_id is not None:
+        return None
+    ready = store.ready(task_name)
+    if ready is None:
+        return None
+    task, live = ready
+    cached, oldest = store.oldest_queued.at_hand(task.id)
+    if not cached:
+        return None
+    case_id = new_case_id()
+    clean, decision, version = score(
+        task, live, item.features, case_id, max_string_length, ["features"]
+    )
+    publics, write = _case_writes(
+        task, [Scored(case_id, item, clean, decision, version)], oldest
+    )
+    await asyncio.wrap_future(db.group.submit(write))
+    return publics[case_id]
+
+
 def submit_cases(
     db: Database,
     store: ModelStore,
@@ -159,6 +246,8 @@ def submit_cases(
     existing = _existing(db, task, items)
     scored: list[Scored | CasePublic] = []
     first_of: dict[str, int] = {}
+    with live.lock:  # one policy for the whole call (~10 us a case otherwise, in a batch)
+        policy = routing_policy(task, live)
     for i, item in enumerate(items):
         if item.external_id in existing:
             scored.append(existing[item.external_id])
@@ -170,13 +259,13 @@ def submit_cases(
             first_of[item.external_id] = i
         case_id = new_case_id()
         clean, decision, version = score(
-            task, live, item.features, case_id, max_string_length, _loc(i, batch)
+            task, live, item.features, case_id, max_string_length, _loc(i, batch), policy
         )
         scored.append(Scored(case_id, item, clean, decision, version))
     fresh = [s for s in scored if isinstance(s, Scored)]
     fresh = list({s.case_id: s for s in fresh}.values())
     try:
-        publics = _store(db, task, fresh)
+        publics = _store(db, task, fresh, store.oldest_queued.get(task.id))  # type: ignore[arg-type]
     except IntegrityError:  # an external_id stored concurrently: answer with that one
         if not retry:
             raise
@@ -207,12 +296,25 @@ def _existing(db: Database, task: Task, items: Sequence[CaseCreate]) -> dict[str
     return {c.external_id: case_public(task, c, r) for c, r in rows}  # type: ignore[misc]
 
 
-def _store(db: Database, task: Task, fresh: list[Scored]) -> dict[str, CasePublic]:
+def _store(
+    db: Database, task: Task, fresh: list[Scored], oldest: float | None = None
+) -> dict[str, CasePublic]:
+    publics, write = _case_writes(task, fresh, oldest)
+    if fresh:
+        db.group.run(write)
+    return publics
+
+
+def _case_writes(
+    task: Task, fresh: list[Scored], oldest: float | None = None
+) -> tuple[dict[str, CasePublic], CaseWrite]:
+    """The cases as answered, and the write that stores them (for the group commit).
+
+    ``oldest`` (the creation time of the task's oldest queued case) bounds the queue
+    ageing under a backlog (:func:`learner.routing.queue_priority`)."""
     now = time.time()
     publics: dict[str, CasePublic] = {}
-    n_auto = n_pending = n_queued = 0
-    cases: list[dict] = []
-    routings: list[dict] = []
+    write = CaseWrite(task, audit.acting())
     for i, s in enumerate(fresh):
         d = s.decision
         decided = d.route == "auto"
@@ -229,7 +331,7 @@ def _store(db: Database, task: Task, fresh: list[Scored]) -> dict[str, CasePubli
             "decision": d.suggestion if decided else None,
             "decided_at": at if decided else None,
             "queued": queued,
-            "priority": queue_priority(d.margin, now, audit=d.audit),
+            "priority": queue_priority(d.margin, now, audit=d.audit, oldest=oldest),
         }
         routing = {
             "case_id": s.case_id,
@@ -244,29 +346,65 @@ def _store(db: Database, task: Task, fresh: list[Scored]) -> dict[str, CasePubli
             "margin": d.margin,
             "model_version": s.model_version,
         }
-        cases.append(case)
-        routings.append(routing)
-        n_auto += decided
-        n_pending += not decided
-        n_queued += queued
+        write.cases.append(case)
+        write.routings.append(routing)
+        write.n_auto += decided
+        write.n_pending += not decided
+        write.n_queued += queued
         row, routed = SimpleNamespace(**case), SimpleNamespace(**routing)
         publics[s.case_id] = case_public(task, row, routed)  # type: ignore[arg-type]
-    if not fresh:
-        return publics
-    with db.write() as session:  # Core inserts: the ORM's unit of work costs more than the rows
+        write.trail.append(audit.routed_entry(case, routing))
+    return publics, write
+
+
+@dataclass
+class CaseWrite:
+    """Routed cases to store: their rows, the task's counters and the audit trail.
+
+    The group commit stores the case writes of concurrent requests with
+    :meth:`apply_many`: one multi-row insert per table, one counter update per task and
+    one audit append per task and caller for the whole group.
+    """
+
+    task: Task
+    actor: Principal | None
+    cases: list[dict] = field(default_factory=list)
+    routings: list[dict] = field(default_factory=list)
+    trail: list[audit.Entry] = field(default_factory=list)
+    n_auto: int = 0
+    n_pending: int = 0
+    n_queued: int = 0
+
+    def __call__(self, session: Session) -> None:
+        self.apply_many(session, [self])
+
+    @staticmethod
+    def apply_many(session: Session, writes: Sequence[CaseWrite]) -> list[None]:
+        # Core inserts: the ORM's unit of work costs more than the rows
+        cases = [row for w in writes for row in w.cases]
+        if not cases:
+            return [None] * len(writes)
         session.execute(Case.__table__.insert(), cases)  # type: ignore[attr-defined]
+        routings = [row for w in writes for row in w.routings]
         session.execute(Routing.__table__.insert(), routings)  # type: ignore[attr-defined]
-        session.execute(
-            COUNT_CASES,
-            {
-                "id": task.id,
-                "cases": len(fresh),
-                "auto": n_auto,
-                "pending": n_pending,
-                "queued": n_queued,
-            },
-        )
-    return publics
+        counts: dict[int, dict] = {}
+        trails: dict[tuple[int, str | None], tuple[CaseWrite, list[audit.Entry]]] = {}
+        for w in writes:
+            c = counts.setdefault(
+                w.task.id,  # type: ignore[arg-type]
+                {"id": w.task.id, "cases": 0, "auto": 0, "pending": 0, "queued": 0},
+            )
+            c["cases"] += len(w.cases)
+            c["auto"] += w.n_auto
+            c["pending"] += w.n_pending
+            c["queued"] += w.n_queued
+            key = (w.task.id, w.actor.id if w.actor else None)  # type: ignore[arg-type]
+            trails.setdefault(key, (w, []))[1].extend(w.trail)
+        for task_id in sorted(counts):  # a fixed order: no deadlock between processes
+            session.execute(COUNT_CASES, counts[task_id])
+        for w, trail in trails.values():  # last: see api.services.audit
+            audit.record_many(session, w.actor, w.task, trail)
+        return [None] * len(writes)
 
 
 def _scores(task: Task, routed: RoutingDecision | Routing, version: int) -> dict:

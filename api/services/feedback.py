@@ -22,7 +22,7 @@ from api.errors import Conflict, InvalidInput
 from api.live import ModelStore
 from api.schemas import FeedbackCreate, FeedbackPublic, FeedbacksPublic, iso
 from api.security import Principal
-from api.services import webhooks
+from api.services import audit, webhooks
 from api.services.cases import load_case
 from api.services.review import append_label
 from api.tables import Feedback, Task
@@ -116,6 +116,11 @@ def record_feedback(
                 task, case, routing, feedback=public.model_dump(exclude={"model_version"})
             )
             webhooks.emit(session, task, "case.feedback", data, case_id=case_id, now=now)
+            audit.record(
+                session, who, "case.feedback", task=task, subject=case_id,
+                after={"label": body.label, "source": body.source, "feedback_id": row.id,
+                       "label_id": entry.id, "decision": case.decision},
+            )  # fmt: skip
     except IntegrityError:  # the same external_id, stored concurrently
         if body.external_id is None:
             raise

@@ -43,6 +43,7 @@ from api.fileformats import Record, detect_format, read_records, total_size, whe
 from api.live import LiveModel, ModelStore
 from api.schemas import CaseCreate
 from api.security import Principal
+from api.services import audit
 from api.services.cases import (
     _with_bound,
     ensure_schema,
@@ -529,6 +530,11 @@ def _import_labels(
             live.last_label_id = newest_id or last
         row_task = get_task(session, task.name)
         sync_task(session, row_task, live, f"import of {n} labelled cases")
+        audit.record(  # one row per chunk: the cases and labels it stored
+            session, audit.acting(), "labels.imported", task=row_task, subject=task.name,
+            after={"cases": n, "first_case": cases[0]["id"], "last_case": cases[-1]["id"],
+                   "last_label_id": newest_id, "model_version": folded},
+        )  # fmt: skip
     store.tasks.forget(task.name)
     if live.version - live.last_snapshot_version >= store.snapshot_every:
         store.save_snapshot(live)

@@ -7,16 +7,18 @@ import time
 
 from sqlmodel import Session, col, select
 
-from api.errors import NotFound
-from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, iso
+from api.errors import Conflict, NotFound
+from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeyRotated, KeysPublic, KeyUpdate, iso
 from api.security import Principal, hash_key, new_key, same_secret
+from api.services import audit
 from api.tables import ApiKey
 
 BOOTSTRAP_ADMIN = Principal(id="bootstrap-admin", name="admin (TIERLINE_ADMIN_KEY)", role="admin")
 
 
-def create_key(session: Session, body: KeyCreate) -> KeyCreated:
-    """Store a new key's hash; the key itself is returned once and never stored."""
+def create_key(session: Session, body: KeyCreate, actor: Principal | None = None) -> KeyCreated:
+    """Store a new key's hash; the key itself is returned once and never stored (nor
+    logged, nor audited: the audit row names the key's id, role and scope)."""
     key = new_key()
     row = ApiKey(
         id="k_" + secrets.token_hex(8),
@@ -24,9 +26,55 @@ def create_key(session: Session, body: KeyCreate) -> KeyCreated:
         role=body.role,
         key_hash=hash_key(key),
         created_at=time.time(),
+        lead=body.lead,
+        tasks=body.tasks,
     )
     session.add(row)
-    return KeyCreated(id=row.id, name=row.name, role=body.role, key=key)
+    session.flush()
+    audit.record(session, actor, "key.created", subject=row.id, after=_audited(row))
+    return KeyCreated(id=row.id, name=row.name, role=body.role, key=key, tasks=row.tasks)
+
+
+def _audited(row: ApiKey) -> dict:
+    return {
+        "name": row.name,
+        "role": row.role,
+        "tasks": row.tasks,
+        "lead": row.lead,
+        "revoked": row.revoked,
+        "expires_at": iso(row.expires_at),
+    }
+
+
+def rotate_key(
+    session: Session, key_id: str, grace_seconds: float, actor: Principal | None = None
+) -> KeyRotated:
+    """Issue a new key with the old one's name, role and scope; the old key keeps
+    working for ``grace_seconds`` (so its holders can switch), then stops."""
+    old = session.get(ApiKey, key_id)
+    if old is None:
+        raise NotFound(f"key {key_id} not found")
+    if old.revoked or (old.expires_at is not None and old.expires_at <= time.time()):
+        raise Conflict(f"key {key_id} is revoked or expired: create a new key instead")
+    before = _audited(old)
+    body = KeyCreate(name=old.name, role=old.role, lead=old.lead, tasks=old.tasks)  # type: ignore[arg-type]
+    created = create_key(session, body, actor)
+    expires = time.time() + grace_seconds
+    old.expires_at = min(old.expires_at or expires, expires)
+    old.rotated_to = created.id
+    session.add(old)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "key.rotated",
+        subject=old.id,
+        before=before,
+        after={**_audited(old), "rotated_to": created.id},
+    )
+    return KeyRotated(
+        **created.model_dump(), replaces=old.id, old_key_expires_at=iso(old.expires_at)
+    )
 
 
 def list_keys(session: Session) -> KeysPublic:
@@ -39,20 +87,54 @@ def list_keys(session: Session) -> KeysPublic:
             created_at=iso(r.created_at),
             revoked=r.revoked,
             last_used_at=iso(r.last_used_at),
+            lead=r.lead,
+            tasks=r.tasks,
+            expires_at=iso(r.expires_at),
+            rotated_to=r.rotated_to,
         )
         for r in rows
     ]
     return KeysPublic(data=data, count=len(data))
 
 
-def revoke_key(session: Session, key_id: str) -> None:
+def revoke_key(session: Session, key_id: str, actor: Principal | None = None) -> None:
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"key {key_id} not found")
     if not row.revoked:
+        before = _audited(row)
         row.revoked = True
         row.revoked_at = time.time()
         session.add(row)
+        session.flush()
+        audit.record(
+            session, actor, "key.revoked", subject=row.id, before=before, after=_audited(row)
+        )
+
+
+def update_key(session: Session, key_id: str, body: KeyUpdate) -> KeyPublic:
+    """Grant or withdraw the ``lead`` permission of a key."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"key {key_id} not found")
+    if body.lead is not None and body.lead != row.lead:
+        before = _audited(row)
+        row.lead = body.lead
+        session.add(row)
+        session.flush()
+        audit.record(
+            session, audit.acting(), "key.changed", subject=row.id, before=before,
+            after=_audited(row),
+        )  # fmt: skip
+    return KeyPublic(
+        id=row.id,
+        name=row.name,
+        role=row.role,  # type: ignore[arg-type]
+        created_at=iso(row.created_at),
+        revoked=row.revoked,
+        last_used_at=iso(row.last_used_at),
+        lead=row.lead,
+    )
 
 
 def resolve_key(session: Session, presented: str, admin_key: str | None) -> Principal | None:
@@ -67,4 +149,24 @@ def principal_of(session: Session, key_hash: str) -> Principal | None:
     row = session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
     if row is None or row.revoked:
         return None
-    return Principal(id=row.id, name=row.name, role=row.role)
+    if row.expires_at is not None and row.expires_at <= time.time():
+        return None  # rotated, and its grace period is over
+    scope = frozenset(row.tasks) if row.tasks is not None else None
+    return Principal(id=row.id, name=row.name, role=row.role, lead=row.lead, tasks=scope)
+
+
+LAST_USED_RESOLUTION = 60.0  # seconds: last_used_at is written at most this often per key
+_last_written: dict[str, float] = {}
+
+
+def note_use(session_factory, key_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Record that a key was used (``last_used_at``), at most once a minute per key."""
+    now = time.time()
+    if now - _last_written.get(key_id, 0.0) < LAST_USED_RESOLUTION:
+        return
+    _last_written[key_id] = now
+    with session_factory() as session:
+        row = session.get(ApiKey, key_id)
+        if row is not None:
+            row.last_used_at = now
+            session.add(row)

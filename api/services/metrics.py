@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 from api.db import Database
 from api.live import LiveModel, ModelStore
 from api.schemas import Curve, CurvePointPublic, Metrics, iso
+from api.services import quality
 from api.services.tasks import get_task, sync_task
 from api.tables import CurvePoint, Label, Task
 
@@ -105,7 +106,10 @@ def error_bound(task: Task, live: LiveModel | None) -> tuple[float | None, float
 def task_metrics(db: Database, store: ModelStore, task_name: str) -> Metrics:
     with db.read() as session:
         task = get_task(session, task_name)
-    return metrics_of(task, store)
+        agreement, kappa = quality.agreement_headline(session, task)
+    metrics = metrics_of(task, store)
+    metrics.agreement, metrics.kappa = agreement, kappa
+    return metrics
 
 
 def metrics_of(task: Task, store: ModelStore) -> Metrics:
@@ -126,16 +130,29 @@ def metrics_of(task: Task, store: ModelStore) -> Metrics:
         queue_depth=task.n_queued,
         audited=task.n_audited,
         feedback=task.n_feedback,
+        second_opinions=task.n_second_opinions,
+        second_opinion_share=quality.second_opinion_share(task),
+        escalated=task.n_escalated,
     )
 
 
-def task_curve(db: Database, task_name: str) -> Curve:
+def task_curve(
+    db: Database, task_name: str, *, after: int | None = None, limit: int | None = None
+) -> Curve:
+    """The task's learning curve in label order; ``after``/``limit`` page through it
+    (``next_after`` is the cursor for the next page, ``None`` on the last one)."""
     with db.read() as session:
         task = get_task(session, task_name)
-        rows = session.exec(
-            select(CurvePoint).where(CurvePoint.task_id == task.id).order_by(col(CurvePoint.id))
-        ).all()
+        query = select(CurvePoint).where(CurvePoint.task_id == task.id)
+        if after is not None:
+            query = query.where(col(CurvePoint.labels) > after)
+        query = query.order_by(col(CurvePoint.id))
+        if limit is not None:
+            query = query.limit(limit)
+        rows = session.exec(query).all()
+    more = limit is not None and len(rows) == limit
     return Curve(
+        next_after=rows[-1].labels if more else None,
         points=[
             CurvePointPublic(
                 labels=p.labels,

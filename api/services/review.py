@@ -7,23 +7,26 @@ are conditional on the lease and check the affected row count.
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from collections.abc import Sequence
 
 from sqlalchemy import select as sa_select
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from api.db import Database
 from api.errors import Conflict, Forbidden, InvalidInput
 from api.live import ModelStore
 from api.schemas import CaseDetail, Claim, Correction, LabelCreate, iso
 from api.security import Principal
-from api.services import webhooks
+from api.services import audit, quality, webhooks
 from api.services.cases import case_detail, load_case
 from api.services.metrics import record_progress
-from api.tables import Case, Label, Lease, Routing, Task
+from api.tables import Case, Label, Lease, Opinion, Routing, Task
+
+_gold_draws = random.Random()  # gold cases are mixed in at random (not reproducible on purpose)
 
 
 def claim_next(
@@ -36,20 +39,41 @@ def claim_next(
 ) -> Claim | None:
     """Lease the most useful waiting case to ``who``; ``None`` when nothing waits.
 
-    ``exclude`` names cases the reviewer skipped, so they are passed over.
+    ``exclude`` names cases the reviewer skipped, so they are passed over. A case is
+    never handed to a reviewer who already gave an opinion on it, and cases whose
+    reviewers disagreed only to leads. At the task's gold rate a gold case is served
+    instead (leased to ``who`` alone: others may answer it at the same time).
     """
     now = time.time()
     lease_id = "l_" + secrets.token_hex(12)
     expires = now + lease_seconds
     task = store.tasks.get(task_name)  # 404 for an unknown task (settings cached for 1 s)
-    with db.write() as session:
-        db.commit_without_flush(session)  # a lease is ephemeral: see Database's docstring
+    with db.write(durable=False) as session:  # a lease is ephemeral: see Database.write
+        db.commit_without_flush(session)
+        gold_id = quality.pick_gold(session, task, who, _gold_draws) if task.gold_rate else None
+        if gold_id is not None:
+            session.add(
+                Lease(
+                    id=lease_id, case_id=gold_id, key_id=who.id, claimed_at=now, expires_at=expires
+                )
+            )
+            task, case, routing = load_case(session, gold_id)
+            audit.record(
+                session, who, "case.claimed", task=task, subject=gold_id,
+                after={"lease_id": lease_id, "lease_expires_at": iso(expires)},
+            )  # fmt: skip
+            return Claim(
+                case=case_detail(task, case, routing, store.get(task)),
+                lease_id=lease_id,
+                lease_expires_at=iso(expires),
+            )
         pick = (
             sa_select(Case.id)
             .where(
                 col(Case.task_id) == task.id,
                 col(Case.queued).is_(True),
                 col(Case.lease_expires_at).is_(None) | (col(Case.lease_expires_at) < now),
+                quality.claimable_by(who),
             )
             .order_by(col(Case.priority))
             .limit(1)
@@ -70,6 +94,10 @@ def claim_next(
             Lease(id=lease_id, case_id=case_id, key_id=who.id, claimed_at=now, expires_at=expires)
         )
         task, case, routing = load_case(session, case_id)  # same round trip budget: no new session
+        audit.record(
+            session, who, "case.claimed", task=task, subject=case_id,
+            after={"lease_id": lease_id, "lease_expires_at": iso(expires)},
+        )  # fmt: skip
     return Claim(
         case=case_detail(task, case, routing, store.get(task)),
         lease_id=lease_id,
@@ -96,60 +124,123 @@ def _replay_of(session: Session, case: Case, body: LabelCreate) -> bool:
 def label_case(
     db: Database, store: ModelStore, case_id: str, body: LabelCreate, who: Principal
 ) -> CaseDetail:
-    """Record a reviewer's label under their lease and teach the model with it."""
+    """Record a reviewer's label under their lease; a final label teaches the model.
+
+    The label is the reviewer's opinion; it becomes the case's final label (appended to
+    the label log) when the case has the opinions it needs and they agree, see
+    :mod:`api.services.quality`. Otherwise the case goes back to the queue for another
+    reviewer (or, when its reviewers disagreed, for a lead).
+    """
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
         _check_label(task, body.label)
+        if case.label is not None or case.opinions:
+            mine = session.exec(
+                select(Opinion).where(Opinion.case_id == case_id, Opinion.key_id == who.id)
+            ).first()
+            if mine is not None:
+                if mine.lease_id == body.lease_id and mine.label == body.label:
+                    return case_detail(task, case, routing, store.get(task))  # a repeated call
+                raise Conflict(f"you already labelled case {case_id}")
         if case.label is not None:
             if _replay_of(session, case, body):
                 return case_detail(task, case, routing, store.get(task))
             raise Conflict(f"case {case_id} is already labelled")
-        if not case.queued:
+        gold = None if case.queued else quality.gold_label(session, case_id)
+        if not case.queued and gold is None:
             raise Conflict(f"case {case_id} is not waiting for review")
         lease = session.get(Lease, body.lease_id)
         if lease is None or lease.case_id != case_id or lease.key_id != who.id:
             raise Conflict(f"lease {body.lease_id} on case {case_id} is not held by this key")
+        if gold is not None:
+            return _answer_gold(db, task, case, routing, body, who, gold, lease)
+        prior = (
+            list(
+                session.exec(
+                    select(Opinion)
+                    .where(Opinion.case_id == case_id, Opinion.role != "gold")
+                    .order_by(col(Opinion.id))
+                ).all()
+            )
+            if case.opinions
+            else []
+        )
+        single = not prior and not case.escalated and not case.second_opinion
+        recent = (
+            quality.recent_agreement(session, task, who.id)
+            if single and task.labels_per_case == 1 and task.second_opinion_share > 0
+            else None
+        )
+        outcome = quality.decide(task, case, routing, [o.label for o in prior], body.label, recent)
+        if outcome.ask_second and not quality.other_reviewer_active(session, task, who):
+            outcome = quality.Outcome(final=body.label)  # nobody else to ask: the label stands
     now = time.time()
+    lease_ok = (
+        (col(Case.lease_id) == body.lease_id)
+        | col(Case.lease_id).is_(None)
+        | (col(Case.lease_expires_at) < now)
+    )
     with db.write() as session:
+        if outcome.ask_second and not quality.take_second_opinion_budget(session, task):
+            outcome = quality.Outcome(final=body.label)  # the budget is spent: the label stands
+        if outcome.final is None:
+            _hold_opinion(session, task, case, body, who, lease, len(prior), outcome, now, lease_ok)
+            return case_detail(task, case, routing, store.get(task))
+        final = outcome.final
+        author = quality.final_author(prior, body.label, final, who)
         claimed = session.exec(  # type: ignore[call-overload]
             update(Case)
             .where(
                 col(Case.id) == case_id,
                 col(Case.label).is_(None),
-                (col(Case.lease_id) == body.lease_id)
-                | col(Case.lease_id).is_(None)
-                | (col(Case.lease_expires_at) < now),
+                col(Case.opinions) == len(prior),
+                lease_ok,
             )
             .values(
-                label=body.label,
-                labelled_by=who.name,
+                label=final,
+                labelled_by=author.name,
                 labelled_at=now,
                 queued=False,
                 lease_id=None,
                 lease_expires_at=None,
                 leased_by=None,
+                opinions=Case.opinions + 1,
             )
         ).rowcount
         if claimed != 1:
             raise Conflict(
                 f"your lease on case {case_id} expired and another reviewer holds the case"
             )
+        if prior:
+            quality.settle_opinions(session, case_id, final)
+        quality.add_opinion(
+            session,
+            task,
+            case_id,
+            who,
+            body.label,
+            "lead" if case.escalated else "review",
+            now,
+            lease_id=body.lease_id,
+            claimed_at=lease.claimed_at,
+            final_label=final if prior else None,
+        )
         kind = "audit" if routing.audit else routing.route
         entry = append_label(
             session,
             task,
             case,
             routing,
-            body.label,
+            final,
             kind,
-            who,
+            author,
             now,
             lease_id=body.lease_id,
             comment=body.comment,
         )
         was_pending = case.status == "pending"
         if was_pending:
-            case.status, case.decision, case.decided_at = "decided", body.label, now
+            case.status, case.decision, case.decided_at = "decided", final, now
         session.exec(  # type: ignore[call-overload]
             update(Case)
             .where(col(Case.id) == case_id)
@@ -165,7 +256,7 @@ def label_case(
             .where(col(Lease.id) == body.lease_id)
             .values(ended_at=now, outcome="labelled")
         )
-        wrong = routing.audit and body.label != routing.suggestion
+        wrong = routing.audit and final != routing.suggestion
         session.exec(  # type: ignore[call-overload]
             update(Task)
             .where(col(Task.id) == task.id)
@@ -177,13 +268,124 @@ def label_case(
                 n_audit_errors=Task.n_audit_errors + int(wrong),
             )
         )
-        case.label, case.labelled_by, case.labelled_at = body.label, who.name, now
+        case.label, case.labelled_by, case.labelled_at = final, author.name, now
         if was_pending:
             data = webhooks.case_data(task, case, routing)
             webhooks.emit(session, task, "case.decided", data, case_id=case_id)
         if wrong:
             _emit_disagreement(session, task, case, routing)
+        audit.record(
+            session, who, "case.labelled", task=task, subject=case_id,
+            after={"label": final, "opinion": body.label, "kind": kind, "label_id": entry.id,
+                   "lease_id": body.lease_id, "labelled_by": author.name},
+        )  # fmt: skip
     return _learn(db, store, task, case, routing, entry, who)
+
+
+def _hold_opinion(
+    session: Session,
+    task: Task,
+    case: Case,
+    body: LabelCreate,
+    who: Principal,
+    lease: Lease,
+    n_prior: int,
+    outcome: quality.Outcome,
+    now: float,
+    lease_ok: object,
+) -> None:
+    """Keep a non-final opinion and put the case back in the queue for the next reviewer."""
+    values: dict = {
+        "opinions": Case.opinions + 1,
+        "lease_id": None,
+        "lease_expires_at": None,
+        "leased_by": None,
+    }
+    if outcome.ask_second:
+        values["second_opinion"] = True
+    if outcome.escalate:
+        values["escalated"] = True
+        values["priority"] = Case.priority - 1.0  # leads see disagreements first
+    held = session.exec(  # type: ignore[call-overload]
+        update(Case)
+        .where(
+            col(Case.id) == case.id,
+            col(Case.label).is_(None),
+            col(Case.opinions) == n_prior,
+            lease_ok,  # type: ignore[arg-type]
+        )
+        .values(**values)
+    ).rowcount
+    if held != 1:
+        raise Conflict(f"your lease on case {case.id} expired and another reviewer holds the case")
+    quality.add_opinion(
+        session,
+        task,
+        case.id,
+        who,
+        body.label,
+        "review",
+        now,
+        lease_id=body.lease_id,
+        claimed_at=lease.claimed_at,
+    )
+    session.exec(  # type: ignore[call-overload]
+        update(Lease).where(col(Lease.id) == body.lease_id).values(ended_at=now, outcome="opinion")
+    )
+    if outcome.escalate:
+        session.exec(  # type: ignore[call-overload]
+            update(Task).where(col(Task.id) == task.id).values(n_escalated=Task.n_escalated + 1)
+        )
+    audit.record(
+        session, who, "case.opinion", task=task, subject=case.id,
+        after={"label": body.label, "lease_id": body.lease_id,
+               "second_opinion": outcome.ask_second, "escalated": outcome.escalate},
+    )  # fmt: skip
+
+
+def _answer_gold(
+    db: Database,
+    task: Task,
+    case: Case,
+    routing: Routing,
+    body: LabelCreate,
+    who: Principal,
+    gold: str,
+    lease: Lease,
+) -> CaseDetail:
+    """Check an answer on a gold case; it never reaches the label log or the model.
+
+    The answer looks like any other label to the reviewer.
+    """
+    now = time.time()
+    with db.write() as session:
+        quality.add_opinion(
+            session,
+            task,
+            case.id,
+            who,
+            body.label,
+            "gold",
+            now,
+            lease_id=body.lease_id,
+            claimed_at=lease.claimed_at,
+            final_label=gold,
+        )
+        session.exec(  # type: ignore[call-overload]
+            update(Lease)
+            .where(col(Lease.id) == body.lease_id)
+            .values(ended_at=now, outcome="labelled")
+        )
+    detail = case_detail(task, case, routing)
+    return detail.model_copy(
+        update={
+            "status": "decided",
+            "decision": body.label,
+            "label": body.label,
+            "labelled_by": who.name,
+            "labelled_at": iso(now),
+        }
+    )
 
 
 def _emit_disagreement(session: Session, task: Task, case: Case, routing: Routing) -> None:
@@ -200,12 +402,16 @@ def correct_label(
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
         _check_label(task, body.label)
+        if case.label_id is None and case.opinions:
+            return _change_opinion(db, store, task, case, routing, body, who)
         if case.label_id is None:
             raise Conflict(f"case {case_id} has no label to correct")
         previous = session.get(Label, case.label_id)
         assert previous is not None
-        if previous.key_id != who.id and who.role != "admin":
-            raise Forbidden("only the reviewer who labelled a case (or an admin) may correct it")
+        if previous.key_id != who.id and not quality.is_lead(who):
+            raise Forbidden(
+                "only the reviewer who labelled a case (or a lead or an admin) may correct it"
+            )
     if previous.label == body.label:
         return case_detail(task, case, routing, store.get(task))
     now = time.time()
@@ -222,6 +428,7 @@ def correct_label(
             comment=body.comment,
             corrects=previous.id,
         )
+        quality.settle_opinions(session, case_id, body.label)
         values: dict = {
             "label": body.label,
             "labelled_by": who.name,
@@ -247,7 +454,38 @@ def correct_label(
         webhooks.emit(session, task, "case.corrected", data, case_id=case_id)
         if routing.audit and delta > 0:
             _emit_disagreement(session, task, case, routing)
+        audit.record(
+            session, who, "case.corrected", task=task, subject=case_id,
+            before={"label": previous.label, "label_id": previous.id},
+            after={"label": body.label, "label_id": entry.id},
+        )  # fmt: skip
     return _learn(db, store, task, case, routing, entry, who)
+
+
+def _change_opinion(
+    db: Database,
+    store: ModelStore,
+    task: Task,
+    case: Case,
+    routing: Routing,
+    body: Correction,
+    who: Principal,
+) -> CaseDetail:
+    """A reviewer changes their opinion on a case that is not final yet (nothing is logged)."""
+    with db.write() as session:
+        changed = session.exec(  # type: ignore[call-overload]
+            update(Opinion)
+            .where(
+                col(Opinion.case_id) == case.id,
+                col(Opinion.key_id) == who.id,
+                col(Opinion.role) == "review",
+                col(Opinion.final_label).is_(None),
+            )
+            .values(label=body.label)
+        ).rowcount
+        if changed != 1:
+            raise Conflict(f"case {case.id} has no label of yours to correct")
+    return case_detail(task, case, routing, store.get(task))
 
 
 def append_label(
@@ -309,7 +547,7 @@ def release_case(db: Database, case_id: str, lease_id: str, who: Principal) -> N
     """Give a leased case back to the queue."""
     now = time.time()
     with db.write() as session:
-        load_case(session, case_id)  # 404 for an unknown case
+        task, _, _ = load_case(session, case_id)  # 404 for an unknown case
         released = session.exec(  # type: ignore[call-overload]
             update(Case)
             .where(
@@ -327,3 +565,7 @@ def release_case(db: Database, case_id: str, lease_id: str, who: Principal) -> N
         session.exec(  # type: ignore[call-overload]
             update(Lease).where(col(Lease.id) == lease_id).values(ended_at=now, outcome="released")
         )
+        audit.record(
+            session, who, "case.released", task=task, subject=case_id,
+            after={"lease_id": lease_id},
+        )  # fmt: skip

@@ -10,7 +10,8 @@ from sqlmodel import Session, col, select
 from api.errors import Conflict, InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
 from api.schemas import History, HistoryEntry, TaskCreate, TaskPublic, TasksPublic, TaskUpdate, iso
-from api.services import webhooks
+from api.security import Principal
+from api.services import audit, webhooks
 from api.tables import Task, TaskHistory
 from learner import InvalidSchema, parse_rules, parse_schema, schema_to_json
 
@@ -44,10 +45,15 @@ def task_public(task: Task, store: ModelStore) -> TaskPublic:
         automation=task.automation,  # type: ignore[arg-type]
         model_version=live.version if live else 0,
         created_at=iso(task.created_at),
+        labels_per_case=task.labels_per_case,
+        second_opinion_confidence=task.second_opinion_confidence,
+        second_opinion_agreement=task.second_opinion_agreement,
+        second_opinion_share=task.second_opinion_share,
+        gold_rate=task.gold_rate,
     )
 
 
-def create_task(session: Session, body: TaskCreate) -> Task:
+def create_task(session: Session, body: TaskCreate, actor: Principal | None = None) -> Task:
     features = None
     if body.features is not None:
         try:
@@ -74,6 +80,11 @@ def create_task(session: Session, body: TaskCreate) -> Task:
         rules=rules,
         created_at=now,
         updated_at=now,
+        labels_per_case=body.labels_per_case,
+        second_opinion_confidence=body.second_opinion_confidence,
+        second_opinion_agreement=body.second_opinion_agreement,
+        second_opinion_share=body.second_opinion_share,
+        gold_rate=body.gold_rate,
     )
     task.mode_reason = f"cold start: 0 of {task.min_labels} labels"
     session.add(task)
@@ -82,7 +93,23 @@ def create_task(session: Session, body: TaskCreate) -> Task:
     except IntegrityError as exc:
         raise Conflict(f"task {body.name!r} already exists") from exc
     record_history(session, task, f"task created in mode {task.mode}")
+    after = _settings(task)
+    audit.record(session, actor, "task.created", task=task, subject=task.name, after=after)
     return task
+
+
+AUDITED_SETTINGS = (
+    "labels", "features", "target_error", "audit_rate", "min_labels", "threshold",
+    "threshold_policy", "delta", "model_family", "rules", "automation",
+)  # fmt: skip
+
+
+def _settings(task: Task) -> dict:
+    """The task's settings as an audit row records them."""
+    extra = ("labels_per_case", "second_opinion_confidence", "second_opinion_agreement",
+             "second_opinion_share", "gold_rate")  # fmt: skip
+    names = AUDITED_SETTINGS + tuple(n for n in extra if hasattr(task, n))
+    return {name: getattr(task, name) for name in names}
 
 
 def list_tasks(session: Session, store: ModelStore) -> TasksPublic:
@@ -90,9 +117,16 @@ def list_tasks(session: Session, store: ModelStore) -> TasksPublic:
     return TasksPublic(data=[task_public(t, store) for t in tasks], count=len(tasks))
 
 
-def update_task(session: Session, store: ModelStore, name: str, body: TaskUpdate) -> Task:
+def update_task(
+    session: Session,
+    store: ModelStore,
+    name: str,
+    body: TaskUpdate,
+    actor: Principal | None = None,
+) -> Task:
     task = get_task(session, name)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    before = {field: getattr(task, field) for field in changes}
     for field, value in changes.items():
         setattr(task, field, value)
     task.updated_at = time.time()
@@ -109,6 +143,10 @@ def update_task(session: Session, store: ModelStore, name: str, body: TaskUpdate
     if changes:
         summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
         sync_task(session, task, live, f"settings changed: {summary}")
+        audit.record(
+            session, actor, "task.changed", task=task, subject=task.name, before=before,
+            after=changes,
+        )  # fmt: skip
     return task
 
 
@@ -143,17 +181,32 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
     follows_governor = task.automation == "on" and task.threshold_policy == "certified"
     for m in migrations if follows_governor else []:
         before = task.mode
+        was = {"mode": task.mode, "threshold": task.threshold_in_force}
         task.mode, task.threshold_in_force, task.mode_reason = m.mode, m.threshold, m.reason
         _history(session, task, m.reason, n=m.n, errors=m.errors, upper=m.upper)
         _mode_event(session, task, before, m.reason)
+        _audit_migration(session, task, was, m.reason, n=m.n, errors=m.errors, upper=m.upper)
     mode, threshold, reason = effective_state(task, live)
     if (mode, threshold) != (task.mode, task.threshold_in_force):
         before = task.mode
+        was = {"mode": task.mode, "threshold": task.threshold_in_force}
         task.mode, task.threshold_in_force = mode, threshold
         _history(session, task, f"{reason} ({cause})")
         _mode_event(session, task, before, f"{reason} ({cause})")
+        _audit_migration(session, task, was, f"{reason} ({cause})")
     task.mode_reason = reason
     session.add(task)
+
+
+def _audit_migration(
+    session: Session, task: Task, was: dict, reason: str, **evidence: object
+) -> None:
+    """An audit row for a mode or threshold migration (the system decided it)."""
+    now = {"mode": task.mode, "threshold": task.threshold_in_force, "reason": reason}
+    audit.record(
+        session, None, "task.migrated", task=task, subject=task.name, before=was,
+        after={**now, **evidence},
+    )  # fmt: skip
 
 
 def _mode_event(session: Session, task: Task, before: str, reason: str) -> None:

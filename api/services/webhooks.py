@@ -25,6 +25,7 @@ from api.schemas import (
     WebhookSet,
     iso,
 )
+from api.services import audit
 from api.tables import Case, Routing, Task, TaskWebhook, WebhookDelivery, WebhookEvent
 
 PING = "ping"  # sent on request by an admin, whatever the event filter
@@ -111,6 +112,7 @@ def set_webhook(session: Session, task_name: str, body: WebhookSet) -> WebhookPu
     now = time.time()
     events = list(dict.fromkeys(body.events or WEBHOOK_EVENT_TYPES))
     hook = session.get(TaskWebhook, task.id)
+    before = None if hook is None else {"url": hook.url, "events": list(hook.events)}
     if hook is None:
         hook = TaskWebhook(
             task_id=task.id,  # type: ignore[arg-type]
@@ -122,6 +124,11 @@ def set_webhook(session: Session, task_name: str, body: WebhookSet) -> WebhookPu
     else:
         hook.url, hook.events, hook.updated_at = body.url, events, now
     session.add(hook)
+    after = {"url": body.url, "events": events}
+    audit.record(
+        session, audit.acting(), "webhook.set", task=task, subject=task.name, before=before,
+        after=after,
+    )  # fmt: skip
     return _public(task, hook)
 
 
@@ -139,11 +146,15 @@ def delete_webhook(session: Session, task_name: str) -> None:
     hook = session.get(TaskWebhook, task.id)
     if hook is None:
         raise NotFound(f"task {task_name!r} has no webhook")
+    before = {"url": hook.url, "events": list(hook.events)}
     session.delete(hook)
     session.exec(  # type: ignore[call-overload]
         update(WebhookEvent)
         .where(col(WebhookEvent.task_id) == task.id, col(WebhookEvent.status) == "pending")
         .values(status="cancelled", last_error="webhook removed")
+    )
+    audit.record(
+        session, audit.acting(), "webhook.deleted", task=task, subject=task.name, before=before
     )
 
 

@@ -187,6 +187,50 @@ def charts(curve: pd.DataFrame, history: pd.DataFrame, target: float | None) -> 
         st.caption("Dashed lines mark mode changes.")
 
 
+def label_quality(tl: TierlineClient, task: str, metrics: dict[str, Any]) -> None:
+    """Second opinions, agreement between reviewers and per-reviewer figures."""
+    st.subheader("Label quality")
+    cols = st.columns(4)
+    cols[0].metric(
+        "Second opinions",
+        format_percent(metrics.get("second_opinion_share")),
+        help=f"{format_number(metrics.get('second_opinions', 0))} cases checked by a second "
+        "reviewer (bounded by the task's second_opinion_share)",
+    )
+    cols[1].metric("Sent to a lead", format_number(metrics.get("escalated", 0)))
+    cols[2].metric("Reviewer agreement", format_percent(metrics.get("agreement")))
+    cols[3].metric("Fleiss' kappa", _fixed(metrics.get("kappa"), 2))
+    try:
+        agreement = tl.agreement(task)
+    except TierlineError as error:
+        st.caption(f"Agreement unavailable: {session.describe(error)}")
+        agreement = None
+    if agreement and agreement.get("cases"):
+        labels = agreement["labels"]
+        confusion = pd.DataFrame(agreement["confusion"], index=labels, columns=labels)
+        left, right = st.columns(2)
+        left.caption(
+            f"Pairs of opinions on {format_number(agreement['cases'])} cases "
+            f"(Cohen's kappa {_fixed(agreement.get('cohen_kappa'), 2)})"
+        )
+        left.dataframe(confusion, width="stretch")
+        pairs = to_dataframe(agreement.get("reviewer_pairs", []))
+        right.caption("Agreement per pair of reviewers")
+        right.dataframe(pairs, hide_index=True, width="stretch")
+    else:
+        st.caption("No case has two opinions yet (overlap, second opinions or a lead's decision).")
+    try:
+        reviewers = tl.reviewers(task)
+    except TierlineError as error:
+        st.caption(f"Reviewer figures: {session.describe(error)}")
+        return
+    if not reviewers:
+        st.caption("No reviewer has labelled a case of this task yet.")
+        return
+    st.caption("Reviewers")
+    st.dataframe(to_dataframe(reviewers), hide_index=True, width="stretch")
+
+
 def load(tl: TierlineClient, task: str) -> tuple[dict, list, list] | None:
     try:
         return tl.metrics(task), tl.curve(task), tl.history(task)
@@ -239,6 +283,7 @@ def main() -> None:
             mime="text/csv",
             key="db_download",
         )
+    label_quality(tl, name, metrics)
 
 
 if __name__ == "__main__":  # Streamlit runs pages as __main__

@@ -401,3 +401,27 @@ def test_client_doctests() -> None:
     import doctest
 
     assert doctest.testmod(client_module).failed == 0
+
+
+def test_governance_methods_call_their_routes():
+    handler, seen = sequence(httpx.Response(200, json={"data": [], "count": 0}))
+    with make(handler) as client:
+        client.audit(limit=5, task="claims", action="case.routed", before=9)
+        client.models("claims")
+        client.activate_model("claims", 25)
+        client.rotate_key("k_1", grace_seconds=60)
+    audit, models, activate, rotate = seen
+    assert audit.url.path == "/v1/audit"
+    assert dict(audit.url.params) == {
+        "task": "claims", "action": "case.routed", "limit": "5", "before": "9"
+    }
+    assert (models.method, models.url.path) == ("GET", "/v1/tasks/claims/models")
+    assert (activate.method, activate.url.path) == (
+        "POST", "/v1/tasks/claims/models/25/activate"
+    )
+    assert rotate.url.path == "/v1/keys/k_1/rotate"
+    assert json.loads(rotate.content) == {"grace_seconds": 60}
+    handler, seen = sequence(httpx.Response(204))
+    with make(handler) as client:
+        client.erase_case("c_1")
+    assert (seen[0].method, seen[0].url.path) == ("DELETE", "/v1/cases/c_1")

@@ -1,3 +1,7 @@
+import base64
+import logging
+import time
+
 from tests.utils.factories import ADMIN_KEY, auth
 
 
@@ -7,7 +11,7 @@ def test_create_key_shows_key_once_and_lists_without_it(api):
     )
     assert created.status_code == 201
     body = created.json()
-    assert set(body) == {"id", "name", "role", "key"}
+    assert {"id", "name", "role", "key"} <= set(body)
     assert body["key"].startswith("tl_")
     listed = api.client.get("/v1/keys", headers=api.admin).json()
     assert listed["count"] == 1
@@ -57,3 +61,102 @@ def test_create_key_rejects_unknown_role(api):
     response = api.client.post("/v1/keys", json={"name": "x", "role": "root"}, headers=api.admin)
     assert response.status_code == 422
     assert "role" in str(response.json()["detail"])
+
+
+# --- rotation, expiry, last use, secrecy ---------------------------------------------------
+def test_keys_are_random_256_bit_secrets_with_a_prefix(api):
+    keys = {api.key("service", f"svc-{i}") for i in range(5)}
+    assert len(keys) == 5
+    for key in keys:
+        assert key.startswith("tl_")
+        raw = base64.urlsafe_b64decode(key.removeprefix("tl_") + "=")
+        assert len(raw) == 32  # 256 bits from the OS's CSPRNG (secrets.token_urlsafe)
+
+
+def test_rotation_issues_a_new_key_and_the_old_one_stops_after_the_grace(api, monkeypatch):
+    created = api.client.post(
+        "/v1/keys", json={"name": "svc", "role": "service", "tasks": ["claims"]}, headers=api.admin
+    ).json()
+    rotated = api.client.post(
+        f"/v1/keys/{created['id']}/rotate", json={"grace_seconds": 60}, headers=api.admin
+    )
+    assert rotated.status_code == 201, rotated.text
+    new = rotated.json()
+    assert new["replaces"] == created["id"] and new["key"] != created["key"]
+    assert (new["name"], new["role"], new["tasks"]) == ("svc", "service", ["claims"])
+    for key in (created["key"], new["key"]):  # both work during the grace period
+        assert api.client.get("/v1/me", headers=auth(key)).status_code == 200
+
+    listed = {k["id"]: k for k in api.client.get("/v1/keys", headers=api.admin).json()["data"]}
+    assert listed[created["id"]]["rotated_to"] == new["id"]
+    assert listed[created["id"]]["expires_at"] == new["old_key_expires_at"]
+
+    later = time.time() + 61
+    monkeypatch.setattr("api.services.keys.time.time", lambda: later)
+    api.client.app.state.tierline.keys.forget()
+    assert api.client.get("/v1/me", headers=auth(created["key"])).status_code == 401
+    assert api.client.get("/v1/me", headers=auth(new["key"])).status_code == 200
+
+    again = api.client.post(f"/v1/keys/{created['id']}/rotate", headers=api.admin)
+    assert again.status_code == 409  # expired: nothing to rotate
+    actions = [
+        r["action"]
+        for r in api.client.get(
+            "/v1/audit", params={"subject": created["id"]}, headers=api.admin
+        ).json()["data"]
+    ]
+    assert actions == ["key.rotated", "key.created"]
+
+
+def test_rotate_unknown_key_is_404(api):
+    assert api.client.post("/v1/keys/k_nope/rotate", headers=api.admin).status_code == 404
+
+
+def test_cli_rotates_a_key(api, settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+    from api.settings import get_settings
+
+    created = api.client.post(
+        "/v1/keys", json={"name": "svc", "role": "service"}, headers=api.admin
+    ).json()
+    monkeypatch.setenv("TIERLINE_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["keys", "rotate", created["id"], "--grace", "0"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    new_key = result.output.strip().rsplit(" ", 1)[-1]
+    assert new_key.startswith("tl_") and f"replaces {created['id']}" in result.output
+    api.client.app.state.tierline.keys.forget()
+    assert api.client.get("/v1/me", headers=auth(new_key)).status_code == 200
+    assert api.client.get("/v1/me", headers=auth(created["key"])).status_code == 401
+    row = api.client.get("/v1/audit", params={"action": "key.rotated"}, headers=api.admin).json()[
+        "data"
+    ][0]
+    assert row["actor"]["id"] == "cli"
+
+
+def test_last_used_at_is_recorded(api):
+    created = api.client.post(
+        "/v1/keys", json={"name": "r", "role": "reviewer"}, headers=api.admin
+    ).json()
+    row = api.client.get("/v1/keys", headers=api.admin).json()["data"][0]
+    assert row["last_used_at"] is None
+    assert api.client.get("/v1/me", headers=auth(created["key"])).status_code == 200
+    row = api.client.get("/v1/keys", headers=api.admin).json()["data"][0]
+    assert row["last_used_at"] is not None
+
+
+def test_keys_are_never_logged(api, caplog):
+    with caplog.at_level(logging.DEBUG):
+        created = api.client.post(
+            "/v1/keys", json={"name": "secretive", "role": "service"}, headers=api.admin
+        ).json()
+        api.client.get("/v1/me", headers=auth(created["key"]))
+        api.client.get("/v1/me", headers=auth(created["key"] + "x"))  # a wrong one, too
+        trail = api.client.get("/v1/audit", headers=api.admin).text
+    assert created["key"] not in caplog.text and ADMIN_KEY not in caplog.text
+    assert created["key"] not in trail

@@ -51,3 +51,23 @@ def test_history_records_mode_migrations(api):
     api.teach("claims", 20)
     history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()
     assert [h["mode"] for h in history["data"]][:2] == ["assist", "automated"]
+
+
+def test_curve_pages_with_after_and_limit(api):
+    api.create_task(min_labels=10)
+    api.teach("claims", 30)
+    headers = api.as_("analyst")
+    whole = api.client.get("/v1/tasks/claims/curve", headers=headers).json()
+    assert whole["next_after"] is None
+    pages, after = [], None
+    while True:
+        params = {"limit": 7} | ({"after": after} if after is not None else {})
+        page = api.client.get("/v1/tasks/claims/curve", params=params, headers=headers).json()
+        pages += page["points"]
+        after = page["next_after"]
+        if after is None:
+            break
+        assert len(page["points"]) == 7 and after == page["points"][-1]["labels"]
+    assert pages == whole["points"]
+    bad = api.client.get("/v1/tasks/claims/curve", params={"limit": 0}, headers=headers)
+    assert bad.status_code == 422 and "limit" in bad.text

@@ -99,6 +99,8 @@ class FakeApi:
         self.failures: dict[str, list[TierlineError]] = {}  # one-shot failures by method
         self.curve: list[dict[str, Any]] = []
         self.history: list[dict[str, Any]] = []
+        self.reviewer_rows: list[dict[str, Any]] = []  # GET /v1/tasks/{task}/reviewers
+        self.agreement: dict[str, Any] = {"cases": 0, "labels": ["approve", "reject"]}
         self.lease_seconds = 600
         self._ids = itertools.count(1)
 
@@ -238,6 +240,16 @@ class FakeClient:
     def history(self, task: str) -> list[dict[str, Any]]:
         self._enter("history", task)
         return list(self.api.history)
+
+    def reviewers(self, task: str) -> list[dict[str, Any]]:
+        self._enter("reviewers", task)
+        if self.who["role"] not in ("admin", "analyst"):
+            raise Forbidden(403, "role may not do this (quality:read)")
+        return list(self.api.reviewer_rows)
+
+    def agreement(self, task: str) -> dict[str, Any]:
+        self._enter("agreement", task)
+        return dict(self.api.agreement)
 
     def create_key(self, name: str, role: str) -> dict[str, Any]:
         self._enter("create_key", name, role)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.client import curve_frame, to_dataframe
+from api.client import Forbidden, curve_frame, to_dataframe
 from review_ui.views.dashboard import mode_changes
 
 
@@ -113,3 +113,36 @@ def test_dashboard_outage_is_a_message(dashboard, fake_api) -> None:
     at = dashboard()
     assert not at.exception
     assert "cannot be reached" in at.error[0].value
+
+
+def test_dashboard_shows_label_quality(dashboard, fake_api) -> None:
+    fake_api.agreement = {
+        "cases": 40,
+        "labels": ["approve", "reject"],
+        "confusion": [[50, 6], [6, 18]],
+        "cohen_kappa": 0.74,
+        "reviewer_pairs": [
+            {"a": "alice", "b": "bob", "cases": 40, "agreement": 0.85, "cohen_kappa": 0.74}
+        ],
+    }
+    fake_api.reviewer_rows = [
+        {"reviewer": "alice", "labels": 120, "agreement_with_final": 0.97, "gold_accuracy": 1.0},
+        {"reviewer": "bob", "labels": 80, "agreement_with_final": 0.81, "gold_accuracy": 0.7},
+    ]
+    at = dashboard()
+    assert not at.exception
+    assert "Label quality" in [h.value for h in at.subheader]
+    tiles = {m.label for m in at.metric}
+    assert {"Second opinions", "Sent to a lead", "Reviewer agreement"} <= tiles
+    frames = [d.value for d in at.dataframe]
+    assert any(list(f.get("reviewer", [])) == ["alice", "bob"] for f in frames)
+    assert any(f.shape == (2, 2) and int(f.iloc[0, 0]) == 50 for f in frames)
+
+
+def test_dashboard_label_quality_without_opinions_or_rights(dashboard, fake_api) -> None:
+    fake_api.fail("reviewers", Forbidden(403, "role may not do this (quality:read)"))
+    at = dashboard()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert any("No case has two opinions yet" in c for c in captions)
+    assert any(c.startswith("Reviewer figures:") for c in captions)

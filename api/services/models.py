@@ -1,0 +1,117 @@
+"""Model versions of a task: list the kept snapshots, activate one (roll back online).
+
+Activation makes a signed snapshot the head of the task's model lineage, as
+``tierline model rollback`` does offline (:func:`api.lineage.rollback_model`): the
+snapshot is copied with the newest label id of the log, so the labels in between stay
+in the log but not in this lineage, and learning goes on from the restored model. A
+snapshot whose signature fails is never unpickled.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from api.db import Database, lock_label_log
+from api.errors import Conflict, NotFound
+from api.live import ModelStore
+from api.schemas import ModelSnapshotPublic, ModelsPublic, iso
+from api.security import Principal, verify
+from api.services import audit
+from api.services.tasks import get_task, record_history, sync_task
+from api.tables import Label, ModelSnapshot
+
+
+def list_models(session: Session, store: ModelStore, task_name: str) -> ModelsPublic:
+    """The task's snapshots, newest version first, each with whether its HMAC checks out."""
+    task = get_task(session, task_name)
+    rows = session.exec(
+        select(ModelSnapshot)
+        .where(ModelSnapshot.task_id == task.id)
+        .order_by(col(ModelSnapshot.version).desc(), col(ModelSnapshot.id).desc())
+    ).all()
+    data = [
+        ModelSnapshotPublic(
+            id=r.id,  # type: ignore[arg-type]
+            version=r.version,
+            last_label_id=r.last_label_id,
+            family=r.family,
+            created_at=iso(r.created_at),
+            signed=verify(r.blob, r.signature, store.secret),
+        )
+        for r in rows
+    ]
+    live = store.get(task)
+    active = live.version if live is not None else 0
+    return ModelsPublic(task=task.name, active_version=active, data=data, count=len(data))
+
+
+def activate(
+    db: Database, store: ModelStore, task_name: str, version: int, who: Principal
+) -> ModelsPublic:
+    """Serve the task's model as it was at ``version`` (a kept, signed snapshot) from now on.
+
+    Only the process that applies labels (the leader; on SQLite the one process) can do
+    it; elsewhere it is a 409. The change is in the task's history and the audit trail.
+    """
+    if not store.leader:
+        raise Conflict(
+            "this process is not the model leader: retry (another process may lead), or "
+            "stop the API processes and use `tierline model rollback`"
+        )
+    task = store.tasks.get(task_name)
+    live = store.get(task)
+    if live is None:
+        raise NotFound(f"task {task_name!r} has no model yet")
+    with db.write() as session:
+        task = get_task(session, task_name)
+        lock_label_log(session.connection(), task.id)  # type: ignore[arg-type]
+        newest_label = session.exec(
+            select(func.max(Label.id)).where(Label.task_id == task.id)
+        ).one()
+        candidates = session.exec(
+            select(ModelSnapshot)
+            .where(ModelSnapshot.task_id == task.id, ModelSnapshot.version == version)
+            .order_by(col(ModelSnapshot.id).desc())
+        ).all()
+        chosen = next((s for s in candidates if verify(s.blob, s.signature, store.secret)), None)
+        if chosen is None:
+            raise NotFound(
+                f"task {task_name!r} has no signed snapshot of version {version} "
+                f"(GET /v1/tasks/{task_name}/models lists them)"
+            )
+        fresh = store._live_from(chosen)  # signature checked above
+        fresh.last_label_id = max(newest_label or 0, live.last_label_id)
+        session.add(
+            ModelSnapshot(
+                task_id=chosen.task_id,
+                version=chosen.version,
+                last_label_id=fresh.last_label_id,
+                family=chosen.family,
+                blob=chosen.blob,
+                signature=chosen.signature,
+                created_at=time.time(),
+            )
+        )
+        before = {"version": live.version, "last_label_id": live.last_label_id}
+        reason = (
+            f"model rolled back to version {chosen.version} by {who.name} (labels after "
+            f"#{chosen.last_label_id} up to #{fresh.last_label_id} are not in this lineage)"
+        )
+        record_history(session, task, reason)
+        sync_task(session, task, fresh, reason)
+        audit.record(
+            session, who, "model.activated", task=task, subject=task.name, before=before,
+            after={"version": chosen.version, "snapshot_id": chosen.id,
+                   "last_label_id": fresh.last_label_id, "reason": reason},
+        )  # fmt: skip
+    with live.lock:
+        live.model, live.governor = fresh.model, fresh.governor
+        live.last_label_id, live.mode_reason = fresh.last_label_id, fresh.mode_reason
+        live.last_snapshot_version = live.published_version = fresh.version
+        live.migrations.clear()
+    store.tasks.forget(task_name)
+    with db.read() as session:
+        return list_models(session, store, task_name)

@@ -1,0 +1,44 @@
+"""Erasure on request: delete a case's features, keep the record that it was decided.
+
+``DELETE /v1/cases/{id}`` empties the case's features, redacts them in every audit row
+about the case (each erased value becomes ``{"redacted": true, "sha256": ...}``, which
+the hash chain covers, so the trail still verifies) and records the erasure itself.
+The decision, its reasons, the label and the routing record stay. The live model has
+already learned from the case; a snapshot is written at once so that a restart does
+not need the erased features to replay the label log.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from api.db import Database
+from api.live import ModelStore
+from api.security import Principal
+from api.services import audit
+from api.services.cases import load_case
+from api.tables import Case
+
+
+def erase_case(db: Database, store: ModelStore, case_id: str, who: Principal) -> bool:
+    """Erase a case's features; ``False`` when they were erased already (idempotent)."""
+    with db.write() as session:
+        task, case, _ = load_case(session, case_id)  # 404 for an unknown case
+        if case.erased_at is not None:
+            return False
+        erased = sorted(case.features)
+        session.exec(  # type: ignore[call-overload]
+            update(Case).where(col(Case.id) == case_id).values(features={}, erased_at=time.time())
+        )
+        redacted = audit.redact(session, case_id)
+        audit.record(
+            session, who, "case.erased", task=task, subject=case_id,
+            after={"fields": erased, "audit_rows_redacted": redacted},
+        )  # fmt: skip
+    live = store.get(task)
+    if live is not None and store.leader and case.label_id is not None:
+        store.save_snapshot(live)  # replays start after this case's labels
+    return True

@@ -1,0 +1,118 @@
+"""Model versions over HTTP: list the snapshots, activate one (roll back), audited; a
+snapshot whose signature fails is never unpickled."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from api.main import create_app
+from tests.utils.factories import Api, claims_case
+
+PROBES = [claims_case(random.Random(7))[0] for _ in range(5)]
+
+
+def served(api: Api) -> tuple[int, list[dict]]:
+    answers = [
+        api.client.post("/v1/tasks/claims/predict", json={"features": x}, headers=api.admin).json()
+        for x in PROBES
+    ]
+    return answers[0]["model_version"], [a["proba"] for a in answers]
+
+
+def taught(api: Api, n: int = 60) -> dict[int, tuple[int, list[dict]]]:
+    """Label ``n`` cases one by one; returns what was served at each version."""
+    api.create_task(min_labels=10, threshold=0.6)
+    rng = random.Random(1)
+    truth = {}
+    for _ in range(n):
+        x, y = claims_case(rng)
+        truth[api.send("claims", x)["id"]] = y
+    seen = {}
+    while (claim := api.claim("claims")) is not None:
+        assert api.label(claim, truth[claim["case"]["id"]]).status_code == 200
+        version, probas = served(api)
+        seen[version] = (version, probas)
+    return seen
+
+
+def test_models_are_listed_and_an_older_one_activated(api):  # snapshot_every=25
+    seen = taught(api)
+    models = api.client.get("/v1/tasks/claims/models", headers=api.as_("analyst"))
+    assert models.status_code == 200, models.text
+    body = models.json()
+    assert body["active_version"] == 60
+    versions = [m["version"] for m in body["data"]]
+    assert {25, 50} <= set(versions) and versions == sorted(versions, reverse=True)
+    assert all(m["signed"] for m in body["data"])
+
+    assert (
+        api.client.post(
+            "/v1/tasks/claims/models/25/activate", headers=api.as_("analyst")
+        ).status_code
+        == 403
+    )
+    activated = api.client.post("/v1/tasks/claims/models/25/activate", headers=api.admin)
+    assert activated.status_code == 200, activated.text
+    assert activated.json()["active_version"] == 25
+    assert served(api) == seen[25]
+
+    history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+    assert any("rolled back to version 25" in h["reason"] for h in history)
+    trail = api.client.get(
+        "/v1/audit", params={"action": "model.activated"}, headers=api.admin
+    ).json()["data"]
+    assert len(trail) == 1
+    assert trail[0]["before"]["version"] == 60 and trail[0]["after"]["version"] == 25
+    assert trail[0]["actor"]["role"] == "admin"
+
+    api.teach("claims", 5, seed=9)  # learning goes on from the restored model
+    version, _ = served(api)
+    assert 25 < version < 60
+
+
+def test_activating_a_version_without_a_snapshot_is_404(api):
+    taught(api, 30)
+    response = api.client.post("/v1/tasks/claims/models/7/activate", headers=api.admin)
+    assert response.status_code == 404 and "version 7" in response.json()["detail"]
+    assert api.client.get("/v1/tasks/nope/models", headers=api.admin).status_code == 404
+
+
+class Exploit:
+    """Unpickling this creates a file: proof that someone unpickled it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (self.path, "w"))
+
+
+def test_a_snapshot_with_a_bad_signature_is_never_unpickled(settings, tmp_path, caplog):
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        seen = taught(api, 30)  # a kept snapshot at 25, and one at shutdown (30)
+    proof = tmp_path / "unpickled"
+    engine = create_engine(settings.database_url, poolclass=NullPool)
+    with engine.begin() as conn:  # swap the payload of every snapshot, keep the signatures
+        tampered = set(conn.execute(text("SELECT id FROM model_snapshot")).scalars())
+        conn.execute(
+            text("UPDATE model_snapshot SET blob = :blob"),
+            {"blob": pickle.dumps(Exploit(str(proof)))},
+        )
+    engine.dispose()
+
+    with caplog.at_level(logging.WARNING), TestClient(create_app(settings)) as client:
+        api = Api(client)
+        assert served(api) == seen[30]  # rebuilt from the label log instead
+        models = client.get("/v1/tasks/claims/models", headers=api.admin).json()["data"]
+        assert tampered and {m["id"] for m in models if not m["signed"]} == tampered
+        refused = client.post("/v1/tasks/claims/models/25/activate", headers=api.admin)
+        assert refused.status_code == 404
+    assert not proof.exists()
+    assert "bad signature" in caplog.text
