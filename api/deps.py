@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from sqlmodel import col, select
 
 from api.cache import TTLCache
@@ -122,3 +124,29 @@ def _task_of_case(db: Database, case_id: str) -> str | None:
 
 
 Reviewer = Annotated[Principal, require("review")]
+
+
+def unauthenticated_routes(app: FastAPI) -> list[str]:
+    """The ``/v1`` routes that do not depend on :func:`current_principal` (should be none).
+
+    ``create_app`` refuses to build an app with such a route: deny by default.
+    """
+
+    def authenticates(dependant: Any) -> bool:
+        return dependant.call is current_principal or any(
+            authenticates(d) for d in dependant.dependencies
+        )
+
+    def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                yield route
+            included = getattr(route, "original_router", None)  # FastAPI >= 0.160: lazy
+            if included is not None:
+                yield from api_routes(included.routes)
+
+    return [
+        f"{sorted(route.methods)} {route.path}"
+        for route in api_routes(app.routes)
+        if route.path.startswith("/v1") and not authenticates(route.dependant)
+    ]

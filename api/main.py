@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import migrate
 from api.cache import TTLCache
 from api.db import Database
-from api.deps import AppState
+from api.deps import AppState, unauthenticated_routes
 from api.errors import ERROR_RESPONSES, ServiceError
 from api.lineage import ModelSync
 from api.live import ModelStore
@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     for module in (audit_routes, models):  # security and governance
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    if missing := unauthenticated_routes(app):  # deny by default
+        raise RuntimeError(f"routes without authentication: {missing}")
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -24,6 +24,7 @@ from itertools import islice
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,9 +56,14 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or "wrk"
 
 
-def wrk(url: str, body: dict, key: str, seconds: int, connections: int) -> dict:
+def wrk(
+    url: str, body: dict, key: str, seconds: int, connections: int, pid: int | None = None
+) -> dict:
+    """wrk's rate and latency; with the server's ``pid``, also its CPU time per request
+    (a figure other work on the machine barely moves, unlike requests per second)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA.format(body=json.dumps(body), key=key))
+    cpu_before = _cpu(pid)
     out = subprocess.run(
         [
             ensure_wrk(),
@@ -73,14 +79,24 @@ def wrk(url: str, body: dict, key: str, seconds: int, connections: int) -> dict:
         text=True,
         check=True,
     ).stdout
+    cpu = _cpu(pid) - cpu_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": rps,
+        "cpu_us_per_request": cpu / total * 1e6 if pid and total else None,
         "p50_ms": _ms(out, "50%"),
         "p99_ms": _ms(out, "99%"),
         "errors": int(non2xx.group(1)) if non2xx else 0,
     }
+
+
+def _cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _ms(out: str, pct: str) -> float:
@@ -146,7 +162,7 @@ def prepare_task(url: str, warm: int) -> tuple[dict, list[dict]]:
     return rows[warm][0], [{"features": x} for x, _ in rows[warm:]]
 
 
-def batch_rate(url: str, batch: list[dict], seconds: float) -> float:
+def batch_rate(url: str, batch: list[dict], seconds: float) -> tuple[float, int]:
     with httpx.Client(
         base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60
     ) as client:
@@ -154,7 +170,7 @@ def batch_rate(url: str, batch: list[dict], seconds: float) -> float:
         while time.perf_counter() - start < seconds:
             client.post("/v1/tasks/bench/cases/batch", json={"cases": batch}).raise_for_status()
             sent += len(batch)
-        return sent / (time.perf_counter() - start)
+        return sent / (time.perf_counter() - start), sent
 
 
 def main() -> None:
@@ -173,6 +189,7 @@ def main() -> None:
                 "none",
                 args.seconds,
                 args.connections,
+                bare.pid,
             )
     finally:
         bare.terminate()
@@ -187,12 +204,14 @@ def main() -> None:
         ).start()
         try:
             sample, batch = prepare_task(server.url, warm=300)
+            pid = server.process.pid  # type: ignore[union-attr]
             results["predict"] = wrk(
                 f"{server.url}/v1/tasks/bench/predict",
                 {"features": sample},
                 ADMIN,
                 args.seconds,
                 args.connections,
+                pid,
             )
             results["cases"] = wrk(
                 f"{server.url}/v1/tasks/bench/cases",
@@ -200,22 +219,32 @@ def main() -> None:
                 ADMIN,
                 args.seconds,
                 args.connections,
+                pid,
             )
-            results["batch"] = {"cases_per_s": batch_rate(server.url, batch, args.seconds)}
+            cpu_before = _cpu(pid)
+            rate, sent = batch_rate(server.url, batch, args.seconds)
+            results["batch"] = {
+                "cases_per_s": rate,
+                "cpu_us_per_case": (_cpu(pid) - cpu_before) / sent * 1e6,
+            }
         finally:
             server.stop()
     base, base_async = results["bare"]["rps"], results["bare_async"]["rps"]
     print(
-        "\n| endpoint | requests/s | ratio to bare | ratio to bare async | p50 ms | p99 ms |"
-        "\n|---|---|---|---|---|---|"
+        "\n| endpoint | requests/s | ratio to bare | ratio to bare async | p50 ms | p99 ms "
+        "| server CPU µs/request |\n|---|---|---|---|---|---|---|"
     )
     for name in ("bare", "bare_async", "predict", "cases"):
         r = results[name]
         print(
             f"| {name} | {r['rps']:.0f} | {r['rps'] / base:.2f} | {r['rps'] / base_async:.2f} "
-            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
+            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_request']:.0f} |"
         )
-    print(f"\nbatch (1,000 cases per call): {results['batch']['cases_per_s']:.0f} cases/s")
+    b = results["batch"]
+    print(
+        f"\nbatch (1,000 cases per call): {b['cases_per_s']:.0f} cases/s, "
+        f"server CPU {b['cpu_us_per_case']:.0f} µs/case"
+    )
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "api.json").write_text(json.dumps(results, indent=2))

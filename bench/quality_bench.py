@@ -98,19 +98,109 @@ def run(stream: str, n: int, noise: str, policy: str, seed: int, target: float) 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby(["stream", "noise", "policy"], sort=False)
-    return grouped.agg(
-        runs=("seed", "count"),
-        mean_error=("realized_error", "mean"),
-        max_error=("realized_error", "max"),
-        above_target=("above_target", "sum"),
-        violated=("violated", "sum"),
-        automation=("automation", "mean"),
-        opinions_per_label=("opinions", "sum"),
-        labels=("labels", "sum"),
-        second_share=("second_opinion_share", "mean"),
-        final_label_error=("final_label_error", "mean"),
-        noisy_error=("noisy_reviewer_error", "mean"),
-    ).assign(opinions_per_label=lambda f: f.opinions_per_label / f.labels).drop(columns="labels")
+    return (
+        grouped.agg(
+            runs=("seed", "count"),
+            mean_error=("realized_error", "mean"),
+            max_error=("realized_error", "max"),
+            above_target=("above_target", "sum"),
+            violated=("violated", "sum"),
+            automation=("automation", "mean"),
+            opinions_per_label=("opinions", "sum"),
+            labels=("labels", "sum"),
+            second_share=("second_opinion_share", "mean"),
+            final_label_error=("final_label_error", "mean"),
+            noisy_error=("noisy_reviewer_error", "mean"),
+        )
+        .assign(opinions_per_label=lambda f: f.opinions_per_label / f.labels)
+        .drop(columns="labels")
+    )
+
+
+def claim_pick_cost(url: str, n_cases: int = 50_000, rounds: int = 20) -> dict[str, float]:
+    """Time the claim's pick query with and without the label-quality filter.
+
+    A queue of ``n_cases`` cases (0.2% leased, 0.2% with an opinion already), batches of
+    100 picks alternating between the two forms; medians of the per-pick times.
+    """
+    import random
+    import statistics
+
+    from sqlalchemy import select, text
+    from sqlmodel import col
+
+    from api import migrate
+    from api.db import Database
+    from api.security import Principal
+    from api.services import quality
+    from api.tables import Case, Task
+
+    migrate.upgrade(url)
+    db = Database(url)
+    now = time.time()
+    rng = random.Random(0)
+    with db.write() as session:
+        task = Task(
+            name="pick-bench",
+            labels=["a", "b"],
+            target_error=0.05,
+            audit_rate=0.05,
+            min_labels=10,
+            threshold=0.9,
+            delta=0.05,
+            model_family="linear",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(task)
+        session.flush()
+        rows = []
+        for i in range(n_cases):
+            priority = rng.random()
+            rows.append(
+                {
+                    "id": f"c_{i:08d}",
+                    "task_id": task.id,
+                    "features": {},
+                    "created_at": now,
+                    "status": "pending",
+                    "queued": True,
+                    "priority": priority,
+                    "lease_id": "l" if priority < 0.002 else None,
+                    "lease_expires_at": now + 3600 if priority < 0.002 else None,
+                    "opinions": 1 if 0.002 <= priority < 0.004 else 0,
+                }
+            )
+        session.execute(Case.__table__.insert(), rows)  # type: ignore[attr-defined]
+        task_id = task.id
+    if db.is_postgres:
+        with db.engine.connect() as conn:
+            conn.execute(text("COMMIT"))
+            conn.execute(text("ANALYZE"))
+    who = Principal(id="k_bench", name="bench", role="reviewer")
+
+    def pick(with_quality: bool):  # type: ignore[no-untyped-def]
+        query = select(Case.id).where(
+            col(Case.task_id) == task_id,
+            col(Case.queued).is_(True),
+            col(Case.lease_expires_at).is_(None) | (col(Case.lease_expires_at) < time.time()),
+        )
+        if with_quality:
+            query = query.where(quality.claimable_by(who))
+        return query.order_by(col(Case.priority)).limit(1)
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with db.engine.connect() as conn:
+        for _ in range(rounds):
+            for with_quality in (False, True):
+                statement = pick(with_quality)
+                start = time.perf_counter()
+                for _ in range(100):
+                    conn.execute(statement).scalar()
+                times[with_quality].append((time.perf_counter() - start) / 100 * 1e6)
+    db.dispose()
+    plain, checked = statistics.median(times[False]), statistics.median(times[True])
+    return {"plain_us": plain, "quality_us": checked, "ratio": checked / plain}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.05)
     parser.add_argument("--streams", nargs="+", default=["hyperplane", "sea", "tickets"])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--claims",
+        metavar="DATABASE_URL",
+        help="instead: time the claim's pick with and without the label-quality filter "
+        "on this (empty) database",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.claims:
+        cost = claim_pick_cost(args.claims)
+        print(
+            f"claim pick: {cost['plain_us']:.0f} us plain, {cost['quality_us']:.0f} us with "
+            f"the label-quality filter (ratio {cost['ratio']:.2f})"
+        )
+        return 0
     seeds, n = (2, 5_000) if args.quick else (args.seeds, args.n)
     started = time.perf_counter()
     rows = []

@@ -313,9 +313,13 @@ def _bracket(level: float, target: float, k: int) -> tuple[float, float]:
             low, high = 0.0, n  # errors == n always fails
             for _ in range(30):
                 mid = (low + high) / 2.0
-                low, high = (mid, high) if weighted_upper_at_most(mid, n, level, target) else (
-                    low,
-                    mid,
+                low, high = (
+                    (mid, high)
+                    if weighted_upper_at_most(mid, n, level, target)
+                    else (
+                        low,
+                        mid,
+                    )
                 )
             found = (low, high)
         table[k] = found
@@ -584,8 +588,14 @@ class RiskController:
                 squares += w * w / m
                 weighted_errors += w * e / m
             if arrivals > 0.0:
-                out[b] = (grid[b], n, errors, arrivals, arrivals * arrivals / squares,
-                          weighted_errors / arrivals)
+                out[b] = (
+                    grid[b],
+                    n,
+                    errors,
+                    arrivals,
+                    arrivals * arrivals / squares,
+                    weighted_errors / arrivals,
+                )
             else:
                 out[b] = (grid[b], n, errors, arrivals, 0.0, None)
         return out
@@ -784,9 +794,7 @@ class RiskController:
     def _certificate_now(self) -> Certificate:
         active, regions, scans, m = self._stats()
         target = _fmt(self.target_error)
-        passing = [
-            (min(scan.passed), i) for i, scan in enumerate(scans) if scan.passed
-        ]
+        passing = [(min(scan.passed), i) for i, scan in enumerate(scans) if scan.passed]
         if passing:
             b = min(passing)[0]
             best: tuple[float, int] | None = None
@@ -871,9 +879,7 @@ class RiskController:
             f"{_fmt(self.target_error)}, n={stats[1]}, {stats[2]} errors"
             f"{self._span(active[i], m)})"
         )
-        return Certificate(
-            stats[0] if ok else None, stats[5], upper, stats[1], stats[2], reason
-        )
+        return Certificate(stats[0] if ok else None, stats[5], upper, stats[1], stats[2], reason)
 
     def point_threshold(self) -> float | None:
         """The lowest threshold whose *point* estimate is within the target (a baseline).
@@ -1136,7 +1142,8 @@ class TaskGovernor:
     **tuning
         ``hysteresis`` (default 0: a share of the target the bound must stay below to
         certify or lower the threshold), ``hysteresis_errors`` (default 1: the bound must
-        stay within the target after that many more errors), ``drift_delta`` (ADWIN's delta, default 0.002),
+        stay within the target after that many more errors), ``drift_delta`` (ADWIN's
+        delta, default 0.002),
         ``monitor_reviews`` (default False), ``cusum_threshold`` (default 8),
         ``audit_boost`` (default 8, see :meth:`audit_rate`), ``warn_fraction`` (default
         0.3, see :attr:`DriftMonitor.warning`); anything else goes to the controller.

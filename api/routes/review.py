@@ -1,4 +1,7 @@
+from functools import partial
+
 from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Reviewer, StateDep
 from api.schemas import CaseDetail, Claim, ClaimRequest, Correction, LabelCreate, Release
@@ -12,23 +15,27 @@ router = APIRouter(prefix="/v1", tags=["review"])
     response_model=Claim,
     responses={204: {"description": "nothing is waiting"}},
 )
-def claim(
+async def claim(
     task: str, state: StateDep, who: Reviewer, body: ClaimRequest | None = None
 ) -> Claim | Response:
-    claimed = service.claim_next(
+    # async with one explicit threadpool hop: a sync route pays a second one to
+    # validate its response
+    claimed = await run_in_threadpool(
+        partial(service.claim_next, exclude=body.exclude if body else ()),
         state.db,
         state.store,
         task,
         who,
         state.settings.lease_seconds,
-        exclude=body.exclude if body else (),
     )
     return claimed if claimed is not None else Response(status_code=204)
 
 
 @router.post("/cases/{case_id}/label", response_model=CaseDetail)
-def label(case_id: str, body: LabelCreate, state: StateDep, who: Reviewer) -> CaseDetail:
-    return service.label_case(state.db, state.store, case_id, body, who)
+async def label(case_id: str, body: LabelCreate, state: StateDep, who: Reviewer) -> CaseDetail:
+    return await run_in_threadpool(
+        service.label_case, state.db, state.store, case_id, body, who
+    )  # one hop, as for claims
 
 
 @router.post("/cases/{case_id}/correct", response_model=CaseDetail)

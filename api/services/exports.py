@@ -20,14 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, exists, or_
 from sqlmodel import col, select
 
 from api.db import Database
 from api.fileformats import Column
 from api.services.metrics import NOT_EVIDENCE
 from api.services.tasks import get_task
-from api.tables import Case, Label, Routing, Task
+from api.tables import Case, GoldCase, Label, Routing, Task
 from learner import parse_schema
 
 What = Literal["labels", "cases"]
@@ -149,6 +149,7 @@ def _case_chunks(db: Database, task_id: int) -> Iterator[list[dict[str, Any]]]:
             select(Case, Routing)
             .join(Routing, col(Routing.case_id) == Case.id)
             .where(Case.task_id == task_id)
+            .where(~exists().where(col(GoldCase.case_id) == Case.id))  # gold is not a case
         )
         if after is not None:
             at, case_id = after

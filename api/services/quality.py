@@ -95,7 +95,7 @@ def decide(
     needed = max(task.labels_per_case, 2 if case.second_opinion else 1)
     if len(labels) < needed:
         return Outcome(final=None)
-    if needed == 1:
+    if len(labels) == 1:
         confident = routing.confidence >= task.second_opinion_confidence
         contradicts = routing.suggestion is not None and label != routing.suggestion
         low = recent_agreement is not None and recent_agreement < task.second_opinion_agreement
@@ -296,8 +296,14 @@ def pick_gold(session: Session, task: Task, who: Principal, rng: random.Random) 
     answered = exists().where(
         col(Opinion.case_id) == GoldCase.case_id, col(Opinion.key_id) == who.id
     )
+    held = exists().where(  # already on this reviewer's screen (say, prefetched)
+        col(Lease.case_id) == GoldCase.case_id,
+        col(Lease.key_id) == who.id,
+        col(Lease.ended_at).is_(None),
+        col(Lease.expires_at) > time.time(),
+    )
     candidates = session.exec(
-        select(GoldCase.case_id).where(GoldCase.task_id == task.id, ~answered).limit(50)
+        select(GoldCase.case_id).where(GoldCase.task_id == task.id, ~answered, ~held).limit(50)
     ).all()
     return rng.choice(candidates) if candidates else None
 

@@ -357,7 +357,37 @@ def _answer_gold(
 
     The answer looks like any other label to the reviewer.
     """
-    now = time.time()
+    with db.read() as session:
+        mine = session.exec(
+            select(Opinion).where(Opinion.case_id == case.id, Opinion.key_id == who.id)
+        ).first()
+    if mine is not None and (mine.lease_id != body.lease_id or mine.label != body.label):
+        raise Conflict(f"you already labelled case {case.id}")
+    now = mine.created_at if mine is not None else time.time()
+    if mine is None:
+        _record_gold_answer(db, task, case, body, who, gold, lease, now)
+    detail = case_detail(task, case, routing)
+    return detail.model_copy(
+        update={
+            "status": "decided",
+            "decision": body.label,
+            "label": body.label,
+            "labelled_by": who.name,
+            "labelled_at": iso(now),
+        }
+    )
+
+
+def _record_gold_answer(
+    db: Database,
+    task: Task,
+    case: Case,
+    body: LabelCreate,
+    who: Principal,
+    gold: str,
+    lease: Lease,
+    now: float,
+) -> None:
     with db.write() as session:
         quality.add_opinion(
             session,
@@ -376,16 +406,6 @@ def _answer_gold(
             .where(col(Lease.id) == body.lease_id)
             .values(ended_at=now, outcome="labelled")
         )
-    detail = case_detail(task, case, routing)
-    return detail.model_copy(
-        update={
-            "status": "decided",
-            "decision": body.label,
-            "label": body.label,
-            "labelled_by": who.name,
-            "labelled_at": iso(now),
-        }
-    )
 
 
 def _emit_disagreement(session: Session, task: Task, case: Case, routing: Routing) -> None:

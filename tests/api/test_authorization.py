@@ -13,8 +13,10 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from api.deps import unauthenticated_routes
 from api.main import create_app
 from api.settings import Settings
 from tests.utils.factories import ADMIN_KEY, Api, auth, claims_case
@@ -144,6 +146,15 @@ def test_every_route_has_a_declared_rule(world):
     assert not undeclared, f"routes without an authorization rule (add them to RULES): {undeclared}"
     stale = RULES.keys() - routes
     assert not stale, f"rules for routes that no longer exist: {stale}"
+
+
+def test_every_v1_route_authenticates_and_a_new_one_without_would_be_caught(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", env="dev"))
+    assert unauthenticated_routes(app) == []  # create_app refuses to build otherwise
+    leak = APIRouter(prefix="/v1")
+    leak.add_api_route("/leak", lambda: {"secret": 1}, methods=["GET"])
+    app.include_router(leak)
+    assert unauthenticated_routes(app) == ["['GET'] /v1/leak"]
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(RULES))

@@ -41,14 +41,23 @@ def run(n: int) -> tuple[LiveModel, list[tuple[int, SimpleNamespace, dict]]]:
             automation_on=on,
         )
         d = route_case(
-            live.model.predict_proba_one(x), policy=policy, n_labels=live.version,
-            task="t", case_key=str(i),
+            live.model.predict_proba_one(x),
+            policy=policy,
+            n_labels=live.version,
+            task="t",
+            case_key=str(i),
         )
         if d.route == "auto" and not d.audit:
             continue  # decided by the model: nobody labels it
         row = SimpleNamespace(
-            label=y, suggestion=d.suggestion, kind="review", case_id=f"c{i}",
-            confidence=d.confidence, propensity=d.propensity, audit=d.audit, route=d.route,
+            label=y,
+            suggestion=d.suggestion,
+            kind="review",
+            case_id=f"c{i}",
+            confidence=d.confidence,
+            propensity=d.propensity,
+            audit=d.audit,
+            route=d.route,
         )
         log.append((len(log) + 1, row, x))
         live.fold(len(log), row, x)
@@ -89,8 +98,7 @@ def test_replaying_the_log_or_resuming_a_snapshot_ends_in_the_same_model():
     # a snapshot taken while a challenger races the model, then the rest of the log
     first = fresh()
     cut = next(
-        k for k in range(len(log))
-        if (first.fold(*log[k]) or True) and first.challenger is not None
+        k for k in range(len(log)) if (first.fold(*log[k]) or True) and first.challenger is not None
     )
     blob = pickle.dumps(
         {"model": first.model, "governor": first.governor, "challenger": first.challenger}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -383,11 +384,16 @@ def test_concurrent_claims_never_hand_a_case_twice_to_one_reviewer(api):
         api.key("reviewer", name)
     errors: list[str] = []
 
+    deadline = time.monotonic() + 60
+
     def work(name: str) -> None:
         while True:
             claim = api.claim("claims", name)
-            if claim is None:
-                return
+            if claim is None:  # what waits is leased, or this reviewer's answered it
+                if _metrics(api)["queue_depth"] == 0 or time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
+                continue
             response = api.label(claim, "approve", name)
             if response.status_code != 200:
                 errors.append(response.text)
@@ -446,3 +452,30 @@ def test_reviewer_may_change_an_opinion_until_the_case_is_final(api):
     assert other.status_code == 409
     final = api.label(api.claim("claims", "bob"), "reject", "bob").json()
     assert final["label"] == "reject"  # alice's changed opinion agrees with bob's
+
+
+def test_gold_answer_repeat_is_idempotent_and_gold_stays_out_of_exports(api, monkeypatch):
+    from api.services import review
+
+    class AlwaysGold(random.Random):
+        def random(self) -> float:
+            return 0.0
+
+    monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
+    api.create_task(gold_rate=0.5)
+    api.send("claims", CASE)
+    api.client.post(
+        "/v1/tasks/claims/gold",
+        json={"cases": [{"features": CASE, "label": "approve"}]},
+        headers=api.admin,
+    )
+    gold = api.claim("claims", "alice")
+    real = api.claim("claims", "alice")  # a prefetch: the held gold case is not served twice
+    assert real["case"]["id"] != gold["case"]["id"]
+    first = api.label(gold, "reject", "alice")
+    again = api.label(gold, "reject", "alice")
+    assert first.status_code == again.status_code == 200
+    assert again.json()["labelled_at"] == first.json()["labelled_at"]
+    assert api.label(gold, "approve", "alice").status_code == 409
+    exported = api.client.get("/v1/tasks/claims/export?what=cases", headers=api.admin).text
+    assert gold["case"]["id"] not in exported and real["case"]["id"] in exported

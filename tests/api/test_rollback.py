@@ -63,6 +63,10 @@ def test_rollback_restores_a_kept_snapshot_and_learning_goes_on_from_it(settings
         assert served(api) == at_25  # the model of version 25, after a restart
         history = client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
         assert any("rolled back to version 25" in h["reason"] for h in history)
+        trail = client.get(
+            "/v1/audit", params={"action": "model.activated"}, headers=api.admin
+        ).json()["data"]
+        assert [(r["actor"]["id"], r["after"]["version"]) for r in trail] == [("cli", 25)]
         api.teach("claims", 5, seed=9)  # learning continues from the restored model
         version, _ = served(api)
         assert 25 < version < 60

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, text
 from sqlmodel import select
 
 from api.db import Database
 from api.live import ModelStore
+from api.services.audit import verify as audit_verify
 from api.settings import DEV_SECRET
-from api.tables import Task
+from api.tables import AuditLog, Task
 from tests.utils.databases import pg_cluster_running, start_pg_cluster, stop_pg_cluster
 from tests.utils.factories import ADMIN_KEY, CLAIMS_FEATURES, auth, claims_case
 from tests.utils.server import ServerProcess
@@ -372,6 +373,22 @@ def test_sixteen_reviewers_on_three_processes_label_every_case_exactly_once(clus
         metrics = admin.get(f"/v1/tasks/{TASK}/metrics").json()
     assert metrics["labels"] == n_cases and metrics["queue_depth"] == 0
     converge(servers, n_cases)  # applied labels = label count = model_version, everywhere
+    # three processes extended the task's audit chain at once: one row per claim, label
+    # and release, and the chain verifies (the advisory lock serialised them)
+    db = Database(c.database_url)
+    try:
+        with db.read() as session:
+            verified = audit_verify(session)
+            actions = dict(
+                session.exec(  # type: ignore[call-overload]
+                    select(AuditLog.action, func.count()).group_by(AuditLog.action)
+                ).all()
+            )
+    finally:
+        db.dispose()
+    assert verified.ok, verified.problems[:5]
+    assert actions["case.claimed"] == claims and actions["case.labelled"] == n_cases
+    assert actions["case.released"] == releases and actions["case.routed"] == n_cases
     print(f"{n_cases} cases, {claims} claims, {releases} releases in {elapsed:.1f} s")
 
 

@@ -102,7 +102,7 @@ def test_audits_are_raised_while_errors_may_be_rising_and_drop_back():
 
 def test_no_raised_audits_unless_automated():
     gov = TaskGovernor(target_error=0.05)
-    for i in range(50):
+    for _ in range(50):
         gov.audit_monitor.observe(False)
     gov.audit_monitor.observe(True)
     assert gov.audit_monitor.warning and gov.audit_rate(0.05) == 0.05

@@ -77,8 +77,12 @@ def test_each_window_holds_its_most_recent_distinct_keys(seed, n):
         if rng.random() < 0.1:  # a correction of a random recent key
             k, e = log[rng.randrange(len(log))]
             controller.correct(k, not e.correct)
-            log = [(k2, Evidence(e.confidence, not e.correct, e.propensity, e.audit, e.route))
-                   if k2 == k else (k2, e2) for k2, e2 in log]
+            log = [
+                (k2, Evidence(e.confidence, not e.correct, e.propensity, e.audit, e.route))
+                if k2 == k
+                else (k2, e2)
+                for k2, e2 in log
+            ]
     for size, win in zip(sizes, controller._wins, strict=True):
         expected = RiskController(target_error=0.05, window=size)
         for key, evidence in log[-size:]:
@@ -164,8 +168,13 @@ def test_a_controller_pickled_before_windows_loads():
     from collections import OrderedDict
 
     old_state = {  # the attributes a single-window controller pickled
-        "target_error": 0.05, "delta": 0.05, "window": 50, "seed": 0,
-        "grid": list(controller.grid), "start_rates": [0.2, 0.5], "point_min_n": 30,
+        "target_error": 0.05,
+        "delta": 0.05,
+        "window": 50,
+        "seed": 0,
+        "grid": list(controller.grid),
+        "start_rates": [0.2, 0.5],
+        "point_min_n": 30,
         "n_observed": 80,
         "_evidence": OrderedDict((k, (0, e)) for k, e in controller._evidence()),
     }

@@ -173,3 +173,23 @@ def test_outage_outlasting_the_lease_ends_in_a_plain_conflict(rita, api, client,
     assert at.warning[0].value == rv.CONFLICT_MESSAGE.format(case_id=lost, label="reject")
     assert on_screen(at) not in (None, lost)
     assert case(api, lost)["label"] is None and at.session_state[rv.COUNT] == 0
+
+
+def test_overlap_cases_are_reviewed_as_usual_and_never_come_back(rita, api) -> None:
+    """Label quality: with two opinions a case, rita's labels are opinions; she never sees
+    a case twice, and bob's agreeing labels make them final."""
+    api.client.patch("/v1/tasks/claims", json={"labels_per_case": 2}, headers=api.admin)
+    at = rita.run()
+    seen = []
+    while (shown := on_screen(at)) is not None:
+        assert shown not in seen
+        seen.append(shown)
+        button(at, "2 · reject").click().run()
+        assert not at.exception and not at.warning and not at.error
+    assert len(seen) == 3 and at.session_state[rv.COUNT] == 3
+    assert "Nothing is waiting" in at.success[0].value
+    assert model_version(api) == 0  # opinions, not yet labels
+    while (claim := api.claim("claims", "bob")) is not None:
+        assert api.label(claim, "reject", "bob").status_code == 200
+    assert model_version(api) == 3
+    assert {case(api, c)["label"] for c in seen} == {"reject"}
