@@ -62,10 +62,25 @@ is per check, not simultaneous over the whole life of a task. What users care ab
 the error of all the decisions that were automated, is what ``bench/policy_bench.py``
 measures (it stays within the target up to binomial noise in at least 95% of runs).
 
-*Recent evidence.* Only the last ``window`` labels count, because the model keeps
-learning and the world drifts. Older evidence was produced by a worse model, which
-makes it conservative; a drift detector (:class:`DriftMonitor`) guards the other
-direction, and after drift the governor restarts the window.
+*Recent evidence, several windows.* Only recent labels count, because the model keeps
+learning and the world drifts; but how recent is a trade-off: a short window follows a
+model that got better, a long one is what proves a region whose error sits just under
+the target (a stream with label noise needs thousands of labels for that). So the
+scans run on several windows side by side (the last 1,000, 4,000 and 16,000 labels by
+default, :data:`DEFAULT_WINDOWS`), each at ``delta / m`` for the ``m`` windows tested,
+and the lowest threshold any of them certifies is taken: a union bound over windows x
+scans. A window at least as long as the evidence holds the same labels as the longest,
+so it is tested once (chosen from counts alone). The check of the threshold in force
+splits delta the same way and passes when any window's bound does. Older evidence was
+produced by a worse model, which makes it conservative; a drift detector
+(:class:`DriftMonitor`) guards the other direction, and after drift the governor
+restarts every window.
+
+*Cost.* A label moves a handful of bin counts; the regions are then summed and scanned
+in one pass from the top of the grid (:meth:`RiskController._analyse`), and most bound
+tests are settled by a shared table of critical error counts at sample sizes
+``1.02 ** k`` (:func:`_upper_at_most`) instead of an incomplete-beta evaluation, with the
+same outcome.
 
 Examples
 --------
@@ -1111,26 +1126,29 @@ class TaskGovernor:
     Rules
     -----
     - Starts in ``assist``. With at least ``min_labels`` labels and a certified threshold
-      whose bound is at most ``(1 - hysteresis) * target`` (a margin, so that the next
-      few labels do not undo it) it becomes ``automated`` at that threshold.
+      whose bound would stay within the target after ``hysteresis_errors`` more errors
+      (and is at most ``(1 - hysteresis) * target``: a margin, so that the next few
+      labels do not undo it) it becomes ``automated`` at that threshold.
     - While automated, the threshold in force is checked after every label: the bound
       of its own region (at level delta: one threshold fixed beforehand) must stay at
       or below the target. When it rises above, the governor moves to the lowest
       certified threshold (usually a higher one), or, when none is certified, becomes
-      ``suspended``. A lower certified threshold replaces the one in force only when
-      its bound is at most ``(1 - hysteresis) * target``, so the threshold does not
-      churn. Every change is a :class:`Migration` (mode unchanged when only the
-      threshold moves), so the API can keep the threshold history.
+      ``suspended``. A lower certified threshold replaces the one in force only under
+      the same margin, so the threshold does not churn. Every change is a
+      :class:`Migration` (mode unchanged when only the threshold moves), so the API can
+      keep the threshold history.
     - It also becomes ``suspended`` when drift is detected on the audited outcomes by a
       :class:`DriftMonitor` (ADWIN, and a CUSUM for a rise towards twice the target),
       and, with ``monitor_reviews=True``, by ADWIN on the calibration residual
       ``error - (1 - confidence)`` of the other labelled cases (more of them than of
       audits while automation is partial, so severe drift shows there first; off by
       default because the residual also moves when the model's calibration changes).
-    - After drift the controller forgets all evidence (the window restarts at the
+    - After drift the controller forgets all evidence (the windows restart at the
       detection), so only evidence from after the change can certify again. From
       ``suspended`` it re-certifies once ``min_labels`` labels arrived since the
-      suspension and a threshold is certified.
+      suspension and a threshold is certified. While the audit monitor warns, routing
+      audits more (:meth:`audit_rate`); when the live model is replaced after drift
+      (:meth:`model_replaced`) the evidence restarts again.
     - The admin's kill switch is not here: the API overrides the mode.
 
     Parameters

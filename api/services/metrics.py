@@ -166,5 +166,5 @@ def task_curve(
                 at=iso(p.at),
             )
             for p in rows
-        ]
+        ],
     )

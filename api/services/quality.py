@@ -20,7 +20,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, case, exists, func, true, update
+from sqlalchemy import ColumnElement, exists, func, true, update
+from sqlalchemy import case as sql_case
 from sqlmodel import Session, col, select
 
 from api.db import Database
@@ -42,8 +43,10 @@ from learner.agreement import cohen_kappa, majority, summarize
 
 RECENT_ANSWERS = 50  # a reviewer's "recent agreement" looks at this many checked answers
 MIN_RECENT = 10  # ... and needs at least this many before it may trigger second opinions
+RECENT_SCAN = 500  # ... among their last this many answers
 IDLE_GAP_SECONDS = 600.0  # longer gaps between a reviewer's labels are breaks
 ACTIVE_SECONDS = 3600.0  # a reviewer who claimed within this long can give a second opinion
+REVIEWER_WINDOW = 100_000  # the newest answers behind the reviewer figures
 AGREEMENT_WINDOW = 5000  # multi-opinion cases behind the agreement figures in /metrics
 
 
@@ -62,7 +65,7 @@ def claimable_by(who: Principal) -> ColumnElement[bool]:
     """
     answered = exists().where(col(Opinion.case_id) == Case.id, col(Opinion.key_id) == who.id)
     allowed = ~answered if is_lead(who) else ~col(Case.escalated) & ~answered
-    return case((col(Case.opinions) == 0, true()), else_=allowed)
+    return sql_case((col(Case.opinions) == 0, true()), else_=allowed)
 
 
 # --- deciding a case -------------------------------------------------------------------------
@@ -110,16 +113,19 @@ def decide(
 
 def recent_agreement(session: Session, task: Task, key_id: str) -> float | None:
     """Share of the reviewer's last checked answers (overlap, second opinions, leads,
-    corrections, gold) that agreed with the final or gold label."""
-    rows = session.exec(
+    corrections, gold) that agreed with the final or gold label.
+
+    Looks at the reviewer's last :data:`RECENT_SCAN` answers only (an index range), so
+    the cost per label stays flat however many unchecked labels they gave.
+    """
+    recent = (
         select(Opinion.agrees)
-        .where(
-            Opinion.task_id == task.id,
-            Opinion.key_id == key_id,
-            col(Opinion.agrees).is_not(None),
-        )
+        .where(Opinion.key_id == key_id, Opinion.task_id == task.id)
         .order_by(col(Opinion.id).desc())
-        .limit(RECENT_ANSWERS)
+        .limit(RECENT_SCAN)
+    ).subquery()
+    rows = session.exec(
+        select(recent.c.agrees).where(recent.c.agrees.is_not(None)).limit(RECENT_ANSWERS)
     ).all()
     if len(rows) < MIN_RECENT:
         return None
@@ -323,13 +329,15 @@ def _active_hours(times: list[float]) -> float:
 
 def reviewers(session: Session, task: Task) -> ReviewersPublic:
     """Per reviewer: agreement with final labels, with audits (lead decisions and
-    corrections by others), with gold; labels per hour and time per case."""
+    corrections by others), with gold; labels per hour and time per case (over the task's
+    newest :data:`REVIEWER_WINDOW` answers)."""
     rows = session.exec(
         select(Opinion, Case.escalated, Case.second_opinion, Case.opinions)
         .join(Case, col(Case.id) == Opinion.case_id)
         .where(Opinion.task_id == task.id)
-        .order_by(col(Opinion.id))
-    ).all()
+        .order_by(col(Opinion.id).desc())
+        .limit(REVIEWER_WINDOW)
+    ).all()[::-1]
     by_key: dict[str, list[tuple[Opinion, bool, bool, int]]] = defaultdict(list)
     first_on_case: dict[str, int] = {}
     for opinion, escalated, second, n_opinions in rows:
