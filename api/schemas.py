@@ -102,7 +102,7 @@ class TaskSettings(StrictModel):
     labels_per_case: int = Field(1, ge=1, le=10)
     second_opinion_confidence: float = Field(0.98, ge=0, le=1)
     second_opinion_agreement: float = Field(0.8, ge=0, le=1)
-    second_opinion_share: float = Field(0.1, ge=0, le=1)
+    second_opinion_share: float = Field(0.0, ge=0, le=1)
     gold_rate: float = Field(0.0, ge=0, le=0.5)
 
 
@@ -157,7 +157,7 @@ class TaskPublic(BaseModel):
     labels_per_case: int = 1
     second_opinion_confidence: float = 0.98
     second_opinion_agreement: float = 0.8
-    second_opinion_share: float = 0.1
+    second_opinion_share: float = 0.0
     gold_rate: float = 0.0
 
 
@@ -480,6 +480,7 @@ class AgreementPublic(BaseModel):
     fleiss_kappa: float | None
     confusion: list[list[int]]  # pairs of opinions, label x label (symmetric)
     per_label: dict[str, float | None]  # specific agreement on each label
+    per_label_kappa: dict[str, float | None] = {}  # Cohen's kappa of each label vs the rest
     label_pairs: list[dict[str, Any]]  # {a, b, pairs}: how often two labels were paired
     reviewer_pairs: list[ReviewerPair]
     second_opinions: int

@@ -23,6 +23,7 @@ __all__ = [
     "cohen_kappa",
     "fleiss_kappa",
     "majority",
+    "one_vs_rest_kappa",
     "pair_confusion",
     "pairs_of",
     "raw_agreement",
@@ -138,6 +139,22 @@ def specific_agreement(matrix: Sequence[Sequence[int]], i: int) -> float | None:
     return round(matrix[i][i] / row, 3)
 
 
+def one_vs_rest_kappa(matrix: Sequence[Sequence[int]], i: int) -> float | None:
+    """Cohen's kappa of label ``i`` against all others (the matrix collapsed to 2 x 2).
+
+    >>> round(one_vs_rest_kappa([[2, 1, 0], [1, 4, 1], [0, 1, 2]], 0), 3)
+    0.556
+    """
+    total = sum(sum(row) for row in matrix)
+    if total == 0:
+        return None
+    both = matrix[i][i]
+    row = sum(matrix[i])
+    col = sum(r[i] for r in matrix)
+    collapsed = [[both, row - both], [col - both, total - row - col + both]]
+    return cohen_kappa(collapsed)
+
+
 def majority(labels: Sequence[str]) -> str | None:
     """The label more than half of the reviewers gave (``None`` without a majority).
 
@@ -156,7 +173,7 @@ class AgreementSummary(dict):  # type: ignore[type-arg]
 
 def summarize(items: Sequence[Sequence[str]], labels: Sequence[str]) -> AgreementSummary:
     """Raw agreement, Cohen's kappa (pooled pairs), Fleiss' kappa, the pair confusion
-    matrix and per-label specific agreement of ``items``.
+    matrix, and per label its specific agreement and one-vs-rest kappa.
 
     >>> s = summarize([["a", "a"], ["a", "b"], ["b", "b"]], ["a", "b"])
     >>> s["items"], s["pairs"], round(s["raw_agreement"], 3), s["confusion"]
@@ -175,4 +192,5 @@ def summarize(items: Sequence[Sequence[str]], labels: Sequence[str]) -> Agreemen
         fleiss_kappa=fleiss_kappa(rated, labels),
         confusion=matrix,
         per_label={label: specific_agreement(matrix, i) for i, label in enumerate(labels)},
+        per_label_kappa={label: one_vs_rest_kappa(matrix, i) for i, label in enumerate(labels)},
     )

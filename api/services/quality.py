@@ -48,6 +48,7 @@ IDLE_GAP_SECONDS = 600.0  # longer gaps between a reviewer's labels are breaks
 ACTIVE_SECONDS = 3600.0  # a reviewer who claimed within this long can give a second opinion
 REVIEWER_WINDOW = 100_000  # the newest answers behind the reviewer figures
 AGREEMENT_WINDOW = 5000  # multi-opinion cases behind the agreement figures in /metrics
+AGREEMENT_ROUTE_WINDOW = 50_000  # ... and behind GET /v1/tasks/{task}/agreement
 
 
 def is_lead(who: Principal) -> bool:
@@ -437,8 +438,9 @@ def _opinion_items(
 
 def agreement(session: Session, task: Task) -> AgreementPublic:
     """Raw agreement, Cohen's and Fleiss' kappa, the confusion matrix between reviewers,
-    per label and per pair of labels and of reviewers."""
-    items = _opinion_items(session, task)
+    per label and per pair of labels and of reviewers (newest
+    :data:`AGREEMENT_ROUTE_WINDOW` cases with two or more opinions)."""
+    items = _opinion_items(session, task, AGREEMENT_ROUTE_WINDOW)
     labels = list(task.labels)
     summary = summarize([[label for _, label in item] for item in items], labels)
     label_pairs = []
@@ -481,6 +483,7 @@ def agreement(session: Session, task: Task) -> AgreementPublic:
         fleiss_kappa=summary["fleiss_kappa"],
         confusion=matrix,
         per_label=summary["per_label"],
+        per_label_kappa=summary["per_label_kappa"],
         label_pairs=label_pairs,
         reviewer_pairs=reviewer_pairs,
         second_opinions=task.n_second_opinions,

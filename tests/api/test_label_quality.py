@@ -317,6 +317,7 @@ def test_agreement_route_and_metrics_report_kappa_and_confusion(api):
         {"a": "approve", "b": "reject", "pairs": 1},
         {"a": "reject", "b": "reject", "pairs": 2},
     ]
+    assert agreement["per_label_kappa"]["approve"] == pytest.approx(0.4667, abs=1e-3)
     assert agreement["reviewer_pairs"][0]["cases"] == 4
     assert agreement["reviewer_pairs"][0]["cohen_kappa"] == pytest.approx(0.5)
     metrics = _metrics(api)

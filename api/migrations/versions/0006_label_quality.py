@@ -20,7 +20,7 @@ TASK_COLUMNS = [
     ("labels_per_case", sa.Integer(), "1"),
     ("second_opinion_confidence", sa.Float(), "0.98"),
     ("second_opinion_agreement", sa.Float(), "0.8"),
-    ("second_opinion_share", sa.Float(), "0.1"),
+    ("second_opinion_share", sa.Float(), "0.0"),
     ("gold_rate", sa.Float(), "0"),
     ("n_second_opinions", sa.Integer(), "0"),
     ("n_escalated", sa.Integer(), "0"),
