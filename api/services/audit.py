@@ -20,13 +20,13 @@ Chains per task keep tasks from queueing behind one another.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text, update
 from sqlmodel import Session, col, select
 
@@ -55,15 +55,16 @@ def acting() -> Principal | None:
     return _acting.get()
 
 
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def canonical(value: Any) -> bytes:
     """The one serialisation that is hashed: sorted keys, no spaces, UTF-8.
 
     >>> canonical({"b": 1, "a": [1.5, None]})
     b'{"a":[1.5,null],"b":1}'
     """
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
+    return orjson.dumps(value, option=_CANONICAL, default=str)
 
 
 def sha256(data: bytes) -> str:
