@@ -457,6 +457,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["validity", "hard", "drift", "active"],
         help="run one section (its report goes to report-SECTION.md)",
     )
+    parser.add_argument(
+        "--policy",
+        choices=["certified", "point", "fixed"],
+        help="only the validity runs of this policy (the other sections are certified)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("learner").setLevel(logging.WARNING)
@@ -464,11 +469,17 @@ def main(argv: list[str] | None = None) -> int:
     tasks = _tasks(args.quick)
     if args.only:
         tasks = [t for t in tasks if t["section"] == args.only]
+    if args.policy:
+        tasks = [t for t in tasks if t.get("policy", "certified") == args.policy]
     log.info("%d runs on %d processes", len(tasks), args.processes)
     started = time.perf_counter()
     rows = run(tasks, args.processes)
     seconds = time.perf_counter() - started
-    suffix = ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    suffix = (
+        ("-quick" if args.quick else "")
+        + (f"-{args.only}" if args.only else "")
+        + (f"-{args.policy}" if args.policy else "")
+    )
     rows.drop(columns=["rolling_accuracy", "labels_at"], errors="ignore").to_csv(
         OUT / f"runs{suffix}.csv", index=False
     )
