@@ -706,28 +706,7 @@ class RiskController:
             if level <= 0.0:
                 continue
             tests.append(b)
-            if estimate is None:
-                ok = False
-            elif n_eff < 1.0:
-                ok = weighted_upper_at_most(estimate * n_eff, n_eff, level, target)
-            else:
-                errs = estimate * n_eff
-                kk = int(math.log(n_eff) / _LOG_RATIO)
-                if _RATIO**kk > n_eff:
-                    kk -= 1
-                elif _RATIO ** (kk + 1) <= n_eff:
-                    kk += 1
-                table = _CRITICAL.get((level, target))
-                low = table.get(kk) if table is not None else None
-                high = table.get(kk + 1) if table is not None else None
-                if low is None or high is None:
-                    ok = _upper_at_most(errs, n_eff, level, target)
-                elif errs <= low[0]:
-                    ok = True
-                elif errs >= high[1]:
-                    ok = False
-                else:
-                    ok = weighted_upper_at_most(errs, n_eff, level, target)
+            ok = estimate is not None and _upper_at_most(estimate * n_eff, n_eff, level, target)
             if ok:
                 passed[b] = carry = level
             else:
@@ -760,29 +739,7 @@ class RiskController:
                 continue
             tests.append(b)
             _, _, _, _, n, estimate = regions[b]
-            # _upper_at_most inlined (this loop is the per-label cost of certification)
-            if estimate is None:
-                ok = False
-            elif n < 1.0:
-                ok = weighted_upper_at_most(estimate * n, n, level, target)
-            else:
-                errors = estimate * n
-                k = int(math.log(n) / _LOG_RATIO)
-                if _RATIO**k > n:
-                    k -= 1
-                elif _RATIO ** (k + 1) <= n:
-                    k += 1
-                table = _CRITICAL.get((level, target))
-                low = table.get(k) if table is not None else None
-                high = table.get(k + 1) if table is not None else None
-                if low is None or high is None:
-                    ok = _upper_at_most(errors, n, level, target)
-                elif errors <= low[0]:
-                    ok = True
-                elif errors >= high[1]:
-                    ok = False
-                else:
-                    ok = weighted_upper_at_most(errors, n, level, target)
+            ok = estimate is not None and _upper_at_most(estimate * n, n, level, target)
             if ok:
                 passed[b] = carry = level
             else:
