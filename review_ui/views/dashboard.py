@@ -228,7 +228,39 @@ def label_quality(tl: TierlineClient, task: str, metrics: dict[str, Any]) -> Non
         st.caption("No reviewer has labelled a case of this task yet.")
         return
     st.caption("Reviewers")
-    st.dataframe(to_dataframe(reviewers), hide_index=True, width="stretch")
+    st.dataframe(
+        to_dataframe(reviewers),
+        hide_index=True,
+        width="stretch",
+        column_order=list(REVIEWER_COLUMNS),
+        column_config=REVIEWER_COLUMNS,
+    )
+
+
+# what the reviewers table shows, in order, with headers an analyst reads at a glance
+REVIEWER_COLUMNS: dict[str, Any] = {
+    "reviewer": st.column_config.TextColumn("Reviewer"),
+    "lead": st.column_config.CheckboxColumn("Lead"),
+    "labels": st.column_config.NumberColumn("Labels"),
+    "final_labels": st.column_config.NumberColumn(
+        "Final", help="labels that became the case's final label"
+    ),
+    "agreement_with_final": st.column_config.NumberColumn(
+        "Agrees with final",
+        help="share of answers on multi-opinion cases equal to the final label",
+        format="percent",
+    ),
+    "agreement_with_audits": st.column_config.NumberColumn(
+        "Upheld when re-examined",
+        help="share of their final labels a correction or lead upheld",
+        format="percent",
+    ),
+    "gold_accuracy": st.column_config.NumberColumn("Gold accuracy", format="percent"),
+    "recent_agreement": st.column_config.NumberColumn("Recent agreement", format="percent"),
+    "labels_per_hour": st.column_config.NumberColumn("Labels / hour", format="%.0f"),
+    "seconds_per_case": st.column_config.NumberColumn("Seconds / case", format="%.1f"),
+    "second_opinions_triggered": st.column_config.NumberColumn("Second opinions asked"),
+}
 
 
 def load(tl: TierlineClient, task: str) -> tuple[dict, list, list] | None:
