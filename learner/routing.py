@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from dataclasses import dataclass
 
 from learner.errors import LearnerError
@@ -67,6 +68,12 @@ class RoutingPolicy:
             raise LearnerError(f"audit_rate must be in (0, 1], got {self.audit_rate}")
         if self.min_labels < 0:
             raise LearnerError(f"min_labels must be >= 0, got {self.min_labels}")
+        # The reasons' fixed parts, formatted once per policy rather than per case
+        # (plain attributes, not fields: equality, repr and ``replace`` ignore them).
+        thr = _short(self.threshold)
+        object.__setattr__(self, "_thr_text", thr)
+        object.__setattr__(self, "_above", f" >= {self.threshold_note} {thr}")
+        object.__setattr__(self, "_below", f" < {self.threshold_note} {thr}")
 
 
 @dataclass(slots=True)
@@ -104,8 +111,19 @@ def audit_draw(task: str, case_key: str) -> float:
     >>> 0.0 <= audit_draw("fraud", "case-2") < 1.0
     True
     """
-    digest = hashlib.sha256(f"{task}:{case_key}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") >> 11) / 9007199254740992.0  # 53 bits / 2**53
+    prefix = _draw_prefixes.get(task)
+    if prefix is None:  # SHA-256 of "task:" once per task; each case hashes only its key
+        if len(_draw_prefixes) >= 4096:
+            _draw_prefixes.clear()
+        prefix = _draw_prefixes[task] = hashlib.sha256(f"{task}:".encode())
+    digest = prefix.copy()
+    digest.update(case_key.encode())
+    return (_first_u64(digest.digest())[0] >> 11) * _TWO_TO_MINUS_53  # 53 bits / 2**53
+
+
+_draw_prefixes: dict[str, hashlib._Hash] = {}
+_first_u64 = struct.Struct(">Q").unpack_from
+_TWO_TO_MINUS_53 = 1.0 / 9007199254740992.0  # a power of two: exact, as dividing is
 
 
 def _short(value: float) -> str:
@@ -124,6 +142,16 @@ def _compare(confidence: float, threshold: float, note: str) -> str:
                 break
     op = ">=" if confidence >= threshold else "<"
     return f"confidence {conf} {op} {note} {thr}"
+
+
+def _reason(confidence: float, policy: RoutingPolicy, above: bool) -> str:
+    """:func:`_compare` for ``policy``, with its threshold text formatted once."""
+    conf = f"{confidence:.3f}"
+    if conf[-1] == "0":
+        conf = conf[:-1]
+    if conf == policy._thr_text:  # type: ignore[attr-defined]  # more decimals needed
+        return _compare(confidence, policy.threshold, policy.threshold_note)
+    return "confidence " + conf + (policy._above if above else policy._below)  # type: ignore[attr-defined]
 
 
 def route_case(
@@ -187,22 +215,19 @@ def route_case(
     elif suggested is None:
         route, reasons = "assist", ["no model to score the case"]
     elif confidence >= threshold:
-        route, reasons = "auto", [_compare(confidence, threshold, policy.threshold_note)]
+        reasons = [_reason(confidence, policy, True)]
         if audit_draw(task, case_key) < policy.audit_rate:
             audit = True
             reasons.append(f"audit sample (rate {policy.audit_rate:g})")
+        # positional: the fields' order (keywords cost ~0.2 µs more per case)
+        return RoutingDecision(
+            "auto", suggested, confidence, proba, threshold, audit, reasons,
+            policy.audit_rate, margin,
+        )  # fmt: skip
     else:
-        route, reasons = "review", [_compare(confidence, threshold, policy.threshold_note)]
+        route, reasons = "review", [_reason(confidence, policy, False)]
     return RoutingDecision(
-        route=route,
-        suggestion=suggested,
-        confidence=confidence,
-        proba=proba,
-        threshold=threshold,
-        audit=audit,
-        reasons=reasons,
-        propensity=policy.audit_rate if route == "auto" else 1.0,
-        margin=margin,
+        route, suggested, confidence, proba, threshold, audit, reasons, 1.0, margin
     )
 
 
