@@ -34,13 +34,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import select
 
-from api.db import Database, LeaderLock, lock_label_log
+from api.db import Database, LeaderLock
 from api.live import LiveModel, ModelStore
-from api.security import verify
-from api.tables import Label, ModelSnapshot, Task
+from api.tables import Task
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +160,8 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
     Returns a one-line summary.
     """
     from api.services import audit
-    from api.services.tasks import get_task, record_history, sync_task
+    from api.services.models import restore_snapshot
+    from api.services.tasks import get_task
 
     lock = db.leader_lock() if db.shares_models else None
     try:
@@ -174,44 +173,14 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
         store = ModelStore(db, secret)
         with db.write() as session:
             task = get_task(session, task_name)
-            lock_label_log(session.connection(), task.id)  # type: ignore[arg-type]
-            newest_label = session.exec(
-                select(func.max(Label.id)).where(Label.task_id == task.id)
-            ).one()
-            candidates = session.exec(
-                select(ModelSnapshot)
-                .where(ModelSnapshot.task_id == task.id, col(ModelSnapshot.version) <= version)
-                .order_by(col(ModelSnapshot.version).desc(), col(ModelSnapshot.id).desc())
-            ).all()
-            chosen = next((s for s in candidates if verify(s.blob, s.signature, secret)), None)
-            if chosen is None:
+            restored = restore_snapshot(
+                session, store, task, version, exact=False, actor=audit.acting()
+            )
+            if restored is None:
                 raise RollbackError(
                     f"task {task_name!r} has no signed snapshot at or below version {version}"
                 )
-            live = store._live_from(chosen)
-            live.last_label_id = newest_label or 0
-            session.add(
-                ModelSnapshot(
-                    task_id=chosen.task_id,
-                    version=chosen.version,
-                    last_label_id=live.last_label_id,
-                    family=chosen.family,
-                    blob=chosen.blob,
-                    signature=chosen.signature,
-                    created_at=time.time(),
-                )
-            )
-            reason = (
-                f"model rolled back to version {chosen.version} (labels after "
-                f"#{chosen.last_label_id} up to #{live.last_label_id} are not in this lineage)"
-            )
-            record_history(session, task, reason)
-            sync_task(session, task, live, reason)
-            audit.record(
-                session, audit.acting(), "model.activated", task=task, subject=task.name,
-                after={"version": chosen.version, "snapshot_id": chosen.id,
-                       "last_label_id": live.last_label_id, "reason": reason},
-            )  # fmt: skip
+            _, reason = restored
     finally:
         if lock is not None:
             lock.dispose()

@@ -16,12 +16,12 @@ from sqlmodel import Session, col, select
 
 from api.db import Database, lock_label_log
 from api.errors import Conflict, NotFound
-from api.live import ModelStore
+from api.live import LiveModel, ModelStore
 from api.schemas import ModelSnapshotPublic, ModelsPublic, iso
 from api.security import Principal, verify
 from api.services import audit
 from api.services.tasks import get_task, record_history, sync_task
-from api.tables import Label, ModelSnapshot
+from api.tables import Label, ModelSnapshot, Task
 
 
 def list_models(session: Session, store: ModelStore, task_name: str) -> ModelsPublic:
@@ -67,46 +67,17 @@ def activate(
         raise NotFound(f"task {task_name!r} has no model yet")
     with db.write() as session:
         task = get_task(session, task_name)
-        lock_label_log(session.connection(), task.id)  # type: ignore[arg-type]
-        newest_label = session.exec(
-            select(func.max(Label.id)).where(Label.task_id == task.id)
-        ).one()
-        candidates = session.exec(
-            select(ModelSnapshot)
-            .where(ModelSnapshot.task_id == task.id, ModelSnapshot.version == version)
-            .order_by(col(ModelSnapshot.id).desc())
-        ).all()
-        chosen = next((s for s in candidates if verify(s.blob, s.signature, store.secret)), None)
-        if chosen is None:
+        restored = restore_snapshot(
+            session, store, task, version, exact=True, actor=who,
+            keep_label_id=live.last_label_id,
+            before={"version": live.version, "last_label_id": live.last_label_id},
+        )  # fmt: skip
+        if restored is None:
             raise NotFound(
                 f"task {task_name!r} has no signed snapshot of version {version} "
                 f"(GET /v1/tasks/{task_name}/models lists them)"
             )
-        fresh = store._live_from(chosen)  # signature checked above
-        fresh.last_label_id = max(newest_label or 0, live.last_label_id)
-        session.add(
-            ModelSnapshot(
-                task_id=chosen.task_id,
-                version=chosen.version,
-                last_label_id=fresh.last_label_id,
-                family=chosen.family,
-                blob=chosen.blob,
-                signature=chosen.signature,
-                created_at=time.time(),
-            )
-        )
-        before = {"version": live.version, "last_label_id": live.last_label_id}
-        reason = (
-            f"model rolled back to version {chosen.version} by {who.name} (labels after "
-            f"#{chosen.last_label_id} up to #{fresh.last_label_id} are not in this lineage)"
-        )
-        record_history(session, task, reason)
-        sync_task(session, task, fresh, reason)
-        audit.record(
-            session, who, "model.activated", task=task, subject=task.name, before=before,
-            after={"version": chosen.version, "snapshot_id": chosen.id,
-                   "last_label_id": fresh.last_label_id, "reason": reason},
-        )  # fmt: skip
+        fresh, _ = restored
     with live.lock:
         live.model, live.governor = fresh.model, fresh.governor
         live.challenger = fresh.challenger  # a race begun after the snapshot ends with it
@@ -116,3 +87,61 @@ def activate(
     store.tasks.forget(task_name)
     with db.read() as session:
         return list_models(session, store, task_name)
+
+
+def restore_snapshot(
+    session: Session,
+    store: ModelStore,
+    task: Task,
+    version: int,
+    *,
+    exact: bool,
+    actor: Principal | None,
+    keep_label_id: int = 0,
+    before: dict | None = None,
+) -> tuple[LiveModel, str] | None:
+    """Make a signed snapshot the head of the task's lineage, in the caller's transaction.
+
+    The snapshot of ``version`` (or, unless ``exact``, the newest at or below it) is
+    copied into a new snapshot tagged with the newest label id in the log, so every
+    process replays only labels logged after the rollback; the task's mode and threshold
+    follow the restored governor, with a history entry and an audit row. Returns the
+    restored live model and the reason, or ``None`` when no signed snapshot matches.
+    """
+    lock_label_log(session.connection(), task.id)  # type: ignore[arg-type]
+    newest_label = session.exec(select(func.max(Label.id)).where(Label.task_id == task.id)).one()
+    wanted = ModelSnapshot.version == version if exact else col(ModelSnapshot.version) <= version
+    candidates = session.exec(
+        select(ModelSnapshot)
+        .where(ModelSnapshot.task_id == task.id, wanted)
+        .order_by(col(ModelSnapshot.version).desc(), col(ModelSnapshot.id).desc())
+    ).all()
+    chosen = next((s for s in candidates if verify(s.blob, s.signature, store.secret)), None)
+    if chosen is None:
+        return None
+    fresh = store._live_from(chosen)  # signature checked above
+    fresh.last_label_id = max(newest_label or 0, keep_label_id)
+    session.add(
+        ModelSnapshot(
+            task_id=chosen.task_id,
+            version=chosen.version,
+            last_label_id=fresh.last_label_id,
+            family=chosen.family,
+            blob=chosen.blob,
+            signature=chosen.signature,
+            created_at=time.time(),
+        )
+    )
+    reason = (
+        f"model rolled back to version {chosen.version} by {(actor or audit.SYSTEM).name} "
+        f"(labels after "
+        f"#{chosen.last_label_id} up to #{fresh.last_label_id} are not in this lineage)"
+    )
+    record_history(session, task, reason)
+    sync_task(session, task, fresh, reason)
+    audit.record(
+        session, actor, "model.activated", task=task, subject=task.name, before=before,
+        after={"version": chosen.version, "snapshot_id": chosen.id,
+               "last_label_id": fresh.last_label_id, "reason": reason},
+    )  # fmt: skip
+    return fresh, reason
