@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
-from sqlalchemy import text, update
+from sqlalchemy import bindparam, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -220,9 +220,7 @@ async def submit_case_ready(
     clean, decision, version = score(
         task, live, item.features, case_id, max_string_length, ["features"]
     )
-    publics, write = _case_writes(
-        task, [Scored(case_id, item, clean, decision, version)], oldest
-    )
+    publics, write = _case_writes(task, [Scored(case_id, item, clean, decision, version)], oldest)
     await asyncio.wrap_future(db.group.submit(write))
     return publics[case_id]
 
@@ -458,13 +456,16 @@ def case_detail(
     )
 
 
+_LOAD_CASE = (  # built once: the statement is on every review request's path
+    select(Case, Routing, Task)
+    .join(Routing, col(Routing.case_id) == Case.id)
+    .join(Task, col(Task.id) == Case.task_id)
+    .where(col(Case.id) == bindparam("case_id"))
+)
+
+
 def load_case(session: Session, case_id: str) -> tuple[Task, Case, Routing]:
-    row = session.exec(
-        select(Case, Routing, Task)
-        .join(Routing, col(Routing.case_id) == Case.id)
-        .join(Task, col(Task.id) == Case.task_id)
-        .where(Case.id == case_id)
-    ).first()
+    row = session.exec(_LOAD_CASE, params={"case_id": case_id}).first()
     if row is None:
         raise NotFound(f"case {case_id!r} not found")
     case, routing, task = row

@@ -10,7 +10,7 @@ from api.db import Database
 from api.live import LiveModel, ModelStore
 from api.schemas import Curve, CurvePointPublic, Metrics, iso
 from api.services import quality
-from api.services.tasks import get_task, sync_task
+from api.services.tasks import get_task, sync_due, sync_task
 from api.tables import CurvePoint, Label, Task
 
 CURVE_WINDOW = 200  # labels behind each point's prequential accuracy
@@ -39,8 +39,16 @@ def windowed_accuracy(labels: list[Label]) -> float | None:
     return hits / total if total else None
 
 
-def record_progress(db: Database, task_name: str, live: LiveModel) -> None:
-    """After a label: move the task's mode if due, and append a curve point if due."""
+def record_progress(
+    db: Database, task_name: str, live: LiveModel, seen: Task | None = None
+) -> None:
+    """After a label: move the task's mode if due, and append a curve point if due.
+
+    ``seen`` is the task row as the caller read it with the label's own count: when it
+    shows that neither is due, nothing is written (most labels).
+    """
+    if seen is not None and not (sync_due(seen, live) or curve_due(seen.n_labels)):
+        return
     with db.write() as session:
         # the row lock makes concurrent calls (several request threads, the leader's poll)
         # see each other's mode changes, so each change is recorded once

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, func, true, update
+from sqlalchemy import ColumnElement, exists, func, insert, true, update
 from sqlalchemy import case as sql_case
 from sqlmodel import Session, col, select
 
@@ -160,6 +160,9 @@ def take_second_opinion_budget(session: Session, task: Task) -> bool:
     return bool(taken == 1)
 
 
+_ADD_OPINION = insert(Opinion.__table__)  # type: ignore[attr-defined]
+
+
 def add_opinion(
     session: Session,
     task: Task,
@@ -173,20 +176,21 @@ def add_opinion(
     claimed_at: float | None,
     final_label: str | None = None,
 ) -> None:
-    session.add(
-        Opinion(
-            task_id=task.id,  # type: ignore[arg-type]
-            case_id=case_id,
-            key_id=who.id,
-            reviewer=who.name,
-            label=label,
-            role=role,
-            lease_id=lease_id,
-            claimed_at=claimed_at,
-            created_at=now,
-            final_label=final_label,
-            agrees=None if final_label is None else label == final_label,
-        )
+    session.execute(
+        _ADD_OPINION,
+        {
+            "task_id": task.id,
+            "case_id": case_id,
+            "key_id": who.id,
+            "reviewer": who.name,
+            "label": label,
+            "role": role,
+            "lease_id": lease_id,
+            "claimed_at": claimed_at,
+            "created_at": now,
+            "final_label": final_label,
+            "agrees": None if final_label is None else label == final_label,
+        },
     )
 
 

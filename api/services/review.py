@@ -12,8 +12,8 @@ import secrets
 import time
 from collections.abc import Sequence
 
+from sqlalchemy import Row, and_, bindparam, insert, update
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from api.db import Database
@@ -27,6 +27,63 @@ from api.services.metrics import record_progress
 from api.tables import Case, Label, Lease, Opinion, Routing, Task
 
 _gold_draws = random.Random()  # gold cases are mixed in at random (not reproducible on purpose)
+
+# The label path's statements, built once (constructing and caching a statement costs
+# more than running it). Parameters: case, prior (the case's opinions so far), lease, now.
+_case, _lease, _task = Case.__table__, Lease.__table__, Task.__table__  # type: ignore[attr-defined]
+_HELD = and_(  # the case still waits for this reviewer's opinion, under their lease
+    _case.c.id == bindparam("case"),
+    _case.c.label.is_(None),
+    _case.c.opinions == bindparam("prior"),
+    (_case.c.lease_id == bindparam("lease"))
+    | _case.c.lease_id.is_(None)
+    | (_case.c.lease_expires_at < bindparam("now")),
+)
+_LEASE = sa_select(_lease.c.case_id, _lease.c.key_id, _lease.c.claimed_at).where(
+    _lease.c.id == bindparam("lease")
+)
+_FINAL_LABEL = (
+    update(_case)
+    .where(_HELD)
+    .values(
+        label=bindparam("final"),
+        labelled_by=bindparam("author"),
+        labelled_at=bindparam("now"),
+        queued=False,
+        lease_id=None,
+        lease_expires_at=None,
+        leased_by=None,
+        opinions=_case.c.opinions + 1,
+    )
+)
+_LINK_LABEL = (
+    update(_case)
+    .where(_case.c.id == bindparam("case"))
+    .values(
+        label_id=bindparam("new_label_id"),
+        status=bindparam("new_status"),
+        decision=bindparam("new_decision"),
+        decided_at=bindparam("new_decided_at"),
+    )
+)
+_END_LEASE = (
+    update(_lease)
+    .where(_lease.c.id == bindparam("lease"))
+    .values(ended_at=bindparam("now"), outcome=bindparam("how"))
+)
+_COUNT_LABEL = (
+    update(_task)
+    .where(_task.c.id == bindparam("task"))
+    .values(
+        n_labels=_task.c.n_labels + 1,
+        n_queued=_task.c.n_queued - 1,
+        n_pending=_task.c.n_pending - bindparam("pending"),
+        n_audited=_task.c.n_audited + bindparam("audited"),
+        n_audit_errors=_task.c.n_audit_errors + bindparam("wrong"),
+    )
+    .returning(_task.c.n_labels)
+)
+_APPEND_LABEL = insert(Label.__table__).returning(Label.__table__.c.id)  # type: ignore[attr-defined]
 
 
 def claim_next(
@@ -149,7 +206,7 @@ def label_case(
         gold = None if case.queued else quality.gold_label(session, case_id)
         if not case.queued and gold is None:
             raise Conflict(f"case {case_id} is not waiting for review")
-        lease = session.get(Lease, body.lease_id)
+        lease = session.execute(_LEASE, {"lease": body.lease_id}).first()
         if lease is None or lease.case_id != case_id or lease.key_id != who.id:
             raise Conflict(f"lease {body.lease_id} on case {case_id} is not held by this key")
         if gold is not None:
@@ -175,37 +232,17 @@ def label_case(
         if outcome.ask_second and not quality.other_reviewer_active(session, task, who):
             outcome = quality.Outcome(final=body.label)  # nobody else to ask: the label stands
     now = time.time()
-    lease_ok = (
-        (col(Case.lease_id) == body.lease_id)
-        | col(Case.lease_id).is_(None)
-        | (col(Case.lease_expires_at) < now)
-    )
+    held_by = {"case": case_id, "prior": len(prior), "lease": body.lease_id, "now": now}
     with db.write() as session:
         if outcome.ask_second and not quality.take_second_opinion_budget(session, task):
             outcome = quality.Outcome(final=body.label)  # the budget is spent: the label stands
         if outcome.final is None:
-            _hold_opinion(session, task, case, body, who, lease, len(prior), outcome, now, lease_ok)
+            _hold_opinion(session, task, case, body, who, lease, outcome, held_by)
             return case_detail(task, case, routing, store.get(task))
         final = outcome.final
         author = quality.final_author(prior, body.label, final, who)
-        claimed = session.exec(  # type: ignore[call-overload]
-            update(Case)
-            .where(
-                col(Case.id) == case_id,
-                col(Case.label).is_(None),
-                col(Case.opinions) == len(prior),
-                lease_ok,
-            )
-            .values(
-                label=final,
-                labelled_by=author.name,
-                labelled_at=now,
-                queued=False,
-                lease_id=None,
-                lease_expires_at=None,
-                leased_by=None,
-                opinions=Case.opinions + 1,
-            )
+        claimed = session.execute(
+            _FINAL_LABEL, {**held_by, "final": final, "author": author.name}
         ).rowcount
         if claimed != 1:
             raise Conflict(
@@ -241,37 +278,36 @@ def label_case(
         was_pending = case.status == "pending"
         if was_pending:
             case.status, case.decision, case.decided_at = "decided", final, now
-        session.exec(  # type: ignore[call-overload]
-            update(Case)
-            .where(col(Case.id) == case_id)
-            .values(
-                label_id=entry.id,
-                status=case.status,
-                decision=case.decision,
-                decided_at=case.decided_at,
-            )
+        session.execute(
+            _LINK_LABEL,
+            {
+                "case": case_id,
+                "new_label_id": entry.id,
+                "new_status": case.status,
+                "new_decision": case.decision,
+                "new_decided_at": case.decided_at,
+            },
         )
-        session.exec(  # type: ignore[call-overload]
-            update(Lease)
-            .where(col(Lease.id) == body.lease_id)
-            .values(ended_at=now, outcome="labelled")
-        )
+        session.execute(_END_LEASE, {"lease": body.lease_id, "now": now, "how": "labelled"})
         wrong = routing.audit and final != routing.suggestion
-        session.exec(  # type: ignore[call-overload]
-            update(Task)
-            .where(col(Task.id) == task.id)
-            .values(
-                n_labels=Task.n_labels + 1,
-                n_queued=Task.n_queued - 1,
-                n_pending=Task.n_pending - int(routing.route != "auto"),
-                n_audited=Task.n_audited + int(routing.audit),
-                n_audit_errors=Task.n_audit_errors + int(wrong),
-            )
-        )
+        task.n_labels = session.execute(
+            _COUNT_LABEL,
+            {
+                "task": task.id,
+                "pending": int(routing.route != "auto"),
+                "audited": int(routing.audit),
+                "wrong": int(wrong),
+            },
+        ).scalar_one()
         case.label, case.labelled_by, case.labelled_at = final, author.name, now
         if was_pending:
-            data = webhooks.case_data(task, case, routing)
-            webhooks.emit(session, task, "case.decided", data, case_id=case_id)
+            webhooks.emit(
+                session,
+                task,
+                "case.decided",
+                lambda: webhooks.case_data(task, case, routing),
+                case_id=case_id,
+            )
         if wrong:
             _emit_disagreement(session, task, case, routing)
         audit.record(
@@ -288,15 +324,18 @@ def _hold_opinion(
     case: Case,
     body: LabelCreate,
     who: Principal,
-    lease: Lease,
-    n_prior: int,
+    lease: Row,
     outcome: quality.Outcome,
-    now: float,
-    lease_ok: object,
+    held_by: dict,
 ) -> None:
-    """Keep a non-final opinion and put the case back in the queue for the next reviewer."""
+    """Keep a non-final opinion and put the case back in the queue for the next reviewer.
+
+    ``held_by`` names the case, its opinions so far, the lease and the time (see
+    :data:`_HELD`).
+    """
+    now = held_by["now"]
     values: dict = {
-        "opinions": Case.opinions + 1,
+        "opinions": _case.c.opinions + 1,
         "lease_id": None,
         "lease_expires_at": None,
         "leased_by": None,
@@ -305,17 +344,8 @@ def _hold_opinion(
         values["second_opinion"] = True
     if outcome.escalate:
         values["escalated"] = True
-        values["priority"] = Case.priority - 1.0  # leads see disagreements first
-    held = session.exec(  # type: ignore[call-overload]
-        update(Case)
-        .where(
-            col(Case.id) == case.id,
-            col(Case.label).is_(None),
-            col(Case.opinions) == n_prior,
-            lease_ok,  # type: ignore[arg-type]
-        )
-        .values(**values)
-    ).rowcount
+        values["priority"] = _case.c.priority - 1.0  # leads see disagreements first
+    held = session.execute(update(_case).where(_HELD).values(**values), held_by).rowcount
     if held != 1:
         raise Conflict(f"your lease on case {case.id} expired and another reviewer holds the case")
     quality.add_opinion(
@@ -329,9 +359,7 @@ def _hold_opinion(
         lease_id=body.lease_id,
         claimed_at=lease.claimed_at,
     )
-    session.exec(  # type: ignore[call-overload]
-        update(Lease).where(col(Lease.id) == body.lease_id).values(ended_at=now, outcome="opinion")
-    )
+    session.execute(_END_LEASE, {"lease": body.lease_id, "now": now, "how": "opinion"})
     if outcome.escalate:
         session.exec(  # type: ignore[call-overload]
             update(Task).where(col(Task.id) == task.id).values(n_escalated=Task.n_escalated + 1)
@@ -351,7 +379,7 @@ def _answer_gold(
     body: LabelCreate,
     who: Principal,
     gold: str,
-    lease: Lease,
+    lease: Row,
 ) -> CaseDetail:
     """Check an answer on a gold case; it never reaches the label log or the model.
 
@@ -385,7 +413,7 @@ def _record_gold_answer(
     body: LabelCreate,
     who: Principal,
     gold: str,
-    lease: Lease,
+    lease: Row,
     now: float,
 ) -> None:
     with db.write() as session:
@@ -401,17 +429,15 @@ def _record_gold_answer(
             claimed_at=lease.claimed_at,
             final_label=gold,
         )
-        session.exec(  # type: ignore[call-overload]
-            update(Lease)
-            .where(col(Lease.id) == body.lease_id)
-            .values(ended_at=now, outcome="labelled")
-        )
+        session.execute(_END_LEASE, {"lease": body.lease_id, "now": now, "how": "labelled"})
 
 
 def _emit_disagreement(session: Session, task: Task, case: Case, routing: Routing) -> None:
-    data = webhooks.case_data(
-        task, case, routing, automated_decision=routing.suggestion, audit_label=case.label
-    )
+    def data() -> dict:
+        return webhooks.case_data(
+            task, case, routing, automated_decision=routing.suggestion, audit_label=case.label
+        )
+
     webhooks.emit(session, task, "audit.disagreed", data, case_id=case.id)
 
 
@@ -522,26 +548,26 @@ def append_label(
     comment: str | None = None,
     corrects: int | None = None,
 ) -> Label:
-    entry = Label(
-        task_id=task.id,  # type: ignore[arg-type]
-        case_id=case.id,
-        label=label,
-        kind=kind,
-        key_id=who.id,
-        labelled_by=who.name,
-        lease_id=lease_id,
-        comment=comment,
-        created_at=now,
-        corrects=corrects,
-        route=routing.route,
-        suggestion=routing.suggestion,
-        confidence=routing.confidence,
-        propensity=routing.propensity,
-        audit=routing.audit,
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    """Append one entry to the label log (in the caller's transaction) and return it."""
+    row = {
+        "task_id": task.id,
+        "case_id": case.id,
+        "label": label,
+        "kind": kind,
+        "key_id": who.id,
+        "labelled_by": who.name,
+        "lease_id": lease_id,
+        "comment": comment,
+        "created_at": now,
+        "corrects": corrects,
+        "route": routing.route,
+        "suggestion": routing.suggestion,
+        "confidence": routing.confidence,
+        "propensity": routing.propensity,
+        "audit": routing.audit,
+    }
+    label_id = session.execute(_APPEND_LABEL, row).scalar_one()
+    return Label(id=label_id, **row)
 
 
 def _learn(
@@ -553,13 +579,15 @@ def _learn(
     entry: Label,
     who: Principal,
 ) -> CaseDetail:
-    """Apply a committed label to the live model, then refresh the task's aggregates."""
+    """Apply a committed label to the live model, then refresh the task's aggregates.
+
+    ``task`` is the row as the label's transaction left it (its ``n_labels`` counts
+    this label); ``case`` carries the label.
+    """
     live = store.get(task)
     assert live is not None and entry.id is not None
     if store.apply(live, entry, case.features):  # else the leader applies it, and records it
-        record_progress(db, task.name, live)
-    with db.read() as session:
-        task, case, routing = load_case(session, case.id)
+        record_progress(db, task.name, live, seen=task)
     return case_detail(task, case, routing, live)
 
 

@@ -37,7 +37,7 @@ def task_public(task: Task, store: ModelStore) -> TaskPublic:
         threshold=task.threshold,
         threshold_policy=task.threshold_policy,  # type: ignore[arg-type]
         threshold_in_force=task.threshold_in_force,
-        mode_reason=task.mode_reason,
+        mode_reason=current_reason(task, live),
         delta=task.delta,
         model=task.model_family,
         rules=list(task.rules),
@@ -169,6 +169,26 @@ def effective_state(task: Task, live: LiveModel | None) -> tuple[str, float | No
     if governor.mode == "assist":
         return "assist", None, f"no threshold certified yet ({governor.certificate.reason})"
     return governor.mode, governor.threshold, live.mode_reason or governor.certificate.reason
+
+
+def current_reason(task: Task, live: LiveModel | None) -> str | None:
+    """Why the task is in its stored mode, in today's words ("cold start: 12 of 50 labels").
+
+    The row's ``mode_reason`` is written with each migration; between them the counts in
+    the reason move with every label, so they are read from the live model instead of
+    being written to the row on every label.
+    """
+    mode, threshold, reason = effective_state(task, live)
+    return reason if (mode, threshold) == (task.mode, task.threshold_in_force) else task.mode_reason
+
+
+def sync_due(task: Task, live: LiveModel) -> bool:
+    """True when the task row lags the evidence: a migration waits to be recorded, or the
+    mode or threshold in force moved (cheap: no database)."""
+    if live.migrations:
+        return True
+    mode, threshold, _ = effective_state(task, live)
+    return (mode, threshold) != (task.mode, task.threshold_in_force)
 
 
 def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) -> None:

@@ -9,9 +9,10 @@ request path, in :class:`api.outbox.WebhookDispatcher`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from api.errors import Conflict, NotFound
@@ -53,11 +54,14 @@ def parse_event_id(public_id: str) -> int:
 
 
 # --- emitting ---------------------------------------------------------------------------
+_HOOK_EVENTS = select(col(TaskWebhook.events)).where(col(TaskWebhook.task_id) == bindparam("task"))
+
+
 def emit(
     session: Session,
     task: Task,
     event_type: str,
-    data: dict[str, Any],
+    data: dict[str, Any] | Callable[[], dict[str, Any]],
     *,
     case_id: str | None = None,
     now: float | None = None,
@@ -66,11 +70,14 @@ def emit(
 
     Runs inside the caller's transaction; returns whether an event was written. Events
     of one case (``case_id``) are delivered in the order written; task events share the
-    task's own ordering key.
+    task's own ordering key. ``data`` may be a function, called only when an event is
+    written (most tasks have no webhook).
     """
-    hook = session.get(TaskWebhook, task.id)
-    if hook is None or (event_type != PING and event_type not in hook.events):
+    events = session.exec(_HOOK_EVENTS, params={"task": task.id}).first()
+    if events is None or (event_type != PING and event_type not in events):
         return False
+    if callable(data):
+        data = data()
     now = time.time() if now is None else now
     session.add(
         WebhookEvent(
