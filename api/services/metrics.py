@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -22,12 +24,13 @@ def curve_due(n_labels: int) -> bool:
     return n_labels <= 50 or (n_labels <= 1000 and n_labels % 10 == 0) or n_labels % 50 == 0
 
 
-def windowed_accuracy(labels: list[Label]) -> float | None:
+def windowed_accuracy(labels: Sequence[Any]) -> float | None:
     """Prequential accuracy of the suggestion, weighted by 1 / propensity.
 
     Reviewed cases are the uncertain ones; weighting each label by the inverse of
     the probability that its case was sent to a person makes the mix represent
-    all cases, automated ones included (through their audits).
+    all cases, automated ones included (through their audits). ``labels``: label log
+    entries, or rows with their ``label``, ``suggestion`` and ``propensity``.
     """
     total = hits = 0.0
     for entry in labels:
@@ -56,14 +59,12 @@ def record_progress(
         sync_task(session, task, live, f"label {task.n_labels}")
         if not curve_due(task.n_labels) or _has_point(session, task):
             return
-        recent = list(
-            session.exec(
-                select(Label)
-                .where(Label.task_id == task.id, col(Label.kind).not_in(NOT_EVIDENCE))
-                .order_by(col(Label.id).desc())
-                .limit(CURVE_WINDOW)
-            )
-        )
+        recent = session.exec(  # the columns only: a point is due every 10th or 50th label
+            select(Label.label, Label.suggestion, Label.propensity)
+            .where(Label.task_id == task.id, col(Label.kind).not_in(NOT_EVIDENCE))
+            .order_by(col(Label.id).desc())
+            .limit(CURVE_WINDOW)
+        ).all()
         estimate, upper = error_bound(task, live)
         session.add(
             CurvePoint(

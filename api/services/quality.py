@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, func, insert, true, update
+from sqlalchemy import ColumnElement, bindparam, exists, func, insert, true, update
 from sqlalchemy import case as sql_case
 from sqlmodel import Session, col, select
 
@@ -56,16 +56,18 @@ def is_lead(who: Principal) -> bool:
     return who.lead or who.role == "admin"
 
 
-def claimable_by(who: Principal) -> ColumnElement[bool]:
-    """The claim's filter: a case ``who`` gave no opinion on, and, unless ``who`` is a
-    lead, not one waiting for a lead.
+def claimable_by(lead: bool) -> ColumnElement[bool]:
+    """The claim's filter: a case the reviewer (the ``reviewer`` parameter, a key id) gave
+    no opinion on, and, unless a ``lead`` claims, not one waiting for a lead.
 
     One ``CASE`` on ``opinions``: fresh cases (the plain path) pass at once, the subquery
     runs only for cases that already have opinions, and PostgreSQL cannot turn it into an
     anti-join over every queued case.
     """
-    answered = exists().where(col(Opinion.case_id) == Case.id, col(Opinion.key_id) == who.id)
-    allowed = ~answered if is_lead(who) else ~col(Case.escalated) & ~answered
+    answered = exists().where(
+        col(Opinion.case_id) == Case.id, col(Opinion.key_id) == bindparam("reviewer")
+    )
+    allowed = ~answered if lead else ~col(Case.escalated) & ~answered
     return sql_case((col(Case.opinions) == 0, true()), else_=allowed)
 
 

@@ -11,8 +11,9 @@ import random
 import secrets
 import time
 from collections.abc import Sequence
+from functools import cache
 
-from sqlalchemy import Row, and_, bindparam, insert, update
+from sqlalchemy import Row, Update, and_, bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -83,7 +84,41 @@ _COUNT_LABEL = (
     )
     .returning(_task.c.n_labels)
 )
+_NEW_LEASE = insert(_lease)
 _APPEND_LABEL = insert(Label.__table__).returning(Label.__table__.c.id)  # type: ignore[attr-defined]
+
+
+@cache
+def _claim_statement(lead: bool, skip_locked: bool) -> Update:
+    """Lease the first claimable case of a task in priority order, returning its id.
+
+    Parameters: task, now, reviewer (the key id), exclude (case ids passed over), lease,
+    expires. Built once per kind of claimant and backend.
+    """
+    pick = (
+        sa_select(_case.c.id)
+        .where(
+            _case.c.task_id == bindparam("task"),
+            _case.c.queued.is_(True),
+            _case.c.lease_expires_at.is_(None) | (_case.c.lease_expires_at < bindparam("now")),
+            quality.claimable_by(lead),
+            _case.c.id.not_in(bindparam("exclude", expanding=True)),
+        )
+        .order_by(_case.c.priority)
+        .limit(1)
+    )
+    if skip_locked:
+        pick = pick.with_for_update(skip_locked=True)
+    return (
+        update(_case)
+        .where(_case.c.id == pick.scalar_subquery())
+        .values(
+            lease_id=bindparam("lease"),
+            lease_expires_at=bindparam("expires"),
+            leased_by=bindparam("reviewer"),
+        )
+        .returning(_case.c.id)
+    )
 
 
 def claim_next(
@@ -124,32 +159,24 @@ def claim_next(
                 lease_id=lease_id,
                 lease_expires_at=iso(expires),
             )
-        pick = (
-            sa_select(Case.id)
-            .where(
-                col(Case.task_id) == task.id,
-                col(Case.queued).is_(True),
-                col(Case.lease_expires_at).is_(None) | (col(Case.lease_expires_at) < now),
-                quality.claimable_by(who),
-            )
-            .order_by(col(Case.priority))
-            .limit(1)
-        )
-        if exclude:
-            pick = pick.where(col(Case.id).not_in(list(exclude)))
-        if not db.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
-        case_id = session.exec(  # type: ignore[call-overload]
-            update(Case)
-            .where(col(Case.id) == pick.scalar_subquery())
-            .values(lease_id=lease_id, lease_expires_at=expires, leased_by=who.id)
-            .returning(Case.id)
+        case_id = session.execute(
+            _claim_statement(quality.is_lead(who), skip_locked=not db.is_sqlite),
+            {
+                "task": task.id,
+                "now": now,
+                "reviewer": who.id,
+                "exclude": list(exclude),
+                "lease": lease_id,
+                "expires": expires,
+            },
         ).scalar_one_or_none()
         if case_id is None:
             return None
-        session.add(
-            Lease(id=lease_id, case_id=case_id, key_id=who.id, claimed_at=now, expires_at=expires)
-        )
+        session.execute(
+            _NEW_LEASE,
+            {"id": lease_id, "case_id": case_id, "key_id": who.id, "claimed_at": now,
+             "expires_at": expires},
+        )  # fmt: skip
         task, case, routing = load_case(session, case_id)  # same round trip budget: no new session
         audit.record(
             session, who, "case.claimed", task=task, subject=case_id,
