@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # the database are unlikely to collide
 BACKSTOP_CHECKPOINT_PAGES = 20_000  # ~80 MB: commits checkpoint only if the thread lags
 LOCK_NAMESPACE = 0x746C
+PROGRESS_LOCK_NAMESPACE = 0x7470  # apart from the label log's, the leader's and the audit's
 LEADER_LOCK_ID = -1  # (namespace, -1): the model leader; (namespace, task id): a task's label log
 MIGRATION_LOCK_ID = -2
 
@@ -384,6 +385,20 @@ def lock_label_log(connection: Connection, task_id: int) -> None:
         connection.execute(
             text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
             {"ns": LOCK_NAMESPACE, "id": task_id},
+        )
+
+
+def lock_task_progress(connection: Connection, task_id: int) -> None:
+    """Serialise recording a task's progress (its mode changes and curve points) until
+    the transaction ends (PostgreSQL; SQLite's writers are serialised already).
+
+    Its own lock rather than the task row's: label transactions update the row's counters
+    and must not queue behind a progress record (nor it behind them).
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
+            {"ns": PROGRESS_LOCK_NAMESPACE, "id": task_id},
         )
 
 

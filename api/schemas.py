@@ -488,7 +488,6 @@ class AgreementPublic(BaseModel):
     escalated: int
 
 
-
 # --- security and governance -------------------------------------------------------------
 class AuditActor(BaseModel):
     id: str

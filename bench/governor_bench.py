@@ -5,7 +5,7 @@ Records the evidence of the bare import loop (predict, route, learn, governor; a
 fresh governors and times ``observe`` only: one evidence window of 3,000 labels (the
 setting before several windows), and the defaults (windows of 1,000, 4,000 and 16,000
 labels). ``--controller PATH`` times another copy of ``learner/controller.py`` too (e.g.
-an older version from git) on the same evidence. Run:
+an older version from git), with both settings, on the same evidence. Run:
 ``python bench/governor_bench.py [--controller OLD.py]``.
 """
 
@@ -72,7 +72,10 @@ def main() -> None:
         other = importlib.util.module_from_spec(spec)
         sys.modules["controller_other"] = other
         spec.loader.exec_module(other)
-        variants.insert(0, (f"{args.controller} (window 3,000)", other, {"window": 3000}))
+        variants[:0] = [
+            (f"{args.controller} (window 3,000)", other, {"window": 3000}),
+            (f"{args.controller} (default windows)", other, {}),
+        ]
     print("| governor | " + " | ".join(f"{d} (µs/label)" for d in ("sea", "hyperplane")) + " |")
     print("|---|---:|---:|")
     data = {d: record(d, args.n) for d in ("sea", "hyperplane")}

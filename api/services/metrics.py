@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from api.db import Database
+from api.db import Database, lock_task_progress
 from api.live import LiveModel, ModelStore
 from api.schemas import Curve, CurvePointPublic, Metrics, iso
 from api.services import quality
@@ -53,9 +53,10 @@ def record_progress(
     if seen is not None and not (sync_due(seen, live) or curve_due(seen.n_labels)):
         return
     with db.write() as session:
-        # the row lock makes concurrent calls (several request threads, the leader's poll)
-        # see each other's mode changes, so each change is recorded once
-        task = get_task(session, task_name, for_update=True)
+        # concurrent calls (several request threads, the leader's poll) take turns, so
+        # each sees the other's mode changes and records each change once
+        lock_task_progress(session.connection(), live.task_id)
+        task = get_task(session, task_name)
         sync_task(session, task, live, f"label {task.n_labels}")
         if not curve_due(task.n_labels) or _has_point(session, task):
             return

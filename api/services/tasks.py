@@ -16,10 +16,9 @@ from api.tables import Task, TaskHistory
 from learner import InvalidSchema, parse_rules, parse_schema, schema_to_json
 
 
-def get_task(session: Session, name: str, *, for_update: bool = False) -> Task:
-    """The task named ``name``; ``for_update`` locks its row until the transaction ends."""
-    query = select(Task).where(Task.name == name)
-    task = session.exec(query.with_for_update() if for_update else query).first()
+def get_task(session: Session, name: str) -> Task:
+    """The task named ``name``."""
+    task = session.exec(select(Task).where(Task.name == name)).first()
     if task is None:
         raise NotFound(f"task {name!r} not found")
     return task
@@ -210,12 +209,11 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
     if (mode, threshold) != (task.mode, task.threshold_in_force):
         before = task.mode
         was = {"mode": task.mode, "threshold": task.threshold_in_force}
-        task.mode, task.threshold_in_force = mode, threshold
+        task.mode, task.threshold_in_force, task.mode_reason = mode, threshold, reason
         _history(session, task, f"{reason} ({cause})")
         _mode_event(session, task, before, f"{reason} ({cause})")
         _audit_migration(session, task, was, f"{reason} ({cause})")
-    task.mode_reason = reason
-    session.add(task)
+    session.add(task)  # written only if something changed (see current_reason)
 
 
 def _audit_migration(
