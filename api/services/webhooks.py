@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from api.errors import Conflict, NotFound
@@ -54,7 +55,8 @@ def parse_event_id(public_id: str) -> int:
 
 
 # --- emitting ---------------------------------------------------------------------------
-_HOOK_EVENTS = select(col(TaskWebhook.events)).where(col(TaskWebhook.task_id) == bindparam("task"))
+_hooks = TaskWebhook.__table__  # type: ignore[attr-defined]
+_HOOK_EVENTS = sa_select(_hooks.c.events).where(_hooks.c.task_id == bindparam("task"))
 
 
 def emit(
@@ -73,7 +75,7 @@ def emit(
     task's own ordering key. ``data`` may be a function, called only when an event is
     written (most tasks have no webhook).
     """
-    events = session.exec(_HOOK_EVENTS, params={"task": task.id}).first()
+    events = session.execute(_HOOK_EVENTS, {"task": task.id}).scalar_one_or_none()
     if events is None or (event_type != PING and event_type not in events):
         return False
     if callable(data):
