@@ -85,10 +85,14 @@ AL_STREAMS: list[tuple[str, str, int | None]] = [
     ("bananas", "forest", None),
 ]
 AL_CAPACITY, AL_SEEDS, AL_ORDERS = 0.2, 10, ("margin", "fifo", "random")
-#: Queue ageing (one case arrives per second): the default hour of
-#: :func:`learner.routing.queue_priority` bounded by the backlog (as shipped), the same hour
-#: unbounded (as shipped before), and none (pure margin order).
-AL_AGEING = {"1 h": 3600.0, "unbounded": 3600.0, "none": 1e12}
+#: Variants of the margin queue (one case arrives per second): as shipped (the hour of
+#: ageing of :func:`learner.routing.queue_priority` bounded by the backlog, a review sample
+#: at the audit rate served first), without the review sample, and without ageing.
+AL_VARIANTS: dict[str, dict[str, Any]] = {
+    "": {},
+    " (no review sample)": {"review_sample": False},
+    " (no ageing)": {"ageing_seconds": 1e12},
+}
 
 
 # --- one run per task (in a worker process) --------------------------------------------------
@@ -98,6 +102,7 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
     logging.getLogger("learner").setLevel(logging.WARNING)
     section = task.pop("section")
     curve_out = task.pop("curve_out", None)
+    variant = task.pop("variant", "")
     started = time.perf_counter()
     result = simulate(SimulationConfig(**task))
     row: dict[str, Any] = {"section": section, "family": task.get("family", "linear")}
@@ -112,13 +117,7 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
         points = np.linspace(width - 1, n - 1, 100).round().astype(int)
         row["rolling_accuracy"] = rolling[points - (width - 1)].tolist()
         row["labels_at"] = result.labels_so_far[points].tolist()
-        ageing = task.get("ageing_seconds", 3600.0)
-        if ageing != 3600.0:
-            row["queue_order"] = task["queue_order"] + " (no ageing)"
-        elif not task.get("bounded_ageing", True):
-            row["queue_order"] = task["queue_order"] + " (unbounded ageing)"
-        else:
-            row["queue_order"] = task["queue_order"]
+        row["queue_order"] = task["queue_order"] + variant
     if curve_out:
         write_outputs(result, Path(curve_out))
     return row
@@ -173,15 +172,15 @@ def _tasks(quick: bool) -> list[dict[str, Any]]:
             task["curve_out"] = curves
         tasks.append(task)
     al_streams = [("phishing", "linear", None)] if quick else AL_STREAMS
-    for (name, family, n), order, ageing, seed in (
-        (s, o, a, seed)
+    for (name, family, n), order, variant, seed in (
+        (s, o, v, seed)
         for s in al_streams
         for o in AL_ORDERS
-        for a in AL_AGEING
+        for v in AL_VARIANTS
         for seed in range(2 if quick else AL_SEEDS)
     ):
-        if ageing != "1 h" and order != "margin":
-            continue  # the ageing only changes the margin queue's order
+        if variant and order != "margin":
+            continue  # the variants only change the margin queue's order
         tasks.append(
             {
                 "section": "active",
@@ -192,8 +191,8 @@ def _tasks(quick: bool) -> list[dict[str, Any]]:
                 "reviewer_capacity": AL_CAPACITY,
                 "queue_order": order,
                 "target_error": 0.05,
-                "ageing_seconds": AL_AGEING[ageing],
-                "bounded_ageing": ageing != "unbounded",
+                "variant": variant,
+                **AL_VARIANTS[variant],
             }
         )
     # Long runs first so that the two workers finish together.
@@ -360,9 +359,7 @@ def drift_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def active_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     out = []
-    orders = list(
-        dict.fromkeys(["margin", "margin (unbounded ageing)", "margin (no ageing)", *AL_ORDERS])
-    )
+    orders = list(dict.fromkeys([*(f"margin{v}" for v in AL_VARIANTS), *AL_ORDERS]))
     for dataset, group in rows.groupby("dataset", sort=False):
         curves = {}
         for order in orders:

@@ -45,6 +45,11 @@ class RoutingPolicy:
     hold_reason
         When set, automation is on hold (the task is in assist or suspended) and every
         case goes to a person with this reason.
+    sample_rate
+        Share of the cases sent to a person that are drawn as a *review sample*, in
+        [0, 1]: served before the rest of the queue (:func:`queue_priority`), so the
+        labels include a random sample of every confidence level even when reviewers
+        cannot keep up and the margin order would only ever reach the uncertain cases.
 
     Examples
     --------
@@ -60,12 +65,15 @@ class RoutingPolicy:
     automation_on: bool = True
     threshold_note: str = "threshold"
     hold_reason: str | None = None
+    sample_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if math.isnan(self.threshold):
             raise LearnerError("threshold must be a number, got nan")
         if not 0.0 < self.audit_rate <= 1.0:
             raise LearnerError(f"audit_rate must be in (0, 1], got {self.audit_rate}")
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise LearnerError(f"sample_rate must be in [0, 1], got {self.sample_rate}")
         if self.min_labels < 0:
             raise LearnerError(f"min_labels must be >= 0, got {self.min_labels}")
         # The reasons' fixed parts, formatted once per policy rather than per case
@@ -82,7 +90,8 @@ class RoutingDecision:
 
     ``propensity`` is the probability that a case like this one is seen by a person:
     1.0 for review and assist, the audit rate for auto. Weighting reviewed labels by
-    ``1 / propensity`` gives unbiased error estimates.
+    ``1 / propensity`` gives unbiased error estimates. ``sample``: a case for a person
+    drawn into the review sample (served first, see :class:`RoutingPolicy`).
 
     Treat it as immutable (derive changes with ``dataclasses.replace``); it is not
     ``frozen`` only because a frozen dataclass costs ~0.7 µs more per case to build.
@@ -97,6 +106,7 @@ class RoutingDecision:
     reasons: list[str]
     propensity: float
     margin: float
+    sample: bool = False
 
 
 def audit_draw(task: str, case_key: str) -> float:
@@ -163,7 +173,8 @@ def route_case(
     policy's ``hold_reason``) -> assist; fewer than ``min_labels`` labels
     -> assist (cold start); no model (empty ``proba``) -> assist; confidence at or above
     the threshold -> auto, audited when :func:`audit_draw` falls below the audit rate;
-    else review.
+    else review. A case for a person with a suggestion joins the review sample when the
+    same draw falls below the policy's ``sample_rate``.
 
     Parameters
     ----------
@@ -189,6 +200,10 @@ def route_case(
     >>> route_case({"ok": 0.99, "fraud": 0.01}, policy=policy, n_labels=12, task="fraud",
     ...            case_key="c3").reasons
     ['cold start: 12 of 50 labels']
+    >>> d = route_case({"ok": 0.99, "fraud": 0.01}, n_labels=12, task="fraud", case_key="c3",
+    ...                policy=RoutingPolicy(threshold=0.93, sample_rate=1.0))
+    >>> d.sample, d.reasons
+    (True, ['cold start: 12 of 50 labels', 'review sample (rate 1): served first'])
     """
     # One pass: the suggestion (first label among ties), the top two probabilities.
     suggested = None
@@ -226,8 +241,15 @@ def route_case(
         )  # fmt: skip
     else:
         route, reasons = "review", [_reason(confidence, policy, False)]
+    sample = (
+        policy.sample_rate > 0.0
+        and suggested is not None
+        and audit_draw(task, case_key) < policy.sample_rate
+    )
+    if sample:
+        reasons.append(f"review sample (rate {policy.sample_rate:g}): served first")
     return RoutingDecision(
-        route, suggested, confidence, proba, threshold, audit, reasons, 1.0, margin
+        route, suggested, confidence, proba, threshold, audit, reasons, 1.0, margin, sample
     )
 
 
@@ -237,6 +259,7 @@ def queue_priority(
     *,
     ageing_seconds: float = 3600.0,
     audit: bool = False,
+    sample: bool = False,
     oldest: float | None = None,
     age_credit: float = 0.25,
 ) -> float:
@@ -246,7 +269,9 @@ def queue_priority(
     the least certain cases first, and every ``ageing_seconds`` of waiting worth a full
     unit of margin, so nothing starves. Since ``now / ageing_seconds`` is the same for
     every row, ordering by the static ``margin + created_at / ageing_seconds`` gives the
-    same order and can be stored once and indexed. Audit cases count as margin 0.
+    same order and can be stored once and indexed. Audit cases count as margin 0, and
+    review-sample cases as margin -1: ahead of every other case that has not waited
+    ``ageing_seconds`` longer (under a backlog, ahead of all of them).
 
     *Ageing bounded by the backlog.* Under a lasting backlog (reviewers label fewer
     cases than arrive) unbounded ageing turns the queue into FIFO: after an hour, every
@@ -267,6 +292,8 @@ def queue_priority(
     True
     >>> queue_priority(0.9, 0.0, audit=True)
     0.0
+    >>> queue_priority(0.9, 0.0, sample=True)
+    -1.0
     >>> old = queue_priority(0.6, 0.0)  # a case waiting for ten hours ...
     >>> queue_priority(0.1, 36000.0, oldest=0.0) < old  # ... is passed by a less certain one
     True
@@ -280,4 +307,4 @@ def queue_priority(
     when = created_at_epoch / ageing_seconds
     if oldest is not None:
         when = min(when, oldest / ageing_seconds + age_credit)
-    return (0.0 if audit else margin) + when
+    return (-1.0 if sample else 0.0 if audit else margin) + when

@@ -95,6 +95,9 @@ class SimulationConfig:
     bounded_ageing
         Pass the queue's head to :func:`~learner.routing.queue_priority` (ageing bounded
         by the backlog, as the service does); ``False``: unbounded ageing.
+    review_sample
+        Draw a review sample at the audit rate, served first in the margin order (as the
+        service does; :class:`~learner.routing.RoutingPolicy`); ``False``: none.
     challenger
         On a drift alarm, race a fresh model trained on later labels only against the
         live one (:class:`~learner.challenger.Challenger`), as the service does.
@@ -121,6 +124,7 @@ class SimulationConfig:
     window: int | None = None
     challenger: bool = True
     bounded_ageing: bool = True
+    review_sample: bool = True
     ageing_seconds: float = 3600.0
     curve_points: int = 200
     tuning: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +157,7 @@ class SimulationConfig:
         """A file-name-safe name of the run."""
         drift = f"-drift{self.drift_at}" if self.drift_at else ""
         audit = f"-audit{self.audit_rate:g}" if self.audit_rate != 0.05 else ""
+        audit += "" if self.review_sample else "-nosample"
         return (
             f"{self.dataset}-{self.policy}-t{self.target_error:g}-cap{self.reviewer_capacity:g}"
             f"-{self.queue_order}{audit}{drift}-s{self.seed}"
@@ -448,6 +453,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             else config.audit_rate,
             automation_on=on,
             threshold_note="certified threshold",
+            sample_rate=config.audit_rate if config.review_sample else 0.0,
         )
         decision = route_case(
             proba, policy=policy, n_labels=model.n_learned, task=task, case_key=str(i)
@@ -473,6 +479,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
                     float(i),
                     ageing_seconds=config.ageing_seconds,
                     audit=decision.audit,
+                    sample=decision.sample,
                     oldest=float(waiting[0]) if waiting and config.bounded_ageing else None,
                 )
             elif config.queue_order == "fifo":

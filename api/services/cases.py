@@ -102,6 +102,7 @@ def routing_policy(task: Task, live: LiveModel) -> RoutingPolicy:
         automation_on=task.automation == "on",
         threshold_note="certified threshold" if certified else "threshold",
         hold_reason=None if mode == "automated" else reason,
+        sample_rate=task.audit_rate,  # the same share of the queue is a random sample
     )
 
 
@@ -329,7 +330,9 @@ def _case_writes(
             "decision": d.suggestion if decided else None,
             "decided_at": at if decided else None,
             "queued": queued,
-            "priority": queue_priority(d.margin, now, audit=d.audit, oldest=oldest),
+            "priority": queue_priority(
+                d.margin, now, audit=d.audit, sample=d.sample, oldest=oldest
+            ),
         }
         routing = {
             "case_id": s.case_id,

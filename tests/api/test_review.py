@@ -127,11 +127,27 @@ def test_queue_serves_most_uncertain_first(api):
         ordered = sorted(c["proba"].values(), reverse=True)
         margins[c["id"]] = ordered[0] - ordered[1]
     waiting = [c["id"] for c in sent if c["status"] == "pending" or c["audit"]]
+    sampled = {c["id"] for c in sent if any("review sample" in r for r in c["reasons"])}
     claimed = []
     while (claim := api.claim("claims")) is not None:
         claimed.append(claim["case"]["id"])
     pending_order = [m for m in claimed if m in waiting]
-    assert [margins[c] for c in pending_order] == sorted(margins[c] for c in pending_order)
+    # the review sample (a random share at the audit rate) first, then the least certain
+    assert set(pending_order[: len(sampled)]) == sampled
+    rest = pending_order[len(sampled) :]
+    assert [margins[c] for c in rest] == sorted(margins[c] for c in rest)
+
+
+def test_review_sample_is_served_before_less_certain_cases(api):
+    api.create_task(min_labels=5, audit_rate=0.5)  # half the queue is a random sample
+    api.teach("claims", 40)
+    rng = __import__("random").Random(7)
+    sent = [api.send("claims", claims_case(rng)[0]) for _ in range(40)]
+    queued = [c for c in sent if c["status"] == "pending"]
+    sampled = {c["id"] for c in queued if any("review sample" in r for r in c["reasons"])}
+    assert 0 < len(sampled) < len(queued)
+    first = [api.claim("claims")["case"]["id"] for _ in range(len(sampled))]
+    assert set(first) == sampled
 
 
 def test_correction_is_appended_and_learned(api):

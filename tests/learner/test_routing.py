@@ -217,6 +217,26 @@ def test_queue_priority_audits_count_as_margin_zero():
     assert queue_priority(0.99, 100.0, audit=True) == queue_priority(0.0, 100.0)
 
 
+def test_route_case_draws_a_review_sample_of_cases_for_people():
+    policy = RoutingPolicy(threshold=0.93, sample_rate=0.1)
+    unsure = {"ok": 0.6, "fraud": 0.4}
+    decisions = [route(unsure, policy=policy, case_key=f"case-{i}") for i in range(4000)]
+    assert 0.08 < statistics.mean(d.sample for d in decisions) < 0.12
+    sampled = next(d for d in decisions if d.sample)
+    assert sampled.route == "review" and sampled.propensity == 1.0
+    assert sampled.reasons[-1] == "review sample (rate 0.1): served first"
+    automated = [route(CONFIDENT, policy=policy, case_key=f"case-{i}") for i in range(500)]
+    assert not any(d.sample for d in automated)  # audits sample those
+    assert not any(route(unsure, case_key=f"case-{i}").sample for i in range(500))  # rate 0
+
+
+def test_queue_priority_serves_the_review_sample_first_under_a_backlog():
+    backlog_head = 0.0  # the oldest case still waiting arrived at 0 s
+    sampled_new = queue_priority(0.99, 7200.0, sample=True, oldest=backlog_head)
+    unsure_old = queue_priority(0.0, 0.0, oldest=backlog_head)
+    assert sampled_new < unsure_old
+
+
 def test_queue_priority_rejects_non_positive_ageing():
     with pytest.raises(LearnerError):
         queue_priority(0.5, 0.0, ageing_seconds=0.0)
