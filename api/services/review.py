@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 from sqlalchemy import Row, Update, and_, bindparam, insert, update
 from sqlalchemy import select as sa_select
@@ -270,7 +271,7 @@ def label_case(
         author = quality.final_author(prior, body.label, final, who)
         claimed = session.execute(
             _FINAL_LABEL, {**held_by, "final": final, "author": author.name}
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         if claimed != 1:
             raise Conflict(
                 f"your lease on case {case_id} expired and another reviewer holds the case"
@@ -372,7 +373,7 @@ def _hold_opinion(
     if outcome.escalate:
         values["escalated"] = True
         values["priority"] = _case.c.priority - 1.0  # leads see disagreements first
-    held = session.execute(update(_case).where(_HELD).values(**values), held_by).rowcount
+    held = session.execute(update(_case).where(_HELD).values(**values), held_by).rowcount  # type: ignore[attr-defined]
     if held != 1:
         raise Conflict(f"your lease on case {case.id} expired and another reviewer holds the case")
     quality.add_opinion(
@@ -576,7 +577,7 @@ def append_label(
     corrects: int | None = None,
 ) -> Label:
     """Append one entry to the label log (in the caller's transaction) and return it."""
-    row = {
+    row: dict[str, Any] = {
         "task_id": task.id,
         "case_id": case.id,
         "label": label,
