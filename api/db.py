@@ -381,11 +381,7 @@ def lock_label_log(connection: Connection, task_id: int) -> None:
     id ``n + 1`` while id ``n`` is still to commit. SQLite needs nothing: its writers
     are serialised already.
     """
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
-            {"ns": LOCK_NAMESPACE, "id": task_id},
-        )
+    advisory_xact_lock(connection, LOCK_NAMESPACE, task_id)
 
 
 def lock_task_progress(connection: Connection, task_id: int) -> None:
@@ -395,10 +391,16 @@ def lock_task_progress(connection: Connection, task_id: int) -> None:
     Its own lock rather than the task row's: label transactions update the row's counters
     and must not queue behind a progress record (nor it behind them).
     """
+    advisory_xact_lock(connection, PROGRESS_LOCK_NAMESPACE, task_id)
+
+
+def advisory_xact_lock(connection: Connection, namespace: int, key: int) -> None:
+    """Wait for the (``namespace``, ``key``) lock, held until the transaction ends
+    (PostgreSQL only: SQLite's writers are serialised already)."""
     if connection.dialect.name == "postgresql":
         connection.execute(
             text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
-            {"ns": PROGRESS_LOCK_NAMESPACE, "id": task_id},
+            {"ns": namespace, "id": key},
         )
 
 

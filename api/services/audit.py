@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy import event, text, update
 from sqlmodel import Session, col, select
 
+from api.db import advisory_xact_lock
 from api.schemas import AuditActor, AuditEntry, AuditPage, iso
 from api.security import Principal
 from api.tables import AuditLog
@@ -225,11 +226,7 @@ def _head(session: Session, chain: int) -> tuple[int, str]:
         return heads[chain]
     session.flush()  # the transaction's pending row locks come before the chain's lock
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
-            {"ns": AUDIT_LOCK_NAMESPACE, "id": chain},
-        )
+    advisory_xact_lock(connection, AUDIT_LOCK_NAMESPACE, chain)
     last = connection.execute(HEAD, {"chain": chain}).first()
     head = (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
     heads[chain] = head
