@@ -30,6 +30,7 @@ ROUTE_BADGES = {
     "assist": ("Assist: a person decides", "violet"),
     "auto": ("Audit spot check of an automated decision", "blue"),
 }
+SAMPLE_BADGE = ("Random sample: checks the model where it may be sure", "blue")
 
 
 def load_tasks(tl: TierlineClient, state: Any, force: bool = False) -> list[dict[str, Any]]:
@@ -340,6 +341,8 @@ def main() -> None:
     badge, colour = ROUTE_BADGES.get(case.get("route", ""), ("For review", "gray"))
     if case.get("audit"):
         badge, colour = ROUTE_BADGES["auto"]
+    elif any(reason.startswith("review sample") for reason in case.get("reasons", [])):
+        badge, colour = SAMPLE_BADGE
     st.markdown(
         f":{colour}-badge[{badge}] &nbsp; `{case['id']}`"
         + (f" · {escape_markdown(str(case['external_id']))}" if case.get("external_id") else "")

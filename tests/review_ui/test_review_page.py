@@ -194,3 +194,19 @@ def test_sign_out_warns_about_an_unsent_label(reviewer, fake_api) -> None:
     button(at, "1 · approve").click().run()
     assert "has not been sent yet; signing out now discards it" in at.sidebar.warning[0].value
     assert at.sidebar.button(key="signout").label == "Sign out and discard it"
+
+
+def test_review_sample_case_says_why_a_sure_case_is_here(app, fake_api) -> None:
+    fake_api.add_cases(
+        1,
+        confidence=0.99,
+        reasons=[
+            "confidence 0.99 >= certified threshold 0.90",
+            "review sample (rate 0.05): served first",
+        ],
+    )
+    at = app("reviewer").run()
+    assert not at.exception
+    shown = texts(at)
+    assert ":blue-badge[Random sample: checks the model where it may be sure]" in shown
+    assert "review sample" in shown and "served first" in shown
