@@ -58,7 +58,8 @@ def measure(name: str, n_train: int, n_score: int, repeats: int) -> dict:
     held_out = [x for x, _ in rows[n_train:]]  # cycled: small files hold few rows
     xs = [held_out[i % len(held_out)] for i in range(n_score)]
     keys = [f"c_{i:024x}" for i in range(len(xs))]
-    policy = RoutingPolicy(threshold=0.9, min_labels=50, audit_rate=0.05)
+    # as the service routes: audits and a review sample at the audit rate
+    policy = RoutingPolicy(threshold=0.9, min_labels=50, audit_rate=0.05, sample_rate=0.05)
     version, now = model.n_learned, time.time()
 
     def river_only(batch: list) -> None:
@@ -74,7 +75,7 @@ def measure(name: str, n_train: int, n_score: int, repeats: int) -> dict:
                 task=name,
                 case_key=key,
             )
-            queue_priority(d.margin, now, audit=d.audit)
+            queue_priority(d.margin, now, audit=d.audit, sample=d.sample)
 
     def validate_score_route(batch: list) -> None:
         schema = model.schema
@@ -87,7 +88,7 @@ def measure(name: str, n_train: int, n_score: int, repeats: int) -> dict:
                 task=name,
                 case_key=key,
             )
-            queue_priority(d.margin, now, audit=d.audit)
+            queue_priority(d.margin, now, audit=d.audit, sample=d.sample)
 
     loops = {"river": river_only, "score_route": score_route, "validate": validate_score_route}
     runs: dict[str, list[float]] = {k: [] for k in loops}
