@@ -38,6 +38,7 @@ from learner.routing import (
     RoutingPolicy,
     audit_draw,
     queue_priority,
+    review_sample_rate,
     route_case,
 )
 from learner.rules import Rule, apply_guardrails, matching_rules, parse_rules
@@ -93,6 +94,7 @@ __all__ = [
     "parse_rules",
     "parse_schema",
     "queue_priority",
+    "review_sample_rate",
     "route_case",
     "schema_to_json",
     "source_feature",

@@ -19,7 +19,9 @@ __all__ = [
     "RoutingDecision",
     "RoutingPolicy",
     "audit_draw",
+    "BACKLOG_SECONDS",
     "queue_priority",
+    "review_sample_rate",
     "route_case",
 ]
 
@@ -49,7 +51,8 @@ class RoutingPolicy:
         Share of the cases sent to a person that are drawn as a *review sample*, in
         [0, 1]: served before the rest of the queue (:func:`queue_priority`), so the
         labels include a random sample of every confidence level even when reviewers
-        cannot keep up and the margin order would only ever reach the uncertain cases.
+        cannot keep up and the margin order would only ever reach the uncertain cases
+        (:func:`review_sample_rate`: the service samples only under a backlog).
 
     Examples
     --------
@@ -251,6 +254,32 @@ def route_case(
     return RoutingDecision(
         route, suggested, confidence, proba, threshold, audit, reasons, 1.0, margin, sample
     )
+
+
+#: A queue whose oldest case has waited this long is behind its reviewers: the review
+#: sample starts (:func:`review_sample_rate`).
+BACKLOG_SECONDS = 900.0
+
+
+def review_sample_rate(rate: float, oldest: float | None, now: float) -> float:
+    """The review sample's rate for a case routed at ``now``: ``rate`` while the queue is
+    behind (its oldest case, created at ``oldest``, has waited over :data:`BACKLOG_SECONDS`),
+    else 0.
+
+    When reviewers keep up, every queued case is labelled soon whatever its place, so the
+    margin order alone serves the most informative first; only a lasting backlog leaves
+    the confident cases unlabelled, and the evidence to certify them with it.
+
+    Examples
+    --------
+    >>> review_sample_rate(0.05, oldest=None, now=5000.0)  # nothing waiting
+    0.0
+    >>> review_sample_rate(0.05, oldest=4800.0, now=5000.0)  # keeping up
+    0.0
+    >>> review_sample_rate(0.05, oldest=0.0, now=5000.0)  # behind
+    0.05
+    """
+    return rate if oldest is not None and now - oldest > BACKLOG_SECONDS else 0.0
 
 
 def queue_priority(

@@ -36,7 +36,7 @@ from learner.datasets import STREAM_NAMES, SYNTHETIC_DEFAULT_N, load_stream
 from learner.errors import LearnerError
 from learner.model import MODEL_FAMILIES, TaskModel
 from learner.panel import QualityPolicy, ReviewPanel, SimulatedReviewer
-from learner.routing import RoutingPolicy, queue_priority, route_case
+from learner.routing import RoutingPolicy, queue_priority, review_sample_rate, route_case
 
 __all__ = [
     "DRIFT_KINDS",
@@ -96,8 +96,9 @@ class SimulationConfig:
         Pass the queue's head to :func:`~learner.routing.queue_priority` (ageing bounded
         by the backlog, as the service does); ``False``: unbounded ageing.
     review_sample
-        Draw a review sample at the audit rate, served first in the margin order (as the
-        service does; :class:`~learner.routing.RoutingPolicy`); ``False``: none.
+        Draw a review sample at the audit rate while the queue is behind, served first in
+        the margin order (as the service does; :func:`~learner.routing.review_sample_rate`);
+        ``False``: none.
     challenger
         On a drift alarm, race a fresh model trained on later labels only against the
         live one (:class:`~learner.challenger.Challenger`), as the service does.
@@ -445,6 +446,9 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         else:
             threshold = governor.controller.point_threshold()
             on = threshold is not None
+        while waiting and waiting[0] not in pending:
+            waiting.popleft()
+        head = float(waiting[0]) if waiting else None  # one case arrives per second
         policy = RoutingPolicy(
             threshold=threshold if threshold is not None else 1.0,
             min_labels=config.min_labels,
@@ -453,7 +457,9 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             else config.audit_rate,
             automation_on=on,
             threshold_note="certified threshold",
-            sample_rate=config.audit_rate if config.review_sample else 0.0,
+            sample_rate=review_sample_rate(config.audit_rate, head, float(i))
+            if config.review_sample
+            else 0.0,
         )
         decision = route_case(
             proba, policy=policy, n_labels=model.n_learned, task=task, case_key=str(i)

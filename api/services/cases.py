@@ -30,6 +30,7 @@ from learner import (
     infer_schema,
     parse_rules,
     queue_priority,
+    review_sample_rate,
     route_case,
     schema_to_json,
     validate_features,
@@ -89,8 +90,12 @@ def new_case_id() -> str:
     return "c_" + _case_token()
 
 
-def routing_policy(task: Task, live: LiveModel) -> RoutingPolicy:
-    """The policy in force: the kill switch, cold start, then the fixed or certified rule."""
+def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> RoutingPolicy:
+    """The policy in force: the kill switch, cold start, then the fixed or certified rule.
+
+    ``oldest`` (the creation time of the task's oldest queued case) turns the review
+    sample on while the queue is behind (``learner.review_sample_rate``).
+    """
     mode, threshold, reason = effective_state(task, live)
     certified = task.threshold_policy == "certified"
     # while drift is suspected the governor audits more (propensity recorded as drawn)
@@ -102,7 +107,7 @@ def routing_policy(task: Task, live: LiveModel) -> RoutingPolicy:
         automation_on=task.automation == "on",
         threshold_note="certified threshold" if certified else "threshold",
         hold_reason=None if mode == "automated" else reason,
-        sample_rate=task.audit_rate,  # the same share of the queue is a random sample
+        sample_rate=review_sample_rate(task.audit_rate, oldest, time.time()),
     )
 
 
@@ -143,9 +148,10 @@ def score(
     max_string_length: int,
     loc: list,
     policy: RoutingPolicy | None = None,
+    oldest: float | None = None,
 ) -> tuple[dict, RoutingDecision, int]:
     """Validate features against the task's schema, then score and route them (under
-    ``policy``, else the policy in force now)."""
+    ``policy``, else the policy in force now, given the queue's ``oldest`` case)."""
     try:
         clean = validate_features(live.model.schema, features, max_string_length=max_string_length)
     except InvalidFeatures as exc:
@@ -154,7 +160,7 @@ def score(
         proba = live.model.predict_proba_one(clean)
         version = live.version
         if policy is None:
-            policy = routing_policy(task, live)
+            policy = routing_policy(task, live, oldest)
     decision = route_case(proba, policy=policy, n_labels=version, task=task.name, case_key=case_key)
     if task.threshold_policy == "certified":
         decision = _with_bound(decision, live, task.target_error)
@@ -219,7 +225,7 @@ async def submit_case_ready(
         return None
     case_id = new_case_id()
     clean, decision, version = score(
-        task, live, item.features, case_id, max_string_length, ["features"]
+        task, live, item.features, case_id, max_string_length, ["features"], oldest=oldest
     )
     publics, write = _case_writes(task, [Scored(case_id, item, clean, decision, version)], oldest)
     await asyncio.wrap_future(db.group.submit(write))
@@ -245,8 +251,9 @@ def submit_cases(
     existing = _existing(db, task, items)
     scored: list[Scored | CasePublic] = []
     first_of: dict[str, int] = {}
+    oldest = store.oldest_queued.get(task.id)  # type: ignore[arg-type]
     with live.lock:  # one policy for the whole call (~10 us a case otherwise, in a batch)
-        policy = routing_policy(task, live)
+        policy = routing_policy(task, live, oldest)
     for i, item in enumerate(items):
         if item.external_id in existing:
             scored.append(existing[item.external_id])
@@ -264,7 +271,7 @@ def submit_cases(
     fresh = [s for s in scored if isinstance(s, Scored)]
     fresh = list({s.case_id: s for s in fresh}.values())
     try:
-        publics = _store(db, task, fresh, store.oldest_queued.get(task.id))  # type: ignore[arg-type]
+        publics = _store(db, task, fresh, oldest)
     except IntegrityError:  # an external_id stored concurrently: answer with that one
         if not retry:
             raise

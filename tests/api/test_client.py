@@ -413,12 +413,13 @@ def test_governance_methods_call_their_routes():
     audit, models, activate, rotate = seen
     assert audit.url.path == "/v1/audit"
     assert dict(audit.url.params) == {
-        "task": "claims", "action": "case.routed", "limit": "5", "before": "9"
+        "task": "claims",
+        "action": "case.routed",
+        "limit": "5",
+        "before": "9",
     }
     assert (models.method, models.url.path) == ("GET", "/v1/tasks/claims/models")
-    assert (activate.method, activate.url.path) == (
-        "POST", "/v1/tasks/claims/models/25/activate"
-    )
+    assert (activate.method, activate.url.path) == ("POST", "/v1/tasks/claims/models/25/activate")
     assert rotate.url.path == "/v1/keys/k_1/rotate"
     assert json.loads(rotate.content) == {"grace_seconds": 60}
     handler, seen = sequence(httpx.Response(204))

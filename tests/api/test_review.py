@@ -1,5 +1,7 @@
 import time
 
+from sqlalchemy import text
+
 from tests.utils.factories import CLAIMS_FEATURES, claims_case  # noqa: F401
 
 CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
@@ -127,21 +129,26 @@ def test_queue_serves_most_uncertain_first(api):
         ordered = sorted(c["proba"].values(), reverse=True)
         margins[c["id"]] = ordered[0] - ordered[1]
     waiting = [c["id"] for c in sent if c["status"] == "pending" or c["audit"]]
-    sampled = {c["id"] for c in sent if any("review sample" in r for r in c["reasons"])}
     claimed = []
     while (claim := api.claim("claims")) is not None:
         claimed.append(claim["case"]["id"])
     pending_order = [m for m in claimed if m in waiting]
-    # the review sample (a random share at the audit rate) first, then the least certain
-    assert set(pending_order[: len(sampled)]) == sampled
-    rest = pending_order[len(sampled) :]
-    assert [margins[c] for c in rest] == sorted(margins[c] for c in rest)
+    assert [margins[c] for c in pending_order] == sorted(margins[c] for c in pending_order)
 
 
-def test_review_sample_is_served_before_less_certain_cases(api):
-    api.create_task(min_labels=5, audit_rate=0.5)  # half the queue is a random sample
+def test_behind_its_reviewers_the_queue_serves_a_review_sample_first(api, client):
+    api.create_task(min_labels=5, audit_rate=0.5)  # half the cases for people, when behind
     api.teach("claims", 40)
     rng = __import__("random").Random(7)
+    keeping_up = [api.send("claims", claims_case(rng)[0]) for _ in range(10)]
+    assert not any("review sample" in r for c in keeping_up for r in c["reasons"])
+    state = client.app.state.tierline  # the queue falls behind: its oldest case waited 1 h
+    with state.db.write() as session:
+        session.execute(
+            text('UPDATE "case" SET created_at = created_at - 3600 WHERE id = :id'),
+            {"id": keeping_up[0]["id"]},
+        )
+    state.store.oldest_queued.forget()
     sent = [api.send("claims", claims_case(rng)[0]) for _ in range(40)]
     queued = [c for c in sent if c["status"] == "pending"]
     sampled = {c["id"] for c in queued if any("review sample" in r for r in c["reasons"])}
