@@ -105,6 +105,10 @@ class LiveModel:
     def version(self) -> int:
         return self.model.n_learned
 
+    def snapshot_due(self, every: int) -> bool:
+        """True when ``every`` labels or more were folded since the last kept snapshot."""
+        return self.version - self.last_snapshot_version >= every
+
 
 class ModelStore:
     """Owns every live model of this process."""
@@ -247,7 +251,7 @@ class ModelStore:
                 applied += len(rows)
                 if len(rows) < REPLAY_CHUNK:
                     break
-        due = live.version - live.last_snapshot_version >= self.snapshot_every
+        due = live.snapshot_due(self.snapshot_every)
         if applied and due and self.leader:
             self.save_snapshot(live)
         return applied
@@ -272,7 +276,7 @@ class ModelStore:
             ):
                 live.fold(label_id, entry, features)
                 applied = True
-                due = live.version - live.last_snapshot_version >= self.snapshot_every
+                due = live.snapshot_due(self.snapshot_every)
         if label_id > live.last_label_id:
             applied = self.catch_up(live) > 0
         elif due:
@@ -332,9 +336,7 @@ class ModelStore:
         """
         if not self.leader or live.version == live.published_version:
             return False
-        self.save_snapshot(
-            live, keep=live.version - live.last_snapshot_version >= self.snapshot_every
-        )
+        self.save_snapshot(live, keep=live.snapshot_due(self.snapshot_every))
         return True
 
     def newest_snapshots(self) -> dict[int, int]:

