@@ -68,10 +68,13 @@ def test_events_survive_a_kill_9_and_arrive_in_order_per_case(fresh_database_url
             receiver.fail_first = 3  # the receiver comes back, still flaky
             server.start()
             admin = TierlineClient(server.url, ADMIN_KEY, max_retries=20)
+            # an attempt in flight at the kill keeps its event leased until the lease runs
+            # out (webhook timeout 5 s + LOCK_GRACE_SECONDS 30 s): wait past that
             wait_until(
                 lambda: all(
                     e["status"] == "delivered" for e in admin.webhook_events("claims", limit=1000)
-                )
+                ),
+                timeout=60,
             )
         finally:
             server.stop()
