@@ -25,15 +25,17 @@ Two PostgreSQL advisory locks keep the model lineage single:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert, event, text
+from sqlalchemy import JSON, Insert, Table, event, text
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
@@ -80,6 +82,48 @@ def json_loads(text: str | bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict]) -> None:
+    """Insert ``rows`` (dicts with the same keys, column names) into ``table``.
+
+    On SQLite the rows go to the driver's ``executemany`` as tuples, with JSON columns
+    serialised by :func:`json_dumps` as the engine would: SQLAlchemy's per-row bind
+    processing costs more than SQLite's insert (~30 us against ~15 us a row of a case
+    batch). Elsewhere (PostgreSQL) through SQLAlchemy Core's many-row insert. Driver
+    errors arrive as SQLAlchemy's exceptions (``IntegrityError``) either way.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        session.execute(table.insert(), list(rows))
+        return
+    columns = tuple(rows[0])
+    sql, json_at = _sqlite_insert(table, columns)
+    params = []
+    for row in rows:
+        values = [row[name] for name in columns]
+        for i, none_as_null in json_at:
+            value = values[i]
+            values[i] = None if value is None and none_as_null else json_dumps(value)
+        params.append(tuple(values))
+    connection.exec_driver_sql(sql, params)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, list[tuple[int, bool]]]:
+    """The INSERT for ``columns`` of ``table`` and where its JSON columns are."""
+    quote = sqlite_dialect().identifier_preparer.quote
+    names = ", ".join(quote(name) for name in columns)
+    marks = ", ".join("?" * len(columns))
+    sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"
+    json_at = [
+        (i, bool(table.c[name].type.none_as_null))
+        for i, name in enumerate(columns)
+        if isinstance(table.c[name].type, JSON)
+    ]
+    return sql, json_at
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:

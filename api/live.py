@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func
+from sqlalchemy import Row, delete, func
 from sqlmodel import Session, col, select
 
 from api.cache import TTLCache
@@ -61,7 +61,7 @@ class LiveModel:
     # after a drift alarm: a fresh model racing this one (learner.challenger), in snapshots
     challenger: Challenger | None = None
 
-    def fold(self, label_id: int, row: Label, features: dict) -> None:
+    def fold(self, label_id: int, row: Label | Row, features: dict) -> None:
         """Teach one logged label to the model and its evidence to the governor.
 
         Downstream feedback (``kind="feedback"``) teaches the model only: such reports
@@ -256,7 +256,7 @@ class ModelStore:
             self.save_snapshot(live)
         return applied
 
-    def apply(self, live: LiveModel, entry: Label, features: dict) -> bool:
+    def apply(self, live: LiveModel, entry: Label | Row, features: dict) -> bool:
         """Apply a just-committed label; falls back to :meth:`catch_up` if any came before it.
 
         True when this call applied it (and whatever came before it). Only the leader

@@ -30,14 +30,13 @@ import orjson
 from sqlalchemy import event, text, update
 from sqlmodel import Session, col, select
 
-from api.db import advisory_xact_lock
+from api.db import advisory_xact_lock, insert_rows
 from api.schemas import AuditActor, AuditEntry, AuditPage, iso
 from api.security import Principal
 from api.tables import AuditLog
 
 GENESIS = "0" * 64
 HEAD = text("SELECT seq, hash FROM audit_log WHERE chain = :chain ORDER BY seq DESC LIMIT 1")
-INSERT = AuditLog.__table__.insert()  # type: ignore[attr-defined]
 GLOBAL_CHAIN = 0
 AUDIT_LOCK_NAMESPACE = 0x7461  # "ta": apart from the label log's and the leader's locks
 REDACTABLE = ("features",)
@@ -205,7 +204,7 @@ def record_many(
         row["prev_hash"] = prev
         row["hash"] = prev = row_hash(row, prev)
         rows.append(row)
-    session.execute(INSERT, rows)
+    insert_rows(session, AuditLog.__table__, rows)  # type: ignore[attr-defined]
     session.info.setdefault("audit_heads", {})[chain] = (seq, prev)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.db import Database
+from api.db import Database, insert_rows
 from api.errors import InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
 from api.schemas import CaseCreate, CaseDetail, CasePublic, Contribution, Prediction, iso
@@ -83,11 +83,21 @@ class RandomHex:
             return self._buffer[start : self._pos].hex()
 
 
-_case_token = RandomHex(12)
+_case_token = RandomHex(8)
 
 
 def new_case_id() -> str:
-    return "c_" + _case_token()
+    """``c_`` + the time in milliseconds (12 hex digits) + 64 random bits: unique, not
+    guessable, and in creation order, so a new case's rows land at the end of the
+    indexes keyed by case id (case, routing, audit subject) instead of on a random page
+    of each; on a large database, random ids made every insert touch (and log) a page
+    of its own.
+
+    >>> a, b = new_case_id(), new_case_id()
+    >>> len(a), a[:2], a != b, a[:8] <= b[:8]
+    (30, 'c_', True, True)
+    """
+    return f"c_{time.time_ns() // 1_000_000:012x}{_case_token()}"
 
 
 def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> RoutingPolicy:
@@ -388,13 +398,12 @@ class CaseWrite:
 
     @staticmethod
     def apply_many(session: Session, writes: Sequence[CaseWrite]) -> list[None]:
-        # Core inserts: the ORM's unit of work costs more than the rows
+        # plain-row inserts: the ORM's unit of work costs more than the rows
         cases = [row for w in writes for row in w.cases]
         if not cases:
             return [None] * len(writes)
-        session.execute(Case.__table__.insert(), cases)  # type: ignore[attr-defined]
-        routings = [row for w in writes for row in w.routings]
-        session.execute(Routing.__table__.insert(), routings)  # type: ignore[attr-defined]
+        insert_rows(session, Case.__table__, cases)  # type: ignore[attr-defined]
+        insert_rows(session, Routing.__table__, [row for w in writes for row in w.routings])  # type: ignore[attr-defined]
         counts: dict[int, dict] = {}
         trails: dict[tuple[int, str | None], tuple[CaseWrite, list[audit.Entry]]] = {}
         for w in writes:

@@ -39,7 +39,7 @@ from typing import Any, Literal
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from api.db import Database, lock_label_log
+from api.db import Database, insert_rows, lock_label_log
 from api.errors import NotFound, Unavailable
 from api.fileformats import Record, detect_format, read_records, total_size, where
 from api.live import LiveModel, ModelStore
@@ -506,9 +506,9 @@ def _import_labels(
         with live.lock:
             if live.version != folded or (newest or 0) != last:
                 raise _Raced
-        session.execute(Case.__table__.insert(), cases)  # type: ignore[attr-defined]
-        session.execute(Routing.__table__.insert(), routings)  # type: ignore[attr-defined]
-        session.execute(Label.__table__.insert(), labels)  # type: ignore[attr-defined]
+        insert_rows(session, Case.__table__, cases)  # type: ignore[attr-defined]
+        insert_rows(session, Routing.__table__, routings)  # type: ignore[attr-defined]
+        insert_rows(session, Label.__table__, labels)  # type: ignore[attr-defined]
         # each new case has exactly one label: point the case at it in one statement
         session.exec(  # type: ignore[call-overload]
             update(Case)
