@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 class ServiceError(Exception):
     status_code = 400
@@ -64,3 +67,19 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     ]
 }
 """The error answers every route may give, for the OpenAPI schema (``{"detail": ...}``)."""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with the numbers JSON cannot carry (``NaN``, ``Infinity``: Python's parser
+    accepts them in a request body) as their JSON-ish text, so an error can echo them.
+
+    >>> json_safe({"input": float("nan"), "loc": ["body", -float("inf"), 1.5]})
+    {'input': 'NaN', 'loc': ['body', '-Infinity', 1.5]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

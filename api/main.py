@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -22,7 +24,7 @@ from api import migrate
 from api.cache import TTLCache
 from api.db import Database
 from api.deps import AppState, unauthenticated_routes
-from api.errors import ERROR_RESPONSES, ServiceError
+from api.errors import ERROR_RESPONSES, ServiceError, json_safe
 from api.lineage import ModelSync
 from api.live import ModelStore
 from api.observability import BodyLimitMiddleware, Instruments, MetricsMiddleware
@@ -108,6 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer, except that a NaN or Infinity the client sent (Python's
+        # JSON parser reads them) is echoed as text: as a number it made the answer a 500
+        return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

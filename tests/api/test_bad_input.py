@@ -61,6 +61,28 @@ def test_invalid_json_and_empty_body_are_422(ready):
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/v1/tasks/claims/cases", b'{"features": NaN}', "features"),
+        ("/v1/tasks/claims/cases/batch", b'{"cases": [{"features": Infinity}]}', "features"),
+        ("/v1/tasks/claims/predict", b'{"features": -Infinity}', "features"),
+        ("/v1/tasks", b'{"name": "t", "labels": ["a", "b"], "target_error": NaN}', "target_error"),
+        ("/v1/cases/c_1/label", b'{"label": NaN, "lease_id": "l"}', "label"),
+    ],
+)
+def test_nan_and_infinity_where_json_has_none_are_422_echoing_them_as_text(ready, path, raw, field):
+    # Python's JSON parser reads NaN and Infinity; echoed as numbers, the 422 was a 500
+    headers = {**ready.admin, "content-type": "application/json"}
+    before = snapshot(ready)
+    response = ready.client.post(path, content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"][-1] == field or field in error["loc"]
+    assert error["input"] in ("NaN", "Infinity", "-Infinity")
+    assert snapshot(ready) == before
+
+
 def test_oversized_body_is_413(ready):
     headers = {**ready.as_("service"), "content-type": "application/json"}
     huge = b'{"features": {"note": "' + b"x" * (5 * 1024 * 1024) + b'"}}'
