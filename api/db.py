@@ -118,11 +118,8 @@ def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, list[tu
     names = ", ".join(quote(name) for name in columns)
     marks = ", ".join("?" * len(columns))
     sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"
-    json_at = [
-        (i, bool(table.c[name].type.none_as_null))
-        for i, name in enumerate(columns)
-        if isinstance(table.c[name].type, JSON)
-    ]
+    types = [table.c[name].type for name in columns]
+    json_at = [(i, bool(t.none_as_null)) for i, t in enumerate(types) if isinstance(t, JSON)]
     return sql, json_at
 
 

@@ -402,8 +402,9 @@ class CaseWrite:
         cases = [row for w in writes for row in w.cases]
         if not cases:
             return [None] * len(writes)
+        routings = [row for w in writes for row in w.routings]
         insert_rows(session, Case.__table__, cases)  # type: ignore[attr-defined]
-        insert_rows(session, Routing.__table__, [row for w in writes for row in w.routings])  # type: ignore[attr-defined]
+        insert_rows(session, Routing.__table__, routings)  # type: ignore[attr-defined]
         counts: dict[int, dict] = {}
         trails: dict[tuple[int, str | None], tuple[CaseWrite, list[audit.Entry]]] = {}
         for w in writes:
