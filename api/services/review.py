@@ -615,7 +615,10 @@ def _learn(
     """
     live = store.get(task)
     assert live is not None and entry.id is not None
-    if store.apply(live, entry, case.features):  # else the leader applies it, and records it
+    applied = store.apply(live, entry, case.features)  # elsewhere the leader applies it
+    if applied or store.leader:  # on the leader its poll may have applied the label first:
+        # record the progress (a mode change, a curve point) here too, so it is stored
+        # before this answer either way (the two take turns; the second finds it done)
         record_progress(db, task.name, live, seen=task)
     return case_detail(task, case, routing, live)
 

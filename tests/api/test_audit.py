@@ -269,6 +269,25 @@ def test_redaction_cannot_hide_an_edit(busy, database_url):
     assert problems and problems[0].row_id == routed["id"] and problems[0].kind == "edited"
 
 
+def test_a_mode_change_is_recorded_before_the_answer_when_the_poll_applied_the_label(
+    api, monkeypatch
+):
+    """On the leader, the model-sync poll may apply a label before the request that
+    stored it; the label's answer still comes after its mode change is recorded."""
+    api.create_task(min_labels=1)
+    api.send("claims", GOOD)
+    store = api.client.app.state.tierline.store
+
+    def applied_by_the_poll(live, entry, features):  # folded; its progress not recorded
+        store.catch_up(live)
+        return False
+
+    monkeypatch.setattr(store, "apply", applied_by_the_poll)
+    assert api.label(api.claim("claims"), "approve").status_code == 200
+    migrated = trail(api, action="task.migrated")["data"]
+    assert [m["after"]["mode"] for m in migrated] == ["automated"]
+
+
 def test_mode_migrations_and_key_changes_are_recorded(api):
     api.create_task(min_labels=1)  # fixed threshold: automated after one label
     api.send("claims", GOOD)
