@@ -480,6 +480,11 @@ class TierlineClient:
         return self._post(f"/v1/cases/{_p(case_id)}/correct", body, idempotent=True)
 
     # -- metrics
+    def queue(self, task: str) -> JSON:
+        """The task's backlog and automated share (``queue_depth``, ``automation_rate``,
+        ``mode``): what any role that reads tasks may see."""
+        return self._get(f"/v1/tasks/{_p(task)}/queue")
+
     def metrics(self, task: str) -> JSON:
         """Counts, automation rate, threshold, mode and the error estimate with its bound."""
         return self._get(f"/v1/tasks/{_p(task)}/metrics")

@@ -230,6 +230,15 @@ class Claim(BaseModel):
     lease_expires_at: str | None
 
 
+class QueueStatus(BaseModel):
+    """What a reviewer sees of a task's progress: the backlog and the automated share."""
+
+    task: str
+    mode: str
+    queue_depth: int
+    automation_rate: float
+
+
 class ClaimRequest(StrictModel):
     """Optional claim body: cases to pass over (the reviewer skipped them)."""
 

@@ -12,7 +12,7 @@ KEY_PREFIX = "tl_"
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
     "service": frozenset({"cases:write", "cases:read", "tasks:read"}),
-    "reviewer": frozenset({"review", "cases:read", "tasks:read", "metrics:read"}),
+    "reviewer": frozenset({"review", "cases:read", "tasks:read"}),
     "analyst": frozenset(
         {
             "cases:read",

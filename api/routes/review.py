@@ -3,11 +3,27 @@ from functools import partial
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import Reviewer, StateDep
-from api.schemas import CaseDetail, Claim, ClaimRequest, Correction, LabelCreate, Release
+from api.deps import Reviewer, StateDep, require
+from api.schemas import (
+    CaseDetail,
+    Claim,
+    ClaimRequest,
+    Correction,
+    LabelCreate,
+    QueueStatus,
+    Release,
+)
+from api.services import metrics
 from api.services import review as service
 
 router = APIRouter(prefix="/v1", tags=["review"])
+
+
+@router.get("/tasks/{task}/queue", response_model=QueueStatus, dependencies=[require("tasks:read")])
+async def queue_status(task: str, state: StateDep) -> QueueStatus:
+    """The backlog and automated share: the review page's counter (reviewers do not read
+    the task metrics)."""
+    return await run_in_threadpool(metrics.queue_status, state.db, task)
 
 
 @router.post(

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from api.db import Database, lock_task_progress
 from api.live import LiveModel, ModelStore
-from api.schemas import Curve, CurvePointPublic, Metrics, iso
+from api.schemas import Curve, CurvePointPublic, Metrics, QueueStatus, iso
 from api.services import quality
 from api.services.tasks import get_task, sync_due, sync_task
 from api.tables import CurvePoint, Label, Task
@@ -120,6 +120,18 @@ def task_metrics(db: Database, store: ModelStore, task_name: str) -> Metrics:
     metrics = metrics_of(task, store)
     metrics.agreement, metrics.kappa = agreement, kappa
     return metrics
+
+
+def queue_status(db: Database, task_name: str) -> QueueStatus:
+    """The task's backlog and automated share, from its counters (what reviewers see)."""
+    with db.read() as session:
+        task = get_task(session, task_name)
+    return QueueStatus(
+        task=task.name,
+        mode=task.mode,
+        queue_depth=task.n_queued,
+        automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
+    )
 
 
 def metrics_of(task: Task, store: ModelStore) -> Metrics:

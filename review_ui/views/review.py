@@ -61,7 +61,7 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
     @st.fragment(run_every=30)
     def counter() -> None:
         try:
-            metrics = tl.metrics(task)
+            metrics = tl.queue(task)
         except TierlineError:
             metrics = {}
         first, second, third = st.columns(3)

@@ -42,7 +42,7 @@ RULES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/v1/tasks"): ADMIN,
     ("GET", "/v1/tasks/{task}"): READERS,
     ("PATCH", "/v1/tasks/{task}"): ADMIN,
-    ("GET", "/v1/tasks/{task}/history"): frozenset({"admin", "reviewer", "analyst"}),
+    ("GET", "/v1/tasks/{task}/history"): frozenset({"admin", "analyst"}),
     # cases
     ("POST", "/v1/tasks/{task}/cases"): frozenset({"admin", "service"}),
     ("POST", "/v1/tasks/{task}/cases/batch"): frozenset({"admin", "service"}),
@@ -52,16 +52,17 @@ RULES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/v1/cases/{case_id}/feedback"): frozenset({"admin", "service"}),
     ("GET", "/v1/cases/{case_id}/feedback"): READERS,
     # review
+    ("GET", "/v1/tasks/{task}/queue"): READERS,
     ("POST", "/v1/tasks/{task}/queue/claim"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/cases/{case_id}/label"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/cases/{case_id}/correct"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/cases/{case_id}/release"): frozenset({"admin", "reviewer"}),
     # metrics, exports, label quality
-    ("GET", "/v1/tasks/{task}/metrics"): frozenset({"admin", "reviewer", "analyst"}),
-    ("GET", "/v1/tasks/{task}/curve"): frozenset({"admin", "reviewer", "analyst"}),
+    ("GET", "/v1/tasks/{task}/metrics"): frozenset({"admin", "analyst"}),
+    ("GET", "/v1/tasks/{task}/curve"): frozenset({"admin", "analyst"}),
     ("GET", "/v1/tasks/{task}/export"): frozenset({"admin", "analyst"}),
     ("GET", "/v1/tasks/{task}/reviewers"): frozenset({"admin", "analyst"}),
-    ("GET", "/v1/tasks/{task}/agreement"): frozenset({"admin", "reviewer", "analyst"}),
+    ("GET", "/v1/tasks/{task}/agreement"): frozenset({"admin", "analyst"}),
     ("POST", "/v1/tasks/{task}/gold"): ADMIN,
     ("GET", "/v1/tasks/{task}/gold"): ADMIN,
     # webhooks

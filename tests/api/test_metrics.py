@@ -1,3 +1,7 @@
+import random
+
+from tests.utils.factories import claims_case
+
 METRIC_FIELDS = {
     "cases",
     "automated",
@@ -71,3 +75,24 @@ def test_curve_pages_with_after_and_limit(api):
     assert pages == whole["points"]
     bad = api.client.get("/v1/tasks/claims/curve", params={"limit": 0}, headers=headers)
     assert bad.status_code == 422 and "limit" in bad.text
+
+
+def test_queue_status_is_what_reviewers_see_of_the_task(api):
+    api.create_task(min_labels=50)
+    rng = random.Random(3)
+    for _ in range(4):
+        api.send("claims", claims_case(rng)[0])
+    held = api.claim("claims")
+    api.label(held, "approve")
+    reviewer = api.as_("reviewer")
+    status = api.client.get("/v1/tasks/claims/queue", headers=reviewer)
+    assert status.status_code == 200
+    assert status.json() == {
+        "task": "claims",
+        "mode": "assist",
+        "queue_depth": 3,
+        "automation_rate": 0.0,
+    }
+    # the figures behind it stay with analysts: deny by default (CONTRACT.md's roles)
+    assert api.client.get("/v1/tasks/claims/metrics", headers=reviewer).status_code == 403
+    assert api.client.get("/v1/tasks/nope/queue", headers=reviewer).status_code == 404

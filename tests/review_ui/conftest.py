@@ -213,9 +213,14 @@ class FakeClient:
         self.api.labels[case_id] = (label, self.who["id"])
         return {**self.api.cases[case_id], "label": label}
 
+    def queue(self, task: str) -> dict[str, Any]:
+        self._enter("queue", task)
+        waiting = len(self.api.waiting())
+        return {"task": task, "mode": "automated", "queue_depth": waiting, "automation_rate": 0.75}
+
     def metrics(self, task: str) -> dict[str, Any]:
         self._enter("metrics", task)
-        if self.who["role"] == "service":
+        if self.who["role"] not in ("admin", "analyst"):
             raise Forbidden(403, "forbidden")
         return {
             "cases": 1200,
