@@ -31,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api_bench import ADMIN, ensure_wrk, start_bare, wrk  # noqa: E402
+from bench.api_bench import ADMIN, _cpu, ensure_wrk, start_bare, wrk  # noqa: E402
 from learner import load_stream, schema_to_json  # noqa: E402
 from tests.utils.server import ServerProcess  # noqa: E402
 
@@ -97,7 +97,7 @@ def fill_queue(url: str, n: int) -> list[str]:
     return stream.labels
 
 
-def cycles(url: str, labels: list[str], seconds: int, reviewers: int) -> dict:
+def cycles(url: str, labels: list[str], seconds: int, reviewers: int, pid: int) -> dict:
     lua = (
         CYCLE_LUA.replace("KEY", ADMIN)
         .replace("TASK", "review")
@@ -105,6 +105,7 @@ def cycles(url: str, labels: list[str], seconds: int, reviewers: int) -> dict:
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
+    cpu_before = _cpu(pid)
     out = subprocess.run(
         [
             ensure_wrk(),
@@ -120,6 +121,7 @@ def cycles(url: str, labels: list[str], seconds: int, reviewers: int) -> dict:
         text=True,
         check=True,
     ).stdout
+    cpu = _cpu(pid) - cpu_before
     found = re.search(r"LABELLED (\d+) EMPTY (\d+)", out)
     assert found, out
     labelled, empty = int(found.group(1)), int(found.group(2))
@@ -130,6 +132,7 @@ def cycles(url: str, labels: list[str], seconds: int, reviewers: int) -> dict:
         "cycles_per_s": labelled / seconds,
         "labels": labelled,
         "empty_claims": empty,
+        "cpu_ms_per_cycle": cpu / labelled * 1000 if labelled else None,
         "p50_ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else None,
         "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
     }
@@ -167,7 +170,9 @@ def main() -> None:
             start = time.perf_counter()
             labels = fill_queue(server.url, args.cases)
             results["fill_s"] = time.perf_counter() - start
-            results["review"] = cycles(server.url, labels, args.seconds, args.reviewers)
+            results["review"] = cycles(
+                server.url, labels, args.seconds, args.reviewers, server.process.pid
+            )
         finally:
             server.stop()
     bare_cycles = results["bare"]["rps"] / 2
@@ -178,7 +183,8 @@ def main() -> None:
         f"| bare endpoint, 2 requests per cycle ({args.reviewers} connections) "
         f"| {bare_cycles:.0f} | 1.00 |\n"
         f"| claim + label cycles ({args.reviewers} reviewers) | {r['cycles_per_s']:.0f} "
-        f"| {r['ratio_to_bare']:.2f} |\n\nrequest latency p50 {r['p50_ms']} ms, p99 "
+        f"| {r['ratio_to_bare']:.2f} |\n\nserver CPU {r['cpu_ms_per_cycle']:.2f} ms a cycle; "
+        f"request latency p50 {r['p50_ms']} ms, p99 "
         f"{r['p99_ms']} ms; {r['labels']} labels, {r['empty_claims']} empty claims; "
         f"queue of {args.cases} filled in {results['fill_s']:.1f} s"
     )

@@ -1,3 +1,4 @@
+from collections import Counter
 from functools import partial
 from typing import Annotated
 
@@ -62,9 +63,9 @@ def submit_batch(task: str, body: CaseBatch, state: StateDep) -> CaseBatchResult
         body.cases,
         max_string_length=state.settings.max_string_length,
     )
-    for case, created in results:
-        if created:
-            state.instruments.cases.labels(task, case.route).inc()
+    routed = Counter(case.route for case, created in results if created)
+    for route, n in routed.items():  # one increment per route, not per case
+        state.instruments.cases.labels(task, route).inc(n)
     return CaseBatchResult(results=[case for case, _ in results])
 
 
