@@ -84,9 +84,9 @@ def _line(
     title: str,
     y_title: str,
     marks: pd.DataFrame,
-    domain: tuple[float, float] | None = (0, 1),
 ) -> alt.LayerChart | alt.FacetChart:
-    scale = alt.Scale(domain=list(domain)) if domain else alt.Undefined
+    """A share (accuracy, automation rate, threshold) on a fixed 0-1 axis."""
+    scale = alt.Scale(domain=[0, 1])
     line = (
         alt.Chart(frame.dropna(subset=[y]))
         .mark_line(point=len(frame) < 40)
@@ -133,8 +133,11 @@ def error_chart(
         .mark_line()
         .encode(
             x=alt.X("labels:Q", title="labels", axis=alt.Axis(format=",d", tickMinStep=1)),
-            y=alt.Y("error:Q", title="error of automated decisions"),
-            color=alt.Color("series:N", title=None),
+            y=alt.Y("error:Q", title="error (automated)"),
+            # inside the plot: a legend beside it squeezed the plot out of its height
+            color=alt.Color(
+                "series:N", title=None, legend=alt.Legend(orient="top-left", fillColor="white")
+            ),
             strokeDash=alt.StrokeDash("series:N", legend=None),
             tooltip=["labels", "series", "error"],
         )
@@ -179,7 +182,7 @@ def charts(curve: pd.DataFrame, history: pd.DataFrame, target: float | None) -> 
     )
     left, right = st.columns(2)
     left.altair_chart(
-        _line(curve, "labels", "threshold", "Threshold vs labels", "threshold", marks, domain=None),
+        _line(curve, "labels", "threshold", "Threshold vs labels", "threshold", marks),
         width="stretch",
     )
     right.altair_chart(error_chart(curve, target, marks), width="stretch")
