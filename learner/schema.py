@@ -27,7 +27,10 @@ FEATURE_KINDS = ("number", "category", "text", "boolean")
 _KIND_LIST = ", ".join(FEATURE_KINDS)
 MAX_FEATURES = 512
 MAX_NAME_LENGTH = 64
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# ``=`` and ``:`` join a feature to its value in the model's inputs (``country=FR``,
+# ``note:late``, see learner.features); anything else printable is a name (data sets
+# name columns "sepal length (cm)", "od280/od315", "2fa_enabled", "montant_été")
+_RESERVED = re.compile(r"[=:\x00-\x1f\x7f-\x9f]")
 # Whole-schema problems (not about one feature) name this field.
 SCHEMA_FIELD = "schema"
 
@@ -47,13 +50,17 @@ class FeatureSpec:
 
 
 def _name_problem(name: object) -> str | None:
-    """Why ``name`` is not a valid feature name, or ``None`` when it is."""
+    """Why ``name`` is not a valid feature name, or ``None`` when it is.
+
+    >>> _name_problem("sepal length (cm)") is None, _name_problem("a=b")
+    (True, "feature names may not contain '=', ':' or control characters")
+    """
     if not isinstance(name, str) or not name:
         return "feature names must be non-empty strings"
     if len(name) > MAX_NAME_LENGTH:
         return f"feature names must be at most {MAX_NAME_LENGTH} characters"
-    if not _NAME.fullmatch(name):
-        return "feature names must match [A-Za-z_][A-Za-z0-9_.-]*"
+    if _RESERVED.search(name) or not name.strip():
+        return "feature names may not contain '=', ':' or control characters"
     return None
 
 

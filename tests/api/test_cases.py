@@ -106,3 +106,26 @@ def test_kill_switch_sends_everything_to_assist(api):
     assert case["route"] == "assist"
     assert any("switched off" in r for r in case["reasons"])
     assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "assist"
+
+
+def test_feature_names_as_data_sets_spell_them(api):
+    # columns as scikit-learn and CSV files name them: spaces, brackets, slashes, digits
+    # first, accents; inferred from the first case
+    rng = random.Random(5)
+    api.create_task("iris", labels=["setosa", "other"], features=None, min_labels=5)
+    for _ in range(12):
+        length = rng.uniform(4, 8)
+        features = {"sepal length (cm)": length, "od280/od315": "a", "2fa": True, "été": "x y"}
+        sent = api.send("iris", features)
+        held = api.claim("iris")
+        assert api.label(held, "setosa" if length < 6 else "other").status_code == 200
+    task = api.client.get("/v1/tasks/iris", headers=api.admin).json()
+    assert set(task["features"]) == {"sepal length (cm)", "od280/od315", "2fa", "été"}
+    case = api.client.get(f"/v1/cases/{sent['id']}", headers=api.admin).json()
+    assert case["features"]["sepal length (cm)"] == features["sepal length (cm)"]
+    explained = {c["feature"] for c in case["explanation"]}
+    assert explained and explained <= set(task["features"])  # mapped back to the names
+    bad = api.client.post(
+        "/v1/tasks/iris/cases", json={"features": {"ratio:debt": 1}}, headers=api.admin
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "ratio:debt"
