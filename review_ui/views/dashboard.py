@@ -107,12 +107,14 @@ def _mode_rules(marks: pd.DataFrame, x: str) -> list[alt.Chart]:
         .mark_rule(strokeDash=[4, 4], color="gray")
         .encode(x="labels:Q", tooltip=["mode", "reason", "labels"])
     )
-    text = (
-        alt.Chart(marks)
+    # every other name one line lower: changes a few labels apart stay readable
+    texts = [
+        alt.Chart(marks.iloc[start::2])
         .mark_text(align="left", dx=3, color="gray")
-        .encode(x="labels:Q", y=alt.value(8), text="mode")
-    )
-    return [rule, text]
+        .encode(x="labels:Q", y=alt.value(8 + 12 * start), text="mode")
+        for start in (0, 1)
+    ]
+    return [rule, *texts]
 
 
 def error_chart(
@@ -153,7 +155,26 @@ def error_chart(
     )
 
 
-def charts(curve: pd.DataFrame, history: pd.DataFrame, target: float | None) -> None:
+def with_live_point(curve: pd.DataFrame, metrics: dict[str, Any]) -> pd.DataFrame:
+    """The automation curve up to now: curve points come with labels, so while cases
+    arrive and nobody labels, the metrics' live figure is its last point.
+
+    >>> curve = pd.DataFrame({"cases": [100], "automation_rate": [0.5]})
+    >>> with_live_point(curve, {"cases": 150, "automation_rate": 0.6})["cases"].tolist()
+    [100, 150]
+    >>> len(with_live_point(curve, {"cases": 100, "automation_rate": 0.5}))
+    1
+    """
+    cases, rate = metrics.get("cases"), metrics.get("automation_rate")
+    if cases is None or rate is None or (not curve.empty and cases <= curve["cases"].max()):
+        return curve
+    live = pd.DataFrame({"cases": [cases], "automation_rate": [rate]})
+    return pd.concat([curve[["cases", "automation_rate"]], live], ignore_index=True)
+
+
+def charts(
+    curve: pd.DataFrame, history: pd.DataFrame, target: float | None, metrics: dict[str, Any]
+) -> None:
     """Learning curve, automation, threshold and error charts."""
     if curve.empty:
         st.info("No learning curve yet: points appear once people have labelled cases.")
@@ -176,7 +197,12 @@ def charts(curve: pd.DataFrame, history: pd.DataFrame, target: float | None) -> 
     )
     right.altair_chart(
         _line(
-            curve, "cases", "automation_rate", "Automation rate vs cases", "automation rate", marks
+            with_live_point(curve, metrics),
+            "cases",
+            "automation_rate",
+            "Automation rate vs cases",
+            "automation rate",
+            marks,
         ),
         width="stretch",
     )
@@ -304,7 +330,7 @@ def main() -> None:
     tiles(metrics, task)
     curve = curve_frame(points)
     history = to_dataframe(events)
-    charts(curve, history, metrics.get("target_error", task.get("target_error")))
+    charts(curve, history, metrics.get("target_error", task.get("target_error")), metrics)
     st.subheader("Threshold and mode history")
     if history.empty:
         st.caption("No threshold or mode changes yet.")
