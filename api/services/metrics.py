@@ -73,7 +73,7 @@ def record_progress(
                 at=time.time(),
                 labels=task.n_labels,
                 cases=task.n_cases,
-                automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
+                automation_rate=automation_rate(task),
                 accuracy=windowed_accuracy(recent),
                 threshold=task.threshold_in_force,
                 mode=task.mode,
@@ -122,6 +122,11 @@ def task_metrics(db: Database, store: ModelStore, task_name: str) -> Metrics:
     return metrics
 
 
+def automation_rate(task: Task) -> float:
+    """The share of the task's cases decided automatically so far."""
+    return task.n_auto / task.n_cases if task.n_cases else 0.0
+
+
 def queue_status(db: Database, task_name: str) -> QueueStatus:
     """The task's backlog and automated share, from its counters (what reviewers see)."""
     with db.read() as session:
@@ -130,7 +135,7 @@ def queue_status(db: Database, task_name: str) -> QueueStatus:
         task=task.name,
         mode=task.mode,
         queue_depth=task.n_queued,
-        automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
+        automation_rate=automation_rate(task),
     )
 
 
@@ -142,7 +147,7 @@ def metrics_of(task: Task, store: ModelStore) -> Metrics:
         automated=task.n_auto,
         pending=task.n_pending,
         labels=task.n_labels,
-        automation_rate=task.n_auto / task.n_cases if task.n_cases else 0.0,
+        automation_rate=automation_rate(task),
         threshold=task.threshold_in_force,
         mode=task.mode,
         model_version=live.version if live else 0,

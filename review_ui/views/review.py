@@ -61,14 +61,14 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
     @st.fragment(run_every=30)
     def counter() -> None:
         try:
-            metrics = tl.queue(task)
+            status = tl.queue(task)
         except TierlineError:
-            metrics = {}
+            status = {}
         first, second, third = st.columns(3)
         first.metric("Labelled this session", f"{state[rv.COUNT]:,}")
-        depth = metrics.get("queue_depth")
+        depth = status.get("queue_depth")
         second.metric("Waiting in queue", "—" if depth is None else f"{depth:,}")
-        third.metric("Decided automatically", format_percent(metrics.get("automation_rate")))
+        third.metric("Decided automatically", format_percent(status.get("automation_rate")))
 
     counter()
 
