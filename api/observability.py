@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -125,9 +126,11 @@ class MetricsMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Answers 413 to a request body over ``max_bytes``, declared or streamed, and 408 to
+    """Answers 413 to a request body over ``max_bytes``, declared or streamed, 408 to
     one that does not arrive within ``timeout`` seconds (a slow client holds no worker:
-    the body is read on the event loop before a route runs)."""
+    the body is read on the event loop before a route runs), and 422 to a JSON body with
+    a string that is not Unicode (a lone UTF-16 surrogate such as ``"\\ud800"``: valid
+    JSON that no UTF-8 column, hash or answer can hold)."""
 
     def __init__(self, app: Any, max_bytes: int, timeout: float | None = None) -> None:
         self.app = app
@@ -145,9 +148,11 @@ class BodyLimitMiddleware:
         received = 0
         complete = False
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        chunks: list[bytes] = []
+        escaped = False  # a "\\ud..." escape seen: the body is checked once complete
 
         async def limited_receive() -> dict:
-            nonlocal received, complete
+            nonlocal received, complete, escaped
             if complete or deadline is None:  # e.g. a streaming response awaiting disconnect
                 message = await receive()
             else:
@@ -158,10 +163,18 @@ class BodyLimitMiddleware:
                 except TimeoutError:
                     raise BodyTimeout(self.timeout or 0) from None
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                seam = (chunks[-1][-3:] if chunks else b"") + chunk[:3]
+                escaped = escaped or any(_SURROGATE_ESCAPE.search(part) for part in (chunk, seam))
+                chunks.append(chunk)
                 complete = not message.get("more_body", False)
+                if complete and escaped:
+                    where = lone_surrogate_at(b"".join(chunks))
+                    if where is not None:
+                        raise NotUnicode(where)
             return message  # type: ignore[no-any-return]
 
         try:
@@ -170,6 +183,8 @@ class BodyLimitMiddleware:
             await _too_large(send, self.max_bytes)
         except BodyTimeout:
             await _error(send, 408, f"request body not received within {self.timeout:g} s")
+        except NotUnicode as exc:
+            await _error(send, 422, exc.detail, close=False)
 
 
 class BodyTooLarge(HTTPException):
@@ -180,6 +195,56 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {max_bytes} bytes")
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate_at(body: bytes) -> list | None:
+    """Where a JSON body holds a string with a lone UTF-16 surrogate (``loc``, as a 422
+    names a field), or ``None``: not JSON, or every string is Unicode.
+
+    >>> lone_surrogate_at(b'{"features": {"note": "a\\ud800"}}')
+    ['body', 'features', 'note']
+    >>> lone_surrogate_at(b'{"note": "\\ud83d\\ude00"}') is None  # a pair: an emoji
+    True
+    """
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None  # the route's own parsing answers for that
+    stack: list[tuple[list, Any]] = [(["body"], document)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATES.search(value):
+                return loc
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATES.search(key):
+                    return loc + [key.encode("utf-8", "backslashreplace").decode()]
+                stack.append((loc + [key], item))
+        elif isinstance(value, list):
+            stack.extend((loc + [i], item) for i, item in enumerate(value))
+    return None
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+class NotUnicode(HTTPException):
+    """Raised from ``receive`` (see :class:`BodyTooLarge`) for a string that is not
+    Unicode; answered 422 naming where it is."""
+
+    def __init__(self, loc: list) -> None:
+        super().__init__(422)
+        self.detail = [  # type: ignore[assignment]
+            {
+                "loc": loc,
+                "msg": "not a valid Unicode string (a lone UTF-16 surrogate escape)",
+                "type": "string_unicode",
+            }
+        ]
+
+
 class BodyTimeout(HTTPException):
     def __init__(self, timeout: float = 0) -> None:
         super().__init__(
@@ -187,19 +252,15 @@ class BodyTimeout(HTTPException):
         )
 
 
-async def _error(send: Any, status: int, detail: str) -> None:
+async def _error(send: Any, status: int, detail: Any, close: bool = True) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

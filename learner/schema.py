@@ -27,6 +27,10 @@ FEATURE_KINDS = ("number", "category", "text", "boolean")
 _KIND_LIST = ", ".join(FEATURE_KINDS)
 MAX_FEATURES = 512
 MAX_NAME_LENGTH = 64
+# Numbers beyond this would overflow the model's arithmetic (a running variance squares
+# them: 1e155 ** 2 is infinite) and leave it scoring NaN for good; no measurement is this
+# large.
+MAX_MAGNITUDE = 1e100
 # ``=`` and ``:`` join a feature to its value in the model's inputs (``country=FR``,
 # ``note:late``, see learner.features); anything else printable is a name (data sets
 # name columns "sepal length (cm)", "od280/od315", "2fa_enabled", "montant_été")
@@ -224,7 +228,7 @@ def validate_features(
     ------
     InvalidFeatures
         Naming the field: unknown feature, missing required feature, wrong type,
-        non-finite number or overlong string.
+        non-finite or huge number (beyond ``MAX_MAGNITUDE``) or overlong string.
 
     Examples
     --------
@@ -236,6 +240,10 @@ def validate_features(
     Traceback (most recent call last):
     ...
     learner.errors.InvalidFeatures: amount: expected a finite number, got string
+    >>> validate_features(schema, {"amount": 1e155})
+    Traceback (most recent call last):
+    ...
+    learner.errors.InvalidFeatures: amount: expected a number within ±1e+100, got 1e+155
     """
     if not isinstance(features, dict):
         raise InvalidFeatures("features", "expected an object mapping feature names to values")
@@ -258,9 +266,13 @@ def validate_features(
                     number = float(value)
                 except OverflowError:
                     number = math.inf
-                if math.isfinite(number):
+                if -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE:  # False for NaN too
                     clean[name] = number
                     continue
+                if math.isfinite(number):
+                    raise InvalidFeatures(
+                        name, f"expected a number within ±{MAX_MAGNITUDE:g}, got {value!r}"
+                    )
                 raise InvalidFeatures(name, f"expected {_expected(kind)}, got {value!r}")
         elif kind == "boolean":
             if isinstance(value, bool):

@@ -25,6 +25,7 @@ def snapshot(api):
         ({"features": {**GOOD, "amount": "lots"}}, 422, "amount"),
         ({"features": {**GOOD, "vip": "yes"}}, 422, "vip"),
         ({"features": {**GOOD, "amount": True}}, 422, "amount"),
+        ({"features": {**GOOD, "amount": 1e155}}, 422, "amount"),  # would overflow the model
         ({"features": {**GOOD, "colour": "red"}}, 422, "colour"),
         ({"features": {k: v for k, v in GOOD.items() if k != "country"}}, 422, "country"),
         ({"features": {**GOOD, "note": "x" * 20_000}}, 422, "note"),
@@ -81,6 +82,43 @@ def test_nan_and_infinity_where_json_has_none_are_422_echoing_them_as_text(ready
     assert error["loc"][-1] == field or field in error["loc"]
     assert error["input"] in ("NaN", "Infinity", "-Infinity")
     assert snapshot(ready) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "loc"),
+    [
+        (
+            "/v1/tasks/claims/cases",
+            b'{"features": {"amount": 1, "country": "fr", "note": "a\\ud800", "vip": true}}',
+            ["body", "features", "note"],
+        ),
+        ("/v1/tasks/claims/cases", b'{"external_id": "\\udc00", "features": {}}', None),
+        ("/v1/tasks", b'{"name": "t", "labels": ["a\\ud800", "b"]}', ["body", "labels", 0]),
+        ("/v1/keys", b'{"name": "k\\uDBFF", "role": "service"}', ["body", "name"]),
+    ],
+)
+def test_a_lone_surrogate_escape_is_422_naming_where(ready, path, raw, loc):
+    # valid JSON, but no UTF-8 column, hash or answer can hold it: it was a 500
+    headers = {**ready.admin, "content-type": "application/json"}
+    before = snapshot(ready)
+    response = ready.client.post(path, content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == (loc or ["body", "external_id"])
+    assert snapshot(ready) == before
+
+
+def test_an_escaped_surrogate_pair_is_just_a_character(ready):
+    raw = (
+        b'{"features": {"amount": 1, "country": "\\ud83d\\ude00", "note": "\\\\ud800", '
+        b'"vip": true}}'
+    )
+    headers = {**ready.as_("service"), "content-type": "application/json"}
+    response = ready.client.post("/v1/tasks/claims/cases", content=raw, headers=headers)
+    assert response.status_code == 201, response.text
+    case = ready.client.get(f"/v1/cases/{response.json()['id']}", headers=ready.admin).json()
+    assert case["features"]["country"] == "\U0001f600"
+    assert case["features"]["note"] == "\\ud800"  # an escaped backslash: plain text
 
 
 def test_oversized_body_is_413(ready):

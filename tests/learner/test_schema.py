@@ -18,6 +18,7 @@ from learner import (
     schema_to_json,
     validate_features,
 )
+from learner.schema import MAX_MAGNITUDE
 
 SCHEMA = parse_schema(
     {
@@ -244,6 +245,15 @@ def test_validate_features_rejects_huge_int_category():
     assert info.value.field == "country"
 
 
+@given(st.floats(min_value=MAX_MAGNITUDE, exclude_min=True, allow_infinity=False))
+def test_validate_features_rejects_numbers_that_would_overflow_the_model(huge):
+    # 1e155 once made the running variance infinite and the model score NaN for good
+    for number in (huge, -huge):
+        with pytest.raises(InvalidFeatures) as info:
+            validate_features(SCHEMA, {"amount": number, "country": "fr"})
+        assert info.value.field == "amount"
+
+
 def test_validate_features_rejects_non_dict():
     with pytest.raises(InvalidFeatures):
         validate_features(SCHEMA, ["amount", 1])
@@ -252,8 +262,7 @@ def test_validate_features_rejects_non_dict():
 @given(
     st.fixed_dictionaries(
         {
-            "amount": st.floats(allow_nan=False, allow_infinity=False)
-            | st.integers(-(10**6), 10**6),
+            "amount": st.floats(-MAX_MAGNITUDE, MAX_MAGNITUDE) | st.integers(-(10**6), 10**6),
             "country": st.text(max_size=20) | st.integers(),
         },
         optional={"note": st.text(max_size=50) | st.none(), "vip": st.booleans()},
