@@ -174,7 +174,8 @@ def route_case(
 
     Rules, in order: automation switched off -> assist; automation on hold (the
     policy's ``hold_reason``) -> assist; fewer than ``min_labels`` labels
-    -> assist (cold start); no model (empty ``proba``) -> assist; confidence at or above
+    -> assist (cold start); no model (empty ``proba``, or nothing learned yet: no
+    suggestion) -> assist; confidence at or above
     the threshold -> auto, audited when :func:`audit_draw` falls below the audit rate;
     else review. A case for a person with a suggestion joins the review sample when the
     same draw falls below the policy's ``sample_rate``.
@@ -203,6 +204,10 @@ def route_case(
     >>> route_case({"ok": 0.99, "fraud": 0.01}, policy=policy, n_labels=12, task="fraud",
     ...            case_key="c3").reasons
     ['cold start: 12 of 50 labels']
+    >>> d = route_case({"ok": 0.5, "fraud": 0.5}, policy=policy, n_labels=0, task="fraud",
+    ...                case_key="c4")
+    >>> d.suggestion, d.confidence  # no model yet: no suggestion
+    (None, 0.5)
     >>> d = route_case({"ok": 0.99, "fraud": 0.01}, n_labels=12, task="fraud", case_key="c3",
     ...                policy=RoutingPolicy(threshold=0.93, sample_rate=1.0))
     >>> d.sample, d.reasons
@@ -221,6 +226,8 @@ def route_case(
     else:
         confidence = first
         margin = first - second if second > -math.inf else 1.0
+        if n_labels == 0:
+            suggested = None  # an untrained model's even odds suggest nothing
 
     audit = False
     threshold = policy.threshold

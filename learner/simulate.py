@@ -416,6 +416,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     rng = random.Random(config.seed)
     panel = _review_panel(config, labels)
     suggested: dict[int, str | None] = {}  # the suggestion at routing time (noisy reviewers)
+    unsuggested: set[int] = set()  # cases routed before anything was learned
     n_cases = len(rows)
     step = max(1, n_cases // max(1, config.curve_points))
 
@@ -475,6 +476,8 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             evidence = Evidence(
                 decision.confidence, right, decision.propensity, decision.audit, decision.route
             )
+            if decision.suggestion is None:  # nothing learned yet: as in the service, its
+                unsuggested.add(i)  # label teaches the model but is no evidence about it
             pending[i] = (x, y, evidence)
             waiting.append(i)
             if panel is not None:
@@ -515,7 +518,8 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             if verdict is not None:
                 challenger = None
             before = governor.n_detections
-            moved += governor.observe(str(j), evidence)
+            if j not in unsuggested:
+                moved += governor.observe(str(j), evidence)
             for m in moved:
                 migrations.append(m)
                 migration_cases.append(i)

@@ -32,6 +32,17 @@ def test_case_in_cold_start_goes_to_assist_with_reason(api):
     assert case["propensity"] == 1.0
 
 
+def test_no_suggestion_before_any_model(api):
+    # CONTRACT.md: suggestion is "the model's best label (null before any model)"
+    api.create_task()
+    first = api.send("claims", CASE)
+    assert first["suggestion"] is None and first["model_version"] == 0
+    assert first["confidence"] == max(first["proba"].values())  # even odds, no winner
+    assert api.label(api.claim("claims"), "approve").status_code == 200
+    after = api.send("claims", CASE)
+    assert after["model_version"] == 1 and after["suggestion"] in ("approve", "reject")
+
+
 def test_external_id_makes_the_call_idempotent(api):
     api.create_task()
     headers = api.as_("service")

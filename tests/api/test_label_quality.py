@@ -123,8 +123,15 @@ def test_lead_who_gave_an_opinion_is_not_handed_the_escalation(api):
 
 
 # --- second opinions -----------------------------------------------------------------------
+def _teach_one(api):
+    """One label first: before it there is no model, hence no suggestion to contradict."""
+    api.send("claims", dict(CASE, amount=12.0))
+    assert api.label(api.claim("claims", "zed"), "approve", "zed").json()["label"] == "approve"
+
+
 def test_contradicting_a_confident_model_asks_a_second_reviewer(api):
     api.create_task(second_opinion_confidence=0.0, second_opinion_share=1.0)
+    _teach_one(api)
     api.send("claims", CASE)
     api.send("claims", dict(CASE, amount=99.0))
     alice = api.claim("claims", "alice")
@@ -132,7 +139,7 @@ def test_contradicting_a_confident_model_asks_a_second_reviewer(api):
     suggestion = alice["case"]["suggestion"]
     other = "reject" if suggestion == "approve" else "approve"
     first = api.label(alice, other, "alice").json()
-    assert first["label"] is None and _version(api) == 0
+    assert first["label"] is None and _version(api) == 1
     assert _metrics(api)["second_opinions"] == 1
     assert api.claim("claims", "alice") is None  # her other option is bob's leased case
     api.client.post(
@@ -150,8 +157,8 @@ def test_contradicting_a_confident_model_asks_a_second_reviewer(api):
     if rest is not None:
         assert api.label(rest, rest["case"]["suggestion"], "bob").json()["label"] is not None
     metrics = _metrics(api)
-    assert metrics["second_opinions"] == 1 and metrics["labels"] == 2
-    assert metrics["second_opinion_share"] == 0.5
+    assert metrics["second_opinions"] == 1 and metrics["labels"] == 3
+    assert metrics["second_opinion_share"] == pytest.approx(1 / 3)
 
 
 def test_a_lone_reviewers_contradiction_stands(api):
@@ -164,6 +171,7 @@ def test_a_lone_reviewers_contradiction_stands(api):
 
 def test_agreeing_with_the_model_needs_no_second_opinion(api):
     api.create_task(second_opinion_confidence=0.0, second_opinion_share=1.0)
+    _teach_one(api)
     case = api.send("claims", CASE)
     final = api.label(api.claim("claims", "alice"), case["suggestion"], "alice").json()
     assert final["label"] == case["suggestion"] and _metrics(api)["second_opinions"] == 0
@@ -171,6 +179,7 @@ def test_agreeing_with_the_model_needs_no_second_opinion(api):
 
 def test_share_of_second_opinions_is_bounded_by_the_task_setting(api):
     api.create_task(second_opinion_confidence=0.0, second_opinion_share=0.25)
+    _teach_one(api)
     rng = random.Random(3)
     for _ in range(24):
         api.send("claims", claims_case(rng)[0])
@@ -184,8 +193,8 @@ def test_share_of_second_opinions_is_bounded_by_the_task_setting(api):
         label = "reject" if claim["case"]["suggestion"] == "approve" else "approve"
         assert api.label(claim, label, name).status_code == 200
     metrics = _metrics(api)
-    assert metrics["labels"] == 24
-    assert 0 < metrics["second_opinions"] <= 0.25 * 25
+    assert metrics["labels"] == 25
+    assert 0 < metrics["second_opinions"] <= 0.25 * 26
     assert metrics["second_opinion_share"] <= 0.25 + 1e-9
 
 
@@ -220,10 +229,11 @@ def test_low_recent_agreement_sends_labels_to_a_second_reviewer(api, monkeypatch
         json={"lease_id": _lease_of(api, case["id"])},
         headers=api.as_("reviewer", "bob"),
     )
-    first = api.label(api.claim("claims", "alice"), case["suggestion"], "alice").json()
+    assert case["suggestion"] is None  # gold answers never train: no model yet
+    first = api.label(api.claim("claims", "alice"), "approve", "alice").json()
     assert first["label"] is None  # her recent agreement is 0: a second reviewer checks
-    final = api.label(api.claim("claims", "bob"), case["suggestion"], "bob").json()
-    assert final["label"] == case["suggestion"]
+    final = api.label(api.claim("claims", "bob"), "approve", "bob").json()
+    assert final["label"] == "approve"
     listed = api.client.get("/v1/tasks/claims/gold", headers=api.admin).json()
     assert sum(g["answers"] for g in listed["data"]) == 10
     assert sum(g["correct"] for g in listed["data"]) == 0

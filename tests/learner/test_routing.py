@@ -174,10 +174,11 @@ def test_route_case_invariants(proba, policy, n_labels, case_key):
     assert not d.audit or d.route == "auto"
     assert d.reasons
     assert 0.0 <= d.margin <= 1.0
-    automatable = policy.automation_on and n_labels >= policy.min_labels and bool(proba)
+    learned = n_labels > 0 and bool(proba)  # a model that has learned nothing suggests nothing
+    automatable = policy.automation_on and n_labels >= policy.min_labels and learned
     assert (d.route == "auto") == (automatable and d.confidence >= policy.threshold)
     if proba:
-        assert d.suggestion == suggestion(proba)
+        assert d.suggestion == (suggestion(proba) if learned else None)
         assert d.confidence == confidence(proba)
         assert d.margin == margin(proba)
     else:
