@@ -136,7 +136,7 @@ def _warm_start(api_url: str, keys: dict[str, str], rows) -> None:  # type: igno
     service = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {keys['service']}"})
     history = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {keys['history']}"})
     with service, history:
-        if service.get(f"/v1/tasks/{TASK}").json()["model_version"] >= WARM_START:
+        if history.get(f"/v1/tasks/{TASK}").json()["model_version"] >= WARM_START:
             return
         for x, y in rows:
             case = service.post(f"/v1/tasks/{TASK}/cases", json={"features": x}).json()

@@ -11,7 +11,7 @@ KEY_PREFIX = "tl_"
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
-    "service": frozenset({"cases:write", "cases:read", "tasks:read"}),
+    "service": frozenset({"cases:write", "cases:read"}),
     "reviewer": frozenset({"review", "cases:read", "tasks:read"}),
     "analyst": frozenset(
         {

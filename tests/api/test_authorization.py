@@ -23,7 +23,8 @@ from tests.utils.factories import ADMIN_KEY, Api, auth, claims_case
 
 ALL = frozenset({"admin", "service", "reviewer", "analyst"})
 ADMIN = frozenset({"admin"})
-READERS = ALL  # tasks and cases: every role reads them
+READERS = ALL  # cases: every role reads them
+TASK_READERS = frozenset({"admin", "reviewer", "analyst"})  # a service sends cases only
 PUBLIC = "public"  # no key needed
 
 # (METHOD, path template) -> the roles that may call it (the contract, CONTRACT.md)
@@ -38,9 +39,9 @@ RULES: dict[tuple[str, str], frozenset[str] | str] = {
     ("PATCH", "/v1/keys/{key_id}"): ADMIN,
     ("POST", "/v1/keys/{key_id}/rotate"): ADMIN,
     # tasks
-    ("GET", "/v1/tasks"): READERS,
+    ("GET", "/v1/tasks"): TASK_READERS,
     ("POST", "/v1/tasks"): ADMIN,
-    ("GET", "/v1/tasks/{task}"): READERS,
+    ("GET", "/v1/tasks/{task}"): TASK_READERS,
     ("PATCH", "/v1/tasks/{task}"): ADMIN,
     ("GET", "/v1/tasks/{task}/history"): frozenset({"admin", "analyst"}),
     # cases
@@ -52,7 +53,7 @@ RULES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/v1/cases/{case_id}/feedback"): frozenset({"admin", "service"}),
     ("GET", "/v1/cases/{case_id}/feedback"): READERS,
     # review
-    ("GET", "/v1/tasks/{task}/queue"): READERS,
+    ("GET", "/v1/tasks/{task}/queue"): TASK_READERS,
     ("POST", "/v1/tasks/{task}/queue/claim"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/cases/{case_id}/label"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/cases/{case_id}/correct"): frozenset({"admin", "reviewer"}),
@@ -238,9 +239,11 @@ def test_scoped_service_key_acts_on_its_tasks_only(api):
         f"/v1/cases/{foreign['id']}/feedback", json={"label": "approve"}, headers=mine
     )
     assert feedback.status_code == 404
-    listed = api.client.get("/v1/tasks", headers=mine).json()
+    assert api.client.get("/v1/tasks", headers=mine).status_code == 403  # services send cases
+    reader = scoped_key(api, "analyst", ["claims"])
+    listed = api.client.get("/v1/tasks", headers=reader).json()
     assert [t["name"] for t in listed["data"]] == ["claims"]
-    assert api.client.get("/v1/tasks/other", headers=mine).status_code == 403
+    assert api.client.get("/v1/tasks/other", headers=reader).status_code == 403
     me = api.client.get("/v1/me", headers=mine).json()
     assert me["tasks"] == ["claims"]
 
