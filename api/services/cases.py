@@ -180,10 +180,33 @@ def score(
 
 
 def prepare(
-    db: Database, store: ModelStore, task_name: str, items: Sequence[CaseCreate]
+    db: Database,
+    store: ModelStore,
+    task_name: str,
+    items: Sequence[CaseCreate],
+    *,
+    max_string_length: int = 10_000,
+    persist: bool = True,
 ) -> tuple[Task, LiveModel]:
+    """The task and its model, the task's schema fixed from the first case when none was
+    declared: only once every case of the call fits it (a rejected call fixes nothing),
+    and never by a prediction (``persist=False``: it stores nothing)."""
     task = store.tasks.get(task_name)
-    task = ensure_schema(db, store, task, items[0].features, _loc(0, len(items) > 1))
+    batch = len(items) > 1
+    if task.features is None:
+        try:
+            schema = infer_schema(items[0].features)
+        except InvalidFeatures as exc:
+            raise InvalidInput([*_loc(0, batch), exc.field], exc.reason) from exc
+        for i, item in enumerate(items):
+            try:
+                validate_features(schema, item.features, max_string_length=max_string_length)
+            except InvalidFeatures as exc:
+                raise InvalidInput([*_loc(i, batch), exc.field], exc.reason) from exc
+        if not persist:
+            transient = task.model_copy(update={"features": schema_to_json(schema)})
+            return transient, store.new_live(transient)
+    task = ensure_schema(db, store, task, items[0].features, _loc(0, batch))
     live = store.get(task)
     assert live is not None
     return task, live
@@ -196,7 +219,14 @@ def _loc(index: int, batch: bool) -> list:
 def predict(
     db: Database, store: ModelStore, task_name: str, features: dict, max_string_length: int
 ) -> Prediction:
-    task, live = prepare(db, store, task_name, [CaseCreate(features=features)])
+    task, live = prepare(
+        db,
+        store,
+        task_name,
+        [CaseCreate(features=features)],
+        max_string_length=max_string_length,
+        persist=False,
+    )
     _, decision, version = score(
         task, live, features, new_case_id(), max_string_length, ["features"]
     )
@@ -256,7 +286,7 @@ def submit_cases(
     A case whose ``external_id`` was seen before is returned as first stored. Every
     case is validated before anything is written: one bad case rejects the call.
     """
-    task, live = prepare(db, store, task_name, items)
+    task, live = prepare(db, store, task_name, items, max_string_length=max_string_length)
     batch = len(items) > 1
     existing = _existing(db, task, items)
     scored: list[Scored | CasePublic] = []

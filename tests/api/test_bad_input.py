@@ -179,3 +179,20 @@ def test_bad_label_requests(ready):
         == 404
     )
     assert ready.label(claim, "approve").status_code == 200
+
+
+def test_a_rejected_first_call_leaves_an_inferred_schema_open(api):
+    api.create_task("open", features=None)
+    bad = [{"features": {"amount": 1.0}}, {"features": {"amount": "lots"}}]
+    response = api.client.post("/v1/tasks/open/cases/batch", json={"cases": bad}, headers=api.admin)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "cases", 1, "features", "amount"]
+    predicted = api.client.post(
+        "/v1/tasks/open/predict", json={"features": {"size": 3}}, headers=api.admin
+    )
+    assert predicted.status_code == 200 and predicted.json()["suggestion"] is None
+    task = api.client.get("/v1/tasks/open", headers=api.admin).json()
+    assert task["features"] is None  # neither call fixed it: the next case still can
+    assert api.send("open", {"note": "first real case"})["route"] == "assist"
+    task = api.client.get("/v1/tasks/open", headers=api.admin).json()
+    assert task["features"] == {"note": "category"}
