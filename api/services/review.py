@@ -41,7 +41,7 @@ _HELD = and_(  # the case still waits for this reviewer's opinion, under their l
     | _case.c.lease_id.is_(None)
     | (_case.c.lease_expires_at < bindparam("now")),
 )
-_LEASE = sa_select(_lease.c.case_id, _lease.c.key_id, _lease.c.claimed_at).where(
+_LEASE = sa_select(_lease.c.case_id, _lease.c.key_id, _lease.c.claimed_at, _lease.c.outcome).where(
     _lease.c.id == bindparam("lease")
 )
 _FINAL_LABEL = (
@@ -199,12 +199,17 @@ def _check_label(task: Task, label: str) -> None:
         )
 
 
-def _replay_of(session: Session, case: Case, body: LabelCreate) -> bool:
-    """True when ``body`` repeats the call that labelled ``case``."""
+def _replay_of(session: Session, case: Case, body: LabelCreate, who: Principal) -> bool:
+    """True when ``body`` repeats the call that labelled ``case`` (by the same key)."""
     if case.label_id is None:
         return False
     first = session.get(Label, case.label_id)
-    return first is not None and first.lease_id == body.lease_id and first.label == body.label
+    return (
+        first is not None
+        and first.lease_id == body.lease_id
+        and first.label == body.label
+        and first.key_id == who.id
+    )
 
 
 def label_case(
@@ -229,7 +234,7 @@ def label_case(
                     return case_detail(task, case, routing, store.get(task))  # a repeated call
                 raise Conflict(f"you already labelled case {case_id}")
         if case.label is not None:
-            if _replay_of(session, case, body):
+            if _replay_of(session, case, body, who):
                 return case_detail(task, case, routing, store.get(task))
             raise Conflict(f"case {case_id} is already labelled")
         gold = None if case.queued else quality.gold_label(session, case_id)
@@ -238,6 +243,8 @@ def label_case(
         lease = session.execute(_LEASE, {"lease": body.lease_id}).first()
         if lease is None or lease.case_id != case_id or lease.key_id != who.id:
             raise Conflict(f"lease {body.lease_id} on case {case_id} is not held by this key")
+        if lease.outcome == "released":  # given back: only a new claim labels it
+            raise Conflict(f"lease {body.lease_id} on case {case_id} was released")
         if gold is not None:
             return _answer_gold(db, task, case, routing, body, who, gold, lease)
         prior = (

@@ -49,6 +49,24 @@ def test_label_repeat_is_idempotent_and_other_label_conflicts(api):
     assert again.status_code == 200 and again.json() == first.json()
     assert api.label(claim, "reject").status_code == 409
     assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["model_version"] == 1
+    # the same call from another key is no repeat of its own: that key holds no lease
+    assert api.label(claim, "approve", reviewer="mallory").status_code == 409
+
+
+def test_a_released_lease_labels_nothing(api):
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    released = api.client.post(
+        f"/v1/cases/{claim['case']['id']}/release",
+        json={"lease_id": claim["lease_id"]},
+        headers=api.as_("reviewer"),
+    )
+    assert released.status_code == 204
+    late = api.label(claim, "approve")  # nobody holds the case, but this lease was given back
+    assert late.status_code == 409 and "released" in late.json()["detail"]
+    again = api.claim("claims")
+    assert api.label(again, "approve").status_code == 200
 
 
 def test_label_not_in_task_is_422_and_changes_nothing(api):
