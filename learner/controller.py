@@ -1380,7 +1380,8 @@ class TaskGovernor:
             why = f"bound {bound:.3f} > target {target} at threshold {_fmt(threshold)}"
             if lowest.threshold is None:
                 self.certificate = lowest
-                self._fresh_since = self.n_labels
+                if not prefix:  # the evidence failed, not an admin's new target: re-certify
+                    self._fresh_since = self.n_labels  # on fresh labels only
                 reason = f"{prefix}suspended: {why} (n={in_force.n}, {in_force.errors} errors)"
                 return self._migrate("suspended", None, reason)
             self.certificate = controller.certificate_at(lowest.threshold)

@@ -467,6 +467,11 @@ def test_set_target_recertifies_against_the_new_target():
     assert [m.mode for m in moves] == ["suspended"]
     assert moves[0].reason.startswith("target changed to 0.001: suspended: bound ")
     assert gov.target_error == 0.001 and gov.audit_monitor.target == 0.001
+    # the same evidence, the old bar again: certified at once, no fresh labels needed (the
+    # evidence never failed; a suspension it caused would wait for fresh labels)
+    moves = gov.set_target(0.05, 0.05)
+    assert [m.mode for m in moves] == ["automated"]
+    assert moves[0].reason.startswith("target changed to 0.05: re-certified")
 
 
 def test_governor_rejects_bad_settings():
