@@ -61,12 +61,7 @@ def busy(api):
     first = api.claim("claims")
     assert api.label(first, "approve").status_code == 200
     second = api.claim("claims")
-    released = api.client.post(
-        f"/v1/cases/{second['case']['id']}/release",
-        json={"lease_id": second["lease_id"]},
-        headers=api.as_("reviewer"),
-    )
-    assert released.status_code == 204
+    assert api.release(second).status_code == 204
     corrected = api.client.post(
         f"/v1/cases/{first['case']['id']}/correct",
         json={"label": "reject"},

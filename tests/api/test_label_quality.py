@@ -142,11 +142,7 @@ def test_contradicting_a_confident_model_asks_a_second_reviewer(api):
     assert first["label"] is None and _version(api) == 1
     assert _metrics(api)["second_opinions"] == 1
     assert api.claim("claims", "alice") is None  # her other option is bob's leased case
-    api.client.post(
-        f"/v1/cases/{bob['case']['id']}/release",
-        json={"lease_id": bob["lease_id"]},
-        headers=api.as_("reviewer", "bob"),
-    )
+    api.release(bob, "bob")
     second = api.claim("claims", "bob")
     while second["case"]["id"] != alice["case"]["id"]:
         api.label(second, second["case"]["suggestion"], "bob")

@@ -57,12 +57,7 @@ def test_a_released_lease_labels_nothing(api):
     api.create_task()
     api.send("claims", CASE)
     claim = api.claim("claims")
-    released = api.client.post(
-        f"/v1/cases/{claim['case']['id']}/release",
-        json={"lease_id": claim["lease_id"]},
-        headers=api.as_("reviewer"),
-    )
-    assert released.status_code == 204
+    assert api.release(claim).status_code == 204
     late = api.label(claim, "approve")  # nobody holds the case, but this lease was given back
     assert late.status_code == 409 and "released" in late.json()["detail"]
     again = api.claim("claims")
@@ -113,27 +108,13 @@ def test_release_returns_case_to_queue(api):
     api.create_task()
     api.send("claims", CASE)
     claim = api.claim("claims")
-    response = api.client.post(
-        f"/v1/cases/{claim['case']['id']}/release",
-        json={"lease_id": claim["lease_id"]},
-        headers=api.as_("reviewer"),
-    )
-    assert response.status_code == 204
+    assert api.release(claim).status_code == 204
     again = api.claim("claims", "bob")
     assert again["case"]["id"] == claim["case"]["id"]
-    stale = api.client.post(
-        f"/v1/cases/{claim['case']['id']}/release",
-        json={"lease_id": claim["lease_id"]},
-        headers=api.as_("reviewer"),
-    )
+    stale = api.release(claim)
     assert stale.status_code == 204  # a repeat of a release already done: no effect
     assert api.label(again, "approve", "bob").status_code == 200
-    forged = api.client.post(
-        f"/v1/cases/{claim['case']['id']}/release",
-        json={"lease_id": "l_forged"},
-        headers=api.as_("reviewer"),
-    )
-    assert forged.status_code == 409
+    assert api.release(claim, lease_id="l_forged").status_code == 409
 
 
 def test_queue_serves_most_uncertain_first(api):

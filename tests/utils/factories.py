@@ -88,6 +88,16 @@ class Api:
             headers=self.as_("reviewer", reviewer),
         )
 
+    def release(
+        self, claim: dict[str, Any], reviewer: str = "test-reviewer", lease_id: str | None = None
+    ):
+        """Give a claimed case back (under ``lease_id``, by default the claim's own)."""
+        return self.client.post(
+            f"/v1/cases/{claim['case']['id']}/release",
+            json={"lease_id": lease_id or claim["lease_id"]},
+            headers=self.as_("reviewer", reviewer),
+        )
+
     def teach(self, task: str, n: int, seed: int = 0) -> None:
         """Send ``n`` synthetic claims and label every case that reaches the queue."""
         rng = random.Random(seed)
