@@ -195,7 +195,8 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {max_bytes} bytes")
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # in the raw body: worth a look
+_SURROGATES = re.compile("[\ud800-\udfff]")  # in a parsed string: not Unicode
 
 
 def lone_surrogate_at(body: bytes) -> list | None:
@@ -225,9 +226,6 @@ def lone_surrogate_at(body: bytes) -> list | None:
         elif isinstance(value, list):
             stack.extend((loc + [i], item) for i, item in enumerate(value))
     return None
-
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class NotUnicode(HTTPException):

@@ -63,7 +63,7 @@ def wrk(
     (a figure other work on the machine barely moves, unlike requests per second)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA.format(body=json.dumps(body), key=key))
-    cpu_before = _cpu(pid)
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [
             ensure_wrk(),
@@ -79,7 +79,7 @@ def wrk(
         text=True,
         check=True,
     ).stdout
-    cpu = _cpu(pid) - cpu_before
+    cpu = cpu_seconds(pid) - cpu_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -92,7 +92,8 @@ def wrk(
     }
 
 
-def _cpu(pid: int | None) -> float:
+def cpu_seconds(pid: int | None) -> float:
+    """The process's CPU time so far, user + system (0 without a pid)."""
     if pid is None:
         return 0.0
     times = psutil.Process(pid).cpu_times()
@@ -221,11 +222,11 @@ def main() -> None:
                 args.connections,
                 pid,
             )
-            cpu_before = _cpu(pid)
+            cpu_before = cpu_seconds(pid)
             rate, sent = batch_rate(server.url, batch, args.seconds)
             results["batch"] = {
                 "cases_per_s": rate,
-                "cpu_us_per_case": (_cpu(pid) - cpu_before) / sent * 1e6,
+                "cpu_us_per_case": (cpu_seconds(pid) - cpu_before) / sent * 1e6,
             }
         finally:
             server.stop()

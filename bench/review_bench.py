@@ -31,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api_bench import ADMIN, _cpu, ensure_wrk, start_bare, wrk  # noqa: E402
+from bench.api_bench import ADMIN, cpu_seconds, ensure_wrk, start_bare, wrk  # noqa: E402
 from learner import load_stream, schema_to_json  # noqa: E402
 from tests.utils.server import ServerProcess  # noqa: E402
 
@@ -105,7 +105,7 @@ def cycles(url: str, labels: list[str], seconds: int, reviewers: int, pid: int) 
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
-    cpu_before = _cpu(pid)
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [
             ensure_wrk(),
@@ -121,7 +121,7 @@ def cycles(url: str, labels: list[str], seconds: int, reviewers: int, pid: int) 
         text=True,
         check=True,
     ).stdout
-    cpu = _cpu(pid) - cpu_before
+    cpu = cpu_seconds(pid) - cpu_before
     found = re.search(r"LABELLED (\d+) EMPTY (\d+)", out)
     assert found, out
     labelled, empty = int(found.group(1)), int(found.group(2))

@@ -1318,7 +1318,7 @@ class TaskGovernor:
         """The admin changed the target or delta; re-certify against the new ones."""
         self.controller.set_target(target_error, delta)
         self.audit_monitor.target = self.controller.target_error
-        return self._update(prefix=f"target changed to {_fmt(target_error)}: ")
+        return self._update(retarget=target_error)
 
     def model_replaced(self, reason: str) -> list[Migration]:
         """The live model was replaced (a :class:`learner.challenger.Challenger` won after
@@ -1353,7 +1353,10 @@ class TaskGovernor:
             return self._migrate("suspended", None, reason)
         return []
 
-    def _update(self, prefix: str = "") -> list[Migration]:
+    def _update(self, retarget: float | None = None) -> list[Migration]:
+        """Move mode and threshold on the evidence; ``retarget``: the admin's new target,
+        the reason for this call."""
+        prefix = "" if retarget is None else f"target changed to {_fmt(retarget)}: "
         controller = self.controller
         lowest = controller.certify()
         target = _fmt(controller.target_error)
@@ -1380,7 +1383,7 @@ class TaskGovernor:
             why = f"bound {bound:.3f} > target {target} at threshold {_fmt(threshold)}"
             if lowest.threshold is None:
                 self.certificate = lowest
-                if not prefix:  # the evidence failed, not an admin's new target: re-certify
+                if retarget is None:  # the evidence failed (not the admin's bar): re-certify
                     self._fresh_since = self.n_labels  # on fresh labels only
                 reason = f"{prefix}suspended: {why} (n={in_force.n}, {in_force.errors} errors)"
                 return self._migrate("suspended", None, reason)

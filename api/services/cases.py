@@ -23,6 +23,7 @@ from api.services import audit
 from api.services.tasks import effective_state
 from api.tables import Case, Routing, Task
 from learner import (
+    FeatureSpec,
     InvalidFeatures,
     RoutingDecision,
     RoutingPolicy,
@@ -136,18 +137,38 @@ def ensure_schema(
     """Fix the task's schema from its first case when none was declared."""
     if task.features is not None:
         return task
+    return _fix_schema(db, store, task, _inferred(first_features, loc))
+
+
+def _inferred(features: dict, loc: list) -> dict[str, FeatureSpec]:
+    """The schema a first case implies; a 422 at ``loc`` when it implies none."""
     try:
-        inferred = schema_to_json(infer_schema(first_features))
+        return infer_schema(features)
     except InvalidFeatures as exc:
         raise InvalidInput([*loc, exc.field], exc.reason) from exc
+
+
+def _fix_schema(
+    db: Database, store: ModelStore, task: Task, schema: dict[str, FeatureSpec]
+) -> Task:
     with db.write() as session:
         session.exec(  # type: ignore[call-overload]
             update(Task)
             .where(col(Task.id) == task.id, col(Task.features).is_(None))
-            .values(features=inferred)
+            .values(features=schema_to_json(schema))
         )
     store.tasks.forget(task.name)
     return store.tasks.get(task.name)
+
+
+def _validated(
+    schema: dict[str, FeatureSpec], features: dict, max_string_length: int, loc: list
+) -> dict:
+    """The case's features cleaned (:func:`validate_features`); a 422 at ``loc`` if not."""
+    try:
+        return validate_features(schema, features, max_string_length=max_string_length)
+    except InvalidFeatures as exc:
+        raise InvalidInput([*loc, exc.field], exc.reason) from exc
 
 
 def score(
@@ -162,10 +183,7 @@ def score(
 ) -> tuple[dict, RoutingDecision, int]:
     """Validate features against the task's schema, then score and route them (under
     ``policy``, else the policy in force now, given the queue's ``oldest`` case)."""
-    try:
-        clean = validate_features(live.model.schema, features, max_string_length=max_string_length)
-    except InvalidFeatures as exc:
-        raise InvalidInput([*loc, exc.field], exc.reason) from exc
+    clean = _validated(live.model.schema, features, max_string_length, loc)
     with live.lock:
         proba = live.model.predict_proba_one(clean)
         version = live.version
@@ -194,19 +212,13 @@ def prepare(
     task = store.tasks.get(task_name)
     batch = len(items) > 1
     if task.features is None:
-        try:
-            schema = infer_schema(items[0].features)
-        except InvalidFeatures as exc:
-            raise InvalidInput([*_loc(0, batch), exc.field], exc.reason) from exc
+        schema = _inferred(items[0].features, _loc(0, batch))
         for i, item in enumerate(items):
-            try:
-                validate_features(schema, item.features, max_string_length=max_string_length)
-            except InvalidFeatures as exc:
-                raise InvalidInput([*_loc(i, batch), exc.field], exc.reason) from exc
+            _validated(schema, item.features, max_string_length, _loc(i, batch))
         if not persist:
             transient = task.model_copy(update={"features": schema_to_json(schema)})
             return transient, store.new_live(transient)
-    task = ensure_schema(db, store, task, items[0].features, _loc(0, batch))
+        task = _fix_schema(db, store, task, schema)
     live = store.get(task)
     assert live is not None
     return task, live
