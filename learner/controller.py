@@ -30,14 +30,19 @@ each, estimated without bias by the importance weights ``sum(1 / propensity)``.
 
 *The bound.* The region's error estimate is the weighted mean of its labelled cases'
 errors with case weights ``arrivals_b / labelled_b`` (constant within a bin). Its upper
-bound is Clopper-Pearson on Kish's effective sample size ``(sum w) ** 2 / sum w ** 2``
-(:func:`learner.risk.weighted_clopper_pearson_upper`). With equal weights (all cases
-reviewed, or all from one bin) that is the exact binomial bound; with unequal weights
-it is the standard survey-sampling bound (Kish 1965, Korn & Graubard 1998), accurate
-whenever the errors are not concentrated in the most heavily weighted cases. The
-heavy cases here are audits of the most confident bins, whose errors are the rarest,
-so the bound errs on the safe side; the simulated coverage tests and
-``bench/policy_bench.py`` check it on real streams.
+bound is Clopper-Pearson on an effective sample size
+(:func:`learner.risk.weighted_clopper_pearson_upper`): Kish's ``(sum w) ** 2 / sum w **
+2``, or, where smaller, Korn and Graubard's ``p (1 - p) / var(p)`` with the stratified
+variance of the estimate (:func:`_bound_size`). With equal weights (all cases reviewed,
+or all from one bin) that is the exact binomial bound; with unequal weights it is the
+standard survey-sampling bound (Kish 1965, Korn & Graubard 1998). Kish's size alone
+assumes the errors spread like the cases and undercovers when they sit in the heavily
+weighted bins; the design-effect size widens the bound there as soon as those errors
+are seen. What no pooled bound can see is errors the audits have not found yet: the
+bound then rests on the assumption that the heavy cases, audits of the most confident
+bins, err no more than the lighter ones (the rarest errors sit there in a model that
+fits; after drift the :class:`DriftMonitor` watches exactly those audits). The
+simulated coverage tests and ``bench/policy_bench.py`` check it on real streams.
 
 *Many thresholds.* Candidate regions are nested (``confidence >= g`` for each grid
 point ``g``) and are tested in Learn-then-Test *fixed sequences*: from a start down the
@@ -240,8 +245,10 @@ class RegionStats:
     """Evidence about the automated region ``confidence >= threshold``.
 
     ``arrivals`` is the importance-weighted number of cases that arrived in the region
-    during the window, ``n_effective`` Kish's effective sample size and ``estimate`` the
-    bin-stratified error estimate.
+    during the window, ``n_effective`` Kish's effective sample size (from the weights
+    alone: it picks the scan's starts), ``estimate`` the bin-stratified error estimate
+    and ``n_bound`` the effective size its bound is taken at (Kish's, or smaller where the
+    errors sit in heavily weighted bins: :func:`_bound_size`).
     """
 
     threshold: float
@@ -250,6 +257,7 @@ class RegionStats:
     arrivals: float
     n_effective: float
     estimate: float | None
+    n_bound: float
 
 
 class _Scan(NamedTuple):
@@ -336,7 +344,7 @@ class _Analysis:
 
     __slots__ = ("answer", "arrivals", "before", "errors", "key", "labelled", "passed", "tests")
 
-    def __init__(self, key: tuple[int, float, float], bins: int, start: tuple) -> None:
+    def __init__(self, key: tuple[int, int, float, float], bins: int, start: tuple) -> None:
         self.key = key
         self.labelled: list[int] = []
         self.errors: list[int] = []
@@ -345,6 +353,46 @@ class _Analysis:
         self.tests: list[int] = []
         self.passed: dict[int, float] = {}
         self.answer: tuple[list[tuple], _Scan] = ([()] * bins, _Scan((), {}))
+
+
+#: The shape of the pass state an :class:`_Analysis` saves; a pickled controller whose
+#: saved passes have another shape recomputes them.
+_PASS_FORMAT = 2
+
+
+def _spread(arrivals: float, errors: int, labelled: int) -> float:
+    """A bin's term of the stratified variance of a region's error estimate, times the
+    region's arrivals squared: ``arrivals ** 2 * p (1 - p) / labelled``, ``p`` the bin's
+    error rate (the binomial variance, so that one bin alone gets Clopper-Pearson's own
+    size)."""
+    return arrivals * arrivals * errors * (labelled - errors) / (labelled * labelled * labelled)
+
+
+def _bound_size(n_kish: float, estimate: float, arrivals: float, spread: float) -> float:
+    """The effective sample size a region's bound is taken at: Kish's, or Korn and
+    Graubard's ``p (1 - p) / var(p)`` from the stratified variance where that is smaller.
+
+    Kish's size reads the weights alone and assumes the errors are spread like the
+    cases; when they sit in the heavily weighted bins (errors found by audits of the
+    automated region) the estimate varies more than that size says, and the bound would
+    undercover. The design-effect size measures that variance; it is only ever used to
+    widen the bound (a bin whose errors went unseen has no variance to show).
+
+    Examples
+    --------
+    Errors only among 83 audits (weight 10) beside 495 clean reviews (weight 1):
+
+    >>> arrivals, estimate = 495.0 + 830.0, 5 / 83 * 830.0 / 1325.0
+    >>> spread = _spread(495.0, 0, 495) + _spread(830.0, 5, 83)
+    >>> n_kish = arrivals**2 / (495.0 + 830.0**2 / 83)
+    >>> round(n_kish), round(_bound_size(n_kish, estimate, arrivals, spread))
+    (200, 136)
+    >>> _bound_size(200.0, 0.0, 1327.0, 0.0)
+    200.0
+    """
+    if spread <= 0.0 or not 0.0 < estimate < 1.0:
+        return n_kish
+    return min(n_kish, estimate * (1.0 - estimate) * arrivals * arrivals / spread)
 
 
 # Clopper-Pearson bounds, remembered: most regions' evidence is as it was a label ago.
@@ -626,7 +674,7 @@ class RiskController:
         k = len(self.grid)
         out: list[tuple] = [()] * k
         n = errors = 0
-        arrivals = squares = weighted_errors = 0.0
+        arrivals = squares = weighted_errors = spread = 0.0
         labelled, bin_errors, bin_arrivals, grid = (
             win.labelled,
             win.errors,
@@ -643,17 +691,14 @@ class RiskController:
                 arrivals += w
                 squares += w * w / m
                 weighted_errors += w * e / m
+                spread += _spread(w, e, m)
             if arrivals > 0.0:
-                out[b] = (
-                    grid[b],
-                    n,
-                    errors,
-                    arrivals,
-                    arrivals * arrivals / squares,
-                    weighted_errors / arrivals,
-                )
+                n_kish = arrivals * arrivals / squares
+                estimate = weighted_errors / arrivals
+                n_bound = _bound_size(n_kish, estimate, arrivals, spread)
+                out[b] = (grid[b], n, errors, arrivals, n_kish, estimate, n_bound)
             else:
-                out[b] = (grid[b], n, errors, arrivals, 0.0, None)
+                out[b] = (grid[b], n, errors, arrivals, 0.0, None, 0.0)
         return out
 
     def _stats(self) -> tuple[list[int], list[list[tuple]], list[_Scan], int]:
@@ -681,18 +726,10 @@ class RiskController:
         return RegionStats(*regions[max(self._bin(threshold), 0)])
 
     @staticmethod
-    def _errors_of(stats: tuple) -> float:
-        return (stats[5] or 0.0) * stats[4]
-
-    def _upper(self, stats: tuple, level: float) -> float | None:
+    def _upper(stats: tuple, level: float) -> float | None:
         if stats[5] is None:
             return None
-        return _clopper_pearson(self._errors_of(stats), stats[4], level)
-
-    def _passes(self, stats: tuple, level: float) -> bool:
-        if stats[5] is None:
-            return False
-        return _upper_at_most(self._errors_of(stats), stats[4], level, self.target_error)
+        return _clopper_pearson(stats[5] * stats[6], stats[6], level)
 
     def _analyse(self, win: _Window, m: int) -> tuple[list[tuple], _Scan]:
         """:meth:`_regions` and :meth:`_scan` in one pass from the top of the grid.
@@ -714,10 +751,10 @@ class RiskController:
             win.arrivals,
             self.grid,
         )
-        key = (m, self.target_error, self.delta)
+        key = (_PASS_FORMAT, m, self.target_error, self.delta)
         memo = win.memo
         if memo is None or memo.key != key:
-            memo = win.memo = _Analysis(key, k, (0, 0, 0.0, 0.0, 0.0, 0.0, self._sizes(m)))
+            memo = win.memo = _Analysis(key, k, (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, self._sizes(m)))
             top, low = k - 1, -1  # nothing saved to stop at
         else:
             top, low = -1, k  # the highest and lowest bins whose counts changed
@@ -740,7 +777,7 @@ class RiskController:
         start_delta = self._start_delta(m)
         target = self.target_error
         state = before[top]
-        n, errors, arrivals, squares, weighted_errors, carry, sizes = state
+        n, errors, arrivals, squares, weighted_errors, spread, carry, sizes = state
         first = min(sizes, default=math.inf)  # the smallest start size not reached yet
         for b, count, w, e, g in zip(
             range(top, -1, -1),
@@ -755,7 +792,7 @@ class RiskController:
                 break
             before[b] = state
             if not count:
-                out[b] = (g, *out[b + 1][1:]) if arrivals > 0.0 else (g, 0, 0, 0.0, 0.0, None)
+                out[b] = (g, *out[b + 1][1:]) if arrivals > 0.0 else (g, 0, 0, 0.0, 0.0, None, 0.0)
                 passed.pop(b, None)
                 continue
             n += count
@@ -763,12 +800,14 @@ class RiskController:
             arrivals += w
             squares += w * w / count
             weighted_errors += w * e / count
+            spread += _spread(w, e, count)
             if arrivals > 0.0:
                 n_eff = arrivals * arrivals / squares
                 estimate = weighted_errors / arrivals
+                n_bound = _bound_size(n_eff, estimate, arrivals, spread)
             else:
-                n_eff, estimate = 0.0, None
-            out[b] = (g, n, errors, arrivals, n_eff, estimate)
+                n_eff, estimate, n_bound = 0.0, None, 0.0
+            out[b] = (g, n, errors, arrivals, n_eff, estimate, n_bound)
             level = carry
             if n_eff >= first:
                 for size in sizes:
@@ -778,14 +817,16 @@ class RiskController:
                 first = min(sizes, default=math.inf)
             if level > 0.0:
                 tests.append(b)
-                if estimate is not None and _upper_at_most(estimate * n_eff, n_eff, level, target):
+                if estimate is not None and _upper_at_most(
+                    estimate * n_bound, n_bound, level, target
+                ):
                     passed[b] = carry = level
                 else:
                     carry = 0.0
                     passed.pop(b, None)
             else:
                 passed.pop(b, None)
-            state = (n, errors, arrivals, squares, weighted_errors, carry, sizes)
+            state = (n, errors, arrivals, squares, weighted_errors, spread, carry, sizes)
         memo.tests, memo.passed = tests, passed  # new objects: an answer is never changed
         memo.answer = (out, _Scan(tuple(tests), passed))
         return memo.answer
@@ -815,7 +856,7 @@ class RiskController:
             if level <= 0.0:
                 continue
             tests.append(b)
-            _, _, _, _, n, estimate = regions[b]
+            estimate, n = regions[b][5:]
             ok = estimate is not None and _upper_at_most(estimate * n, n, level, target)
             if ok:
                 passed[b] = carry = level
@@ -862,7 +903,7 @@ class RiskController:
             )
             level = scans[i].passed[b]
             return Certificate(
-                stats[0], stats[5], upper, stats[1], stats[2], reason, stats[4], level
+                stats[0], stats[5], upper, stats[1], stats[2], reason, stats[6], level
             )
         if not any(scan.tests for scan in scans):
             most = max((r[4] for window in regions for r in window), default=0.0)

@@ -3,7 +3,8 @@
 Audits are a known-probability sample of automated cases, so their error count is a
 binomial draw and the exact (Clopper-Pearson) bounds apply. Evidence that mixes cases
 sampled with different probabilities is summarised by a weighted error rate on an
-effective sample size (Kish), and bounded by Clopper-Pearson at that size
+effective sample size (Kish, or the design-effect size of
+:mod:`learner.controller`), and bounded by Clopper-Pearson at that size
 (:func:`weighted_clopper_pearson_upper`); with equal weights it is the exact bound.
 """
 
