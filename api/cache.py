@@ -47,13 +47,14 @@ class TTLCache(Generic[K, V]):
         return value
 
     def at_hand(self, key: K) -> tuple[bool, V | None]:
-        """``(True, value)`` when ``key`` is cached, else ``(False, None)``; never waits
-        for a load (for callers on the event loop). A value past its ``ttl`` is still
-        answered while a background thread reloads it (once), so a busy key does not
-        send every caller to the slow path each time it expires; it lags ``ttl`` plus
-        one load at most.
+        """``(True, value)`` when ``key`` is cached and within its ``ttl``, else
+        ``(False, None)``; never waits for a load (for callers on the event loop). In the
+        last half of its ``ttl`` a value is still answered while a background thread
+        reloads it (once), so a busy key does not send a caller to the slow path each
+        time it expires; past its ``ttl`` it is never answered (a key revoked or a task
+        switched off by another process stops counting within ``ttl``, quiet or busy).
 
-        >>> cache = TTLCache(0.0, lambda k: k * 2)
+        >>> cache = TTLCache(60, lambda k: k * 2)
         >>> cache.at_hand(2)
         (False, None)
         >>> cache.get(2), cache.at_hand(2)
@@ -62,9 +63,13 @@ class TTLCache(Generic[K, V]):
         hit = self._entries.get(key)
         if hit is None:
             return False, None
-        if hit[0] <= time.monotonic():
+        expires, value = hit
+        now = time.monotonic()
+        if now >= expires:
+            return False, None
+        if now >= expires - self.ttl / 2:
             self._reload_in_background(key)
-        return True, hit[1]
+        return True, value
 
     def _reload_in_background(self, key: K) -> None:
         with self._lock:

@@ -7,6 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from learner.controller import MIN_DELTA, MIN_TARGET_ERROR
+from learner.routing import MIN_AUDIT_RATE
+
 Role = Literal["admin", "service", "reviewer", "analyst"]
 TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -92,12 +95,12 @@ class Rule(StrictModel):
 
 
 class TaskSettings(StrictModel):
-    target_error: float = Field(0.05, gt=0, lt=1)
-    audit_rate: float = Field(0.05, gt=0, le=1)
+    target_error: float = Field(0.05, ge=MIN_TARGET_ERROR, lt=1)
+    audit_rate: float = Field(0.05, ge=MIN_AUDIT_RATE, le=1)
     min_labels: int = Field(50, ge=0, le=1_000_000)
     threshold: float = Field(0.9, ge=0, le=1)
     threshold_policy: Literal["certified", "fixed"] = "certified"
-    delta: float = Field(0.05, gt=0, lt=1)
+    delta: float = Field(0.05, ge=MIN_DELTA, lt=1)
     # label quality
     labels_per_case: int = Field(1, ge=1, le=10)
     second_opinion_confidence: float = Field(0.98, ge=0, le=1)
@@ -122,12 +125,12 @@ class TaskCreate(TaskSettings):
 
 
 class TaskUpdate(StrictModel):
-    target_error: float | None = Field(None, gt=0, lt=1)
-    audit_rate: float | None = Field(None, gt=0, le=1)
+    target_error: float | None = Field(None, ge=MIN_TARGET_ERROR, lt=1)
+    audit_rate: float | None = Field(None, ge=MIN_AUDIT_RATE, le=1)
     min_labels: int | None = Field(None, ge=0, le=1_000_000)
     threshold: float | None = Field(None, ge=0, le=1)
     threshold_policy: Literal["certified", "fixed"] | None = None
-    delta: float | None = Field(None, gt=0, lt=1)
+    delta: float | None = Field(None, ge=MIN_DELTA, lt=1)
     automation: Literal["on", "off"] | None = None
     labels_per_case: int | None = Field(None, ge=1, le=10)
     second_opinion_confidence: float | None = Field(None, ge=0, le=1)

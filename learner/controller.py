@@ -124,6 +124,8 @@ from learner.routing import ROUTES
 __all__ = [
     "DEFAULT_GRID",
     "DEFAULT_WINDOWS",
+    "MIN_DELTA",
+    "MIN_TARGET_ERROR",
     "MODES",
     "Certificate",
     "DriftMonitor",
@@ -148,6 +150,12 @@ DEFAULT_GRID: tuple[float, ...] = (
 DEFAULT_WINDOWS: tuple[int, ...] = (1000, 4000, 16000)
 #: A task's automation modes.
 MODES = ("assist", "automated", "suspended")
+#: The smallest target error a task may promise: certifying 1e-4 already takes some 30,000
+#: clean labels, and below it the evidence a stream gives never suffices.
+MIN_TARGET_ERROR = 1e-4
+#: The smallest delta: 1e-6 costs a bound only a few times the labels of 0.05, and smaller
+#: values add nothing a deployment could tell apart.
+MIN_DELTA = 1e-6
 
 
 def _fmt(value: float) -> str:
@@ -155,9 +163,10 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _check_rate(name: str, value: float) -> None:
-    if not (0.0 < value < 1.0):
-        raise LearnerError(f"{name} must be in (0, 1), got {value}")
+def _check_rate(name: str, value: float, low: float = 0.0) -> None:
+    if not (0.0 < value < 1.0 and value >= low):
+        span = f"[{low:g}, 1)" if low else "(0, 1)"
+        raise LearnerError(f"{name} must be in {span}, got {value}")
 
 
 # --- records ------------------------------------------------------------------------------
@@ -542,8 +551,8 @@ class RiskController:
     # --- settings -------------------------------------------------------------------------
     def set_target(self, target_error: float, delta: float) -> None:
         """Change the target and delta (an admin's setting); the evidence stays."""
-        _check_rate("target_error", target_error)
-        _check_rate("delta", delta)
+        _check_rate("target_error", target_error, MIN_TARGET_ERROR)
+        _check_rate("delta", delta, MIN_DELTA)
         self.target_error = float(target_error)
         self.delta = float(delta)
         self._start_sizes = {}
@@ -581,7 +590,7 @@ class RiskController:
             return weighted_upper_at_most(rate * target * n, n, level, target)
 
         high = 1.0
-        while not ok(high):
+        while not ok(high):  # finite: set_target keeps the target and delta above their floors
             high *= 2.0
         low = high / 2.0
         for _ in range(50):

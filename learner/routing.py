@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from learner.errors import LearnerError
 
 __all__ = [
+    "MIN_AUDIT_RATE",
     "ROUTES",
     "RoutingDecision",
     "RoutingPolicy",
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 ROUTES = ("auto", "review", "assist")
+#: The smallest audit rate: one audit then stands for 1,000 automated cases; rarer audits
+#: would leave the automated region's error to weights too large to bound usefully.
+MIN_AUDIT_RATE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class RoutingPolicy:
     min_labels
         Cold start: with fewer labels than this, every case goes to assist.
     audit_rate
-        Share of automated cases also sent to a person, in (0, 1].
+        Share of automated cases also sent to a person, in [:data:`MIN_AUDIT_RATE`, 1].
     automation_on
         The admin's kill switch.
     threshold_note
@@ -59,7 +63,7 @@ class RoutingPolicy:
     >>> RoutingPolicy(threshold=0.9, audit_rate=0.0)
     Traceback (most recent call last):
     ...
-    learner.errors.LearnerError: audit_rate must be in (0, 1], got 0.0
+    learner.errors.LearnerError: audit_rate must be in [0.001, 1], got 0.0
     """
 
     threshold: float
@@ -73,8 +77,10 @@ class RoutingPolicy:
     def __post_init__(self) -> None:
         if math.isnan(self.threshold):
             raise LearnerError("threshold must be a number, got nan")
-        if not 0.0 < self.audit_rate <= 1.0:
-            raise LearnerError(f"audit_rate must be in (0, 1], got {self.audit_rate}")
+        if not MIN_AUDIT_RATE <= self.audit_rate <= 1.0:
+            raise LearnerError(
+                f"audit_rate must be in [{MIN_AUDIT_RATE:g}, 1], got {self.audit_rate}"
+            )
         if not 0.0 <= self.sample_rate <= 1.0:
             raise LearnerError(f"sample_rate must be in [0, 1], got {self.sample_rate}")
         if self.min_labels < 0:

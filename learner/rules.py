@@ -69,8 +69,32 @@ class Rule:
         return f"rule: {self.feature} {self.op.replace('_', ' ')} {shown}"
 
 
+def _fits(value: Any, kind: str | None) -> Any:
+    """``value`` as a feature of ``kind`` is cleaned (categories as strings), or ``None``
+    when it cannot be one (``kind`` None: any single number, string or boolean)."""
+    if isinstance(value, bool):
+        return value if kind in (None, "boolean") else None
+    if isinstance(value, int | float):
+        if kind in (None, "number"):
+            return value
+        return str(value) if kind == "category" and isinstance(value, int) else None
+    if isinstance(value, str):
+        return value if kind in (None, "category", "text") else None
+    return None
+
+
+_WANTS = {
+    None: "a single number, string or boolean",
+    "number": "a number",
+    "category": "a string or an integer",
+    "text": "a string",
+    "boolean": "true or false",
+}
+
+
 def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[Rule]:
-    """Check rules against a schema (when known) and build them.
+    """Check rules against a schema (when known) and build them, values cleaned as the
+    features they compare with are (a category's ``33`` is ``"33"``).
 
     Raises :class:`InvalidSchema` naming ``rules[i]`` and what is wrong.
 
@@ -80,10 +104,12 @@ def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[
     >>> schema = parse_schema({"amount": "number", "country": "category"})
     >>> parse_rules([{"feature": "amount", "op": ">", "value": 10000}], schema)
     [Rule(feature='amount', op='>', value=10000)]
-    >>> parse_rules([{"feature": "amount", "op": ">", "value": "big"}], schema)
+    >>> parse_rules([{"feature": "country", "op": "in", "value": ["fr", 33]}], schema)
+    [Rule(feature='country', op='in', value=('fr', '33'))]
+    >>> parse_rules([{"feature": "amount", "op": "==", "value": "big"}], schema)
     Traceback (most recent call last):
     ...
-    learner.errors.InvalidSchema: rules[0]: 'amount > ...' needs a number, got 'big'
+    learner.errors.InvalidSchema: rules[0]: 'amount == ...' needs a number, got 'big'
     """
     rules = []
     for i, item in enumerate(raw):
@@ -92,23 +118,27 @@ def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[
         if schema is not None and feature not in schema:
             raise InvalidSchema(where, f"unknown feature {feature!r}")
         kind = schema[feature].kind if schema is not None else None
-        if op in _ORDERED:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidSchema(where, f"'{feature} {op} ...' needs a number, got {value!r}")
-            if kind not in (None, "number"):
-                raise InvalidSchema(where, f"{op} compares numbers; {feature} is {kind}")
-        elif op in ("in", "not_in"):
+        if op == "missing":
+            if value is not None:
+                raise InvalidSchema(where, f"'{feature} missing' takes no value, got {value!r}")
+            rules.append(Rule(feature, op))
+            continue
+        if op in _ORDERED and kind not in (None, "number"):
+            raise InvalidSchema(where, f"{op} compares numbers; {feature} is {kind}")
+        if op in ("in", "not_in"):
             if not isinstance(value, list) or not value:
                 raise InvalidSchema(where, f"{op} needs a non-empty list of values")
-            value = tuple(value)
-        elif op in ("==", "!="):
-            if value is None or isinstance(value, list | dict):
-                raise InvalidSchema(where, f"{op} needs a single value")
-        elif op == "missing":
-            value = None
+            values = value
+        elif op in _COMPARE:
+            values = [value]
         else:
             raise InvalidSchema(where, f"unknown op {op!r}")
-        rules.append(Rule(feature, op, value))
+        want = "number" if op in _ORDERED else kind
+        cleaned = [_fits(v, want) for v in values]
+        for v, c in zip(values, cleaned, strict=True):
+            if c is None:
+                raise InvalidSchema(where, f"'{feature} {op} ...' needs {_WANTS[want]}, got {v!r}")
+        rules.append(Rule(feature, op, tuple(cleaned) if op in ("in", "not_in") else cleaned[0]))
     return rules
 
 

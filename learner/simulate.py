@@ -31,12 +31,18 @@ import pandas as pd
 from scipy.stats import binom
 
 from learner.challenger import Challenger
-from learner.controller import Evidence, Migration, TaskGovernor
+from learner.controller import MIN_DELTA, MIN_TARGET_ERROR, Evidence, Migration, TaskGovernor
 from learner.datasets import STREAM_NAMES, SYNTHETIC_DEFAULT_N, load_stream
 from learner.errors import LearnerError
 from learner.model import MODEL_FAMILIES, TaskModel
 from learner.panel import QualityPolicy, ReviewPanel, SimulatedReviewer
-from learner.routing import RoutingPolicy, queue_priority, review_sample_rate, route_case
+from learner.routing import (
+    MIN_AUDIT_RATE,
+    RoutingPolicy,
+    queue_priority,
+    review_sample_rate,
+    route_case,
+)
 
 __all__ = [
     "DRIFT_KINDS",
@@ -143,9 +149,15 @@ class SimulationConfig:
             (self.family in MODEL_FAMILIES, f"family must be one of {MODEL_FAMILIES}"),
             (self.drift_kind in DRIFT_KINDS, f"drift_kind must be one of {DRIFT_KINDS}"),
             (0.0 < self.reviewer_capacity <= 1.0, "reviewer_capacity must be in (0, 1]"),
-            (0.0 < self.target_error < 1.0, "target_error must be in (0, 1)"),
-            (0.0 < self.delta < 1.0, "delta must be in (0, 1)"),
-            (0.0 < self.audit_rate <= 1.0, "audit_rate must be in (0, 1]"),
+            (
+                MIN_TARGET_ERROR <= self.target_error < 1.0,
+                f"target_error must be in [{MIN_TARGET_ERROR:g}, 1)",
+            ),
+            (MIN_DELTA <= self.delta < 1.0, f"delta must be in [{MIN_DELTA:g}, 1)"),
+            (
+                MIN_AUDIT_RATE <= self.audit_rate <= 1.0,
+                f"audit_rate must be in [{MIN_AUDIT_RATE:g}, 1]",
+            ),
             (self.n is None or self.n > 0, "n must be positive"),
             (self.drift_at is None or self.drift_at > 0, "drift_at must be positive"),
         ]

@@ -25,8 +25,10 @@ from api.tables import Case, Routing, Task
 from learner import (
     FeatureSpec,
     InvalidFeatures,
+    InvalidSchema,
     RoutingDecision,
     RoutingPolicy,
+    Rule,
     apply_guardrails,
     infer_schema,
     parse_rules,
@@ -137,15 +139,23 @@ def ensure_schema(
     """Fix the task's schema from its first case when none was declared."""
     if task.features is not None:
         return task
-    return _fix_schema(db, store, task, _inferred(first_features, loc))
+    return _fix_schema(db, store, task, _inferred(task, first_features, loc))
 
 
-def _inferred(features: dict, loc: list) -> dict[str, FeatureSpec]:
-    """The schema a first case implies; a 422 at ``loc`` when it implies none."""
+def _inferred(task: Task, features: dict, loc: list) -> dict[str, FeatureSpec]:
+    """The schema a first case implies; a 422 at ``loc`` when it implies none, or one
+    that the task's rules cannot compare with (``amount > 100`` and ``"amount": "lots"``)."""
     try:
-        return infer_schema(features)
+        schema = infer_schema(features)
     except InvalidFeatures as exc:
         raise InvalidInput([*loc, exc.field], exc.reason) from exc
+    try:
+        parse_rules(task.rules, schema)
+    except InvalidSchema as exc:
+        reason = f"as the task's first case this fixes a schema that its {exc.field} cannot "
+        reason += f"apply to: {exc.reason}"
+        raise InvalidInput(loc, reason) from exc
+    return schema
 
 
 def _fix_schema(
@@ -193,8 +203,13 @@ def score(
     if task.threshold_policy == "certified":
         decision = _with_bound(decision, live, task.target_error)
     if task.rules:
-        decision = apply_guardrails(decision, parse_rules(task.rules, None), clean)
+        decision = apply_guardrails(decision, guardrails(task, live), clean)
     return clean, decision, version
+
+
+def guardrails(task: Task, live: LiveModel) -> list[Rule]:
+    """The task's rules, their values cleaned as the schema cleans features."""
+    return parse_rules(task.rules, live.model.schema)
 
 
 def prepare(
@@ -212,7 +227,7 @@ def prepare(
     task = store.tasks.get(task_name)
     batch = len(items) > 1
     if task.features is None:
-        schema = _inferred(items[0].features, _loc(0, batch))
+        schema = _inferred(task, items[0].features, _loc(0, batch))
         for i, item in enumerate(items):
             _validated(schema, item.features, max_string_length, _loc(i, batch))
         if not persist:

@@ -49,6 +49,7 @@ from api.services import audit
 from api.services.cases import (
     _with_bound,
     ensure_schema,
+    guardrails,
     new_case_id,
     routing_policy,
     submit_cases,
@@ -61,7 +62,6 @@ from learner import (
     InvalidFeatures,
     apply_guardrails,
     infer_schema,
-    parse_rules,
     parse_schema,
     route_case,
     validate_features,
@@ -396,7 +396,7 @@ def _import_labels(
             .limit(CURVE_WINDOW)
         ).all()
     now = time.time()
-    rules = parse_rules(task.rules, None) if task.rules else None
+    rules = guardrails(task, live) if task.rules else None
     certified = task.threshold_policy == "certified"
     cases: list[dict[str, Any]] = []
     routings: list[dict[str, Any]] = []

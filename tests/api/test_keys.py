@@ -160,3 +160,23 @@ def test_keys_are_never_logged(api, caplog):
         trail = api.client.get("/v1/audit", headers=api.admin).text
     assert created["key"] not in caplog.text and ADMIN_KEY not in caplog.text
     assert created["key"] not in trail
+
+
+def test_a_key_revoked_on_another_process_stops_after_a_quiet_spell(settings, monkeypatch):
+    """Each process caches keys for ``KEY_TTL_SECONDS``; once, the first request after a
+    quiet spell was answered from the expired entry while it reloaded, so a revoked key
+    still passed there."""
+    from fastapi.testclient import TestClient
+
+    from api import main
+    from api.main import create_app
+
+    monkeypatch.setattr(main, "KEY_TTL_SECONDS", 0.2)
+    with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
+        admin = auth(ADMIN_KEY)
+        created = one.post("/v1/keys", json={"name": "svc", "role": "service"}, headers=admin)
+        key = auth(created.json()["key"])
+        assert two.get("/v1/me", headers=key).status_code == 200  # cached by the other
+        assert one.delete(f"/v1/keys/{created.json()['id']}", headers=admin).status_code == 204
+        time.sleep(0.4)
+        assert two.get("/v1/me", headers=key).status_code == 401

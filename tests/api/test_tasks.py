@@ -1,3 +1,8 @@
+import time
+
+import pytest
+
+
 def test_create_task_returns_settings_mode_and_automation(api):
     task = api.create_task(target_error=0.02)
     assert task["name"] == "claims"
@@ -42,6 +47,22 @@ def test_list_get_and_patch_task(api):
     assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["threshold"] == 0.8
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("target_error", 1e-320), ("target_error", 5e-5), ("delta", 1e-300), ("audit_rate", 1e-320)],
+)
+def test_settings_below_their_floor_are_422_on_create_and_patch(api, field, value):
+    """A target of 1e-320 once made the start-size search loop for ever in the leader's
+    model-sync thread; such settings never reach the learner."""
+    body = {"name": "tiny", "labels": ["a", "b"], field: value}
+    created = api.client.post("/v1/tasks", json=body, headers=api.admin)
+    assert created.status_code == 422 and field in created.text
+    api.create_task()
+    patched = api.client.patch("/v1/tasks/claims", json={field: value}, headers=api.admin)
+    assert patched.status_code == 422 and field in patched.text
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()[field] == 0.05
+
+
 def test_patch_rejects_unknown_field(api):
     api.create_task()
     response = api.client.patch("/v1/tasks/claims", json={"name": "x"}, headers=api.admin)
@@ -75,22 +96,94 @@ def test_guardrail_rule_sends_matching_cases_to_a_person(api):
     assert large["route"] == "assist" and "rule: amount > 10000" in large["reasons"]
 
 
+def test_rule_values_are_cleaned_like_the_features_they_compare_with(api):
+    """A category's integers are strings once validated; so are a rule's values."""
+    api.create_task(
+        "codes",
+        features={"code": "category"},
+        rules=[{"feature": "code", "op": "in", "value": [33, "x"]}],
+    )
+    matched = api.send("codes", {"code": 33})
+    assert matched["route"] == "assist" and "rule: code in ['33', 'x']" in matched["reasons"]
+    assert not any(r.startswith("rule:") for r in api.send("codes", {"code": 34})["reasons"])
+
+
+def test_first_case_that_rules_cannot_compare_with_fixes_no_schema(api):
+    """With features inferred, a rule ``amount > 100`` and a first case whose amount is a
+    string: a 422 naming the rule, no schema fixed, and the task still takes numbers."""
+    body = {
+        "name": "guarded",
+        "labels": ["a", "b"],
+        "rules": [{"feature": "amount", "op": ">", "value": 100}],
+    }
+    assert api.client.post("/v1/tasks", json=body, headers=api.admin).status_code == 201
+    one = {"features": {"amount": "lots"}}
+    for path, body in [("cases", one), ("cases/batch", {"cases": [one]}), ("cases", one)]:
+        wrong = api.client.post(f"/v1/tasks/guarded/{path}", json=body, headers=api.as_("service"))
+        assert wrong.status_code == 422 and "rules[0]" in wrong.text, wrong.text
+    assert api.client.get("/v1/tasks/guarded", headers=api.admin).json()["features"] is None
+    assert api.send("guarded", {"amount": 500})["reasons"][-1] == "rule: amount > 100"
+    assert api.client.get("/v1/tasks/guarded", headers=api.admin).json()["features"] == {
+        "amount": "number"
+    }
+
+
 def test_invalid_rules_are_422(api):
     for rule in (
         {"feature": "ghost", "op": ">", "value": 1},
         {"feature": "amount", "op": ">", "value": "big"},
         {"feature": "amount", "op": "~", "value": 1},
         {"feature": "country", "op": "in", "value": []},
+        {"feature": "amount", "op": "==", "value": "big"},
+        {"feature": "vip", "op": "==", "value": "yes"},
+        {"feature": "amount", "op": "in", "value": ["a", "b"]},
+        {"feature": "country", "op": "==", "value": 5.5},
+        {"feature": "country", "op": ">", "value": 5},
+        {"feature": "vip", "op": "in", "value": [{"a": 1}]},
+        {"feature": "note", "op": "missing", "value": 3},
     ):
         response = api.client.post(
             "/v1/tasks",
             json={
                 "name": "r",
                 "labels": ["a", "b"],
-                "features": {"amount": "number", "country": "category"},
+                "features": {
+                    "amount": "number",
+                    "country": "category",
+                    "vip": "boolean",
+                    "note": {"type": "text", "required": False},
+                },
                 "rules": [rule],
             },
             headers=api.admin,
         )
         assert response.status_code == 422, rule
         assert "rules" in str(response.json()["detail"])
+
+
+def test_automation_switched_off_on_another_process_holds_after_a_quiet_spell(
+    settings, monkeypatch
+):
+    """The routing path reads task settings from a cache of ``TASK_TTL_SECONDS``; after
+    a quiet spell it must not route the first case under the expired settings."""
+    from fastapi.testclient import TestClient
+
+    from api import live
+    from api.main import create_app
+    from tests.utils.factories import Api
+
+    monkeypatch.setattr(live, "TASK_TTL_SECONDS", 0.2)
+    with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
+        first = Api(one)
+        first.create_task()
+        case = {"features": {"amount": 5, "country": "fr", "note": "x", "vip": False}}
+
+        def reasons_on_two() -> list[str]:
+            sent = two.post("/v1/tasks/claims/cases", json=case, headers=first.as_("service"))
+            return sent.json()["reasons"]
+
+        assert "automation switched off by an admin" not in reasons_on_two()
+        off = one.patch("/v1/tasks/claims", json={"automation": "off"}, headers=first.admin)
+        assert off.status_code == 200
+        time.sleep(0.4)
+        assert reasons_on_two() == ["automation switched off by an admin"]

@@ -24,6 +24,7 @@ from learner import (
     weighted_clopper_pearson_upper,
     weighted_upper_at_most,
 )
+from learner.controller import MIN_DELTA, MIN_TARGET_ERROR
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -498,6 +499,22 @@ def test_set_target_recertifies_against_the_new_target():
     moves = gov.set_target(0.05, 0.05)
     assert [m.mode for m in moves] == ["automated"]
     assert moves[0].reason.startswith("target changed to 0.05: re-certified")
+
+
+@pytest.mark.parametrize(
+    "target, delta", [(1e-320, 0.05), (MIN_TARGET_ERROR / 2, 0.05), (0.05, 1e-320)]
+)
+def test_target_and_delta_below_their_floors_are_refused(target, delta):
+    """Below the floors the start-size search would double its guess for ever."""
+    controller = RiskController(target_error=0.05)
+    with pytest.raises(LearnerError, match="must be in"):
+        controller.set_target(target, delta)
+    assert controller.target_error == 0.05
+
+
+def test_start_sizes_are_finite_at_the_floors():
+    controller = RiskController(target_error=MIN_TARGET_ERROR, delta=MIN_DELTA)
+    assert all(math.isfinite(size) for size in controller.start_sizes)
 
 
 def test_governor_rejects_bad_settings():
