@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -20,6 +21,7 @@ from api.db import Database
 from api.live import ModelStore
 from api.services import quality
 from api.tables import Task
+from api.text import unstorable
 
 
 class Instruments:
@@ -129,8 +131,10 @@ class BodyLimitMiddleware:
     """Answers 413 to a request body over ``max_bytes``, declared or streamed, 408 to
     one that does not arrive within ``timeout`` seconds (a slow client holds no worker:
     the body is read on the event loop before a route runs), and 422 to a JSON body with
-    a string that is not Unicode (a lone UTF-16 surrogate such as ``"\\ud800"``: valid
-    JSON that no UTF-8 column, hash or answer can hold)."""
+    a string no text column can hold (a NUL character, ``"\\u0000"``, or a lone UTF-16
+    surrogate such as ``"\\ud800"``: valid JSON that PostgreSQL, a UTF-8 hash or an
+    answer cannot take); a NUL in the path is a 404, in the query a 422 naming the
+    parameter."""
 
     def __init__(self, app: Any, max_bytes: int, timeout: float | None = None) -> None:
         self.app = app
@@ -145,6 +149,12 @@ class BodyLimitMiddleware:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await _too_large(send, self.max_bytes)
                 return
+        if "\x00" in scope.get("path", ""):
+            await _error(send, 404, "not found: the path holds a NUL character", close=False)
+            return
+        if (param := nul_query_parameter(scope.get("query_string", b""))) is not None:
+            await _error(send, 422, unstorable_detail(["query", param], "a NUL character"), False)
+            return
         received = 0
         complete = False
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -168,13 +178,13 @@ class BodyLimitMiddleware:
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
                 seam = (chunks[-1][-3:] if chunks else b"") + chunk[:3]
-                escaped = escaped or any(_SURROGATE_ESCAPE.search(part) for part in (chunk, seam))
+                escaped = escaped or any(_SUSPECT_ESCAPE.search(part) for part in (chunk, seam))
                 chunks.append(chunk)
                 complete = not message.get("more_body", False)
                 if complete and escaped:
-                    where = lone_surrogate_at(b"".join(chunks))
-                    if where is not None:
-                        raise NotUnicode(where)
+                    found = unstorable_string_at(b"".join(chunks))
+                    if found is not None:
+                        raise Unstorable(*found)
             return message  # type: ignore[no-any-return]
 
         try:
@@ -183,7 +193,7 @@ class BodyLimitMiddleware:
             await _too_large(send, self.max_bytes)
         except BodyTimeout:
             await _error(send, 408, f"request body not received within {self.timeout:g} s")
-        except NotUnicode as exc:
+        except Unstorable as exc:
             await _error(send, 422, exc.detail, close=False)
 
 
@@ -195,17 +205,19 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {max_bytes} bytes")
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # in the raw body: worth a look
-_SURROGATES = re.compile("[\ud800-\udfff]")  # in a parsed string: not Unicode
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")  # in the raw body: worth a look
 
 
-def lone_surrogate_at(body: bytes) -> list | None:
-    """Where a JSON body holds a string with a lone UTF-16 surrogate (``loc``, as a 422
-    names a field), or ``None``: not JSON, or every string is Unicode.
+def unstorable_string_at(body: bytes) -> tuple[list, str] | None:
+    """Where a JSON body holds a string that no text column can hold (``loc``, as a 422
+    names a field) and what is wrong with it, or ``None``: not JSON, or every string
+    is storable.
 
-    >>> lone_surrogate_at(b'{"features": {"note": "a\\ud800"}}')
-    ['body', 'features', 'note']
-    >>> lone_surrogate_at(b'{"note": "\\ud83d\\ude00"}') is None  # a pair: an emoji
+    >>> unstorable_string_at(b'{"features": {"note": "a\\ud800"}}')
+    (['body', 'features', 'note'], 'a lone UTF-16 surrogate')
+    >>> unstorable_string_at(b'{"labels": ["a", "b\\u0000"]}')
+    (['body', 'labels', 1], 'a NUL character')
+    >>> unstorable_string_at(b'{"note": "\\ud83d\\ude00"}') is None  # a pair: an emoji
     True
     """
     try:
@@ -216,31 +228,45 @@ def lone_surrogate_at(body: bytes) -> list | None:
     while stack:
         loc, value = stack.pop()
         if isinstance(value, str):
-            if not value.isascii() and _SURROGATES.search(value):
-                return loc
+            if (what := unstorable(value)) is not None:
+                return loc, what
         elif isinstance(value, dict):
             for key, item in value.items():
-                if _SURROGATES.search(key):
-                    return loc + [key.encode("utf-8", "backslashreplace").decode()]
+                if (what := unstorable(key)) is not None:
+                    shown = key.replace("\x00", "\\u0000")
+                    return loc + [shown.encode("utf-8", "backslashreplace").decode()], what
                 stack.append((loc + [key], item))
         elif isinstance(value, list):
             stack.extend((loc + [i], item) for i, item in enumerate(value))
     return None
 
 
-class NotUnicode(HTTPException):
-    """Raised from ``receive`` (see :class:`BodyTooLarge`) for a string that is not
-    Unicode; answered 422 naming where it is."""
+def nul_query_parameter(query: bytes) -> str | None:
+    """The name of the first query parameter whose name or value holds a NUL, or ``None``.
 
-    def __init__(self, loc: list) -> None:
+    >>> nul_query_parameter(b"actor=a%00b&limit=5"), nul_query_parameter(b"limit=5")
+    ('actor', None)
+    """
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "\\u0000")
+    return None
+
+
+def unstorable_detail(loc: list, what: str) -> list[dict]:
+    """A 422's detail for a string no text column can hold."""
+    return [{"loc": loc, "msg": f"not storable text: {what}", "type": "string_unstorable"}]
+
+
+class Unstorable(HTTPException):
+    """Raised from ``receive`` (see :class:`BodyTooLarge`) for a string no text column
+    can hold; answered 422 naming where it is."""
+
+    def __init__(self, loc: list, what: str) -> None:
         super().__init__(422)
-        self.detail = [  # type: ignore[assignment]
-            {
-                "loc": loc,
-                "msg": "not a valid Unicode string (a lone UTF-16 surrogate escape)",
-                "type": "string_unicode",
-            }
-        ]
+        self.detail = unstorable_detail(loc, what)  # type: ignore[assignment]
 
 
 class BodyTimeout(HTTPException):

@@ -57,6 +57,7 @@ from api.services.cases import (
 from api.services.metrics import CURVE_WINDOW, NOT_EVIDENCE, curve_due, windowed_accuracy
 from api.services.tasks import effective_state, get_task, sync_task
 from api.tables import Case, CurvePoint, Label, Routing, Task
+from api.text import unstorable
 from learner import (
     FeatureSpec,
     InvalidFeatures,
@@ -252,6 +253,9 @@ class RowParser:
             )
         except InvalidFeatures as exc:
             raise RowError(f"features.{exc.field}: {exc.reason}") from None
+        for name, value in clean.items():
+            if isinstance(value, str) and (what := unstorable(value)) is not None:
+                raise RowError(f"features.{name}: not storable text: {what}")
         row = Row(record.line, clean)
         row.external_id = self._text(data, "external_id", MAX_EXTERNAL_ID)
         if self.what == "labels":
@@ -275,6 +279,8 @@ class RowParser:
         text = str(value)
         if len(text) > limit:
             raise RowError(f"{key}: longer than {limit} characters ({len(text)})")
+        if (what := unstorable(text)) is not None:
+            raise RowError(f"{key}: not storable text: {what}")
         return text
 
 

@@ -60,6 +60,8 @@ def test_invalid_json_and_empty_body_are_422(ready):
     assert (
         ready.client.post("/v1/tasks/claims/cases", content=b"", headers=headers).status_code == 422
     )
+    deep = ready.client.post("/v1/tasks/claims/cases", content=b"[" * 100_000, headers=headers)
+    assert deep.status_code == 422 and "nested too deeply" in deep.text
 
 
 @pytest.mark.parametrize(
@@ -105,11 +107,39 @@ def rejected_raw(api, path, raw):
         ),
         ("/v1/tasks", b'{"name": "t", "labels": ["a\\ud800", "b"]}', ["body", "labels", 0]),
         ("/v1/keys", b'{"name": "k\\uDBFF", "role": "service"}', ["body", "name"]),
+        (
+            "/v1/tasks/claims/cases",
+            b'{"external_id": "e\\u0000", "features": {}}',
+            ["body", "external_id"],
+        ),
+        (
+            "/v1/tasks/claims/cases",
+            b'{"features": {"amount": 1, "country": "f\\u0000r", "note": "", "vip": true}}',
+            ["body", "features", "country"],
+        ),
+        ("/v1/keys", b'{"name": "\\u0000", "role": "service"}', ["body", "name"]),
+        ("/v1/tasks", b'{"name": "t", "labels": ["a", "b\\u0000"]}', ["body", "labels", 1]),
+        (
+            "/v1/cases/c_1/label",
+            b'{"label": "approve", "lease_id": "\\u0000"}',
+            ["body", "lease_id"],
+        ),
     ],
 )
-def test_a_lone_surrogate_escape_is_422_naming_where(ready, path, raw, loc):
-    # valid JSON, but no UTF-8 column, hash or answer can hold it: it was a 500
+def test_a_string_no_column_can_hold_is_422_naming_where(ready, path, raw, loc):
+    # valid JSON, but a lone surrogate fits no UTF-8 column, hash or answer and PostgreSQL
+    # refuses a NUL in any text: both were 500s
     assert rejected_raw(ready, path, raw)["loc"] == loc
+
+
+def test_a_nul_in_the_path_is_404_and_in_the_query_422_naming_the_parameter(ready):
+    for path in ("/v1/cases/c_1%00", "/v1/tasks/cl%00aims", "/v1/tasks/claims%00/cases"):
+        response = ready.client.get(path, headers=ready.admin)
+        assert response.status_code == 404, (path, response.text)
+    for query in ("actor=a%00", "task=claims&subject=%00x", "action%00=x"):
+        response = ready.client.get(f"/v1/audit?{query}", headers=ready.admin)
+        assert response.status_code == 422, (query, response.text)
+        assert response.json()["detail"][0]["loc"][0] == "query"
 
 
 def test_an_escaped_surrogate_pair_is_just_a_character(ready):
