@@ -95,18 +95,18 @@ class Rule(StrictModel):
 
 
 class TaskSettings(StrictModel):
-    target_error: float = Field(0.05, ge=MIN_TARGET_ERROR, lt=1)
-    audit_rate: float = Field(0.05, ge=MIN_AUDIT_RATE, le=1)
-    min_labels: int = Field(50, ge=0, le=1_000_000)
-    threshold: float = Field(0.9, ge=0, le=1)
+    target_error: float = Field(0.05, ge=MIN_TARGET_ERROR, lt=1, strict=True)
+    audit_rate: float = Field(0.05, ge=MIN_AUDIT_RATE, le=1, strict=True)
+    min_labels: int = Field(50, ge=0, le=1_000_000, strict=True)
+    threshold: float = Field(0.9, ge=0, le=1, strict=True)
     threshold_policy: Literal["certified", "fixed"] = "certified"
-    delta: float = Field(0.05, ge=MIN_DELTA, lt=1)
+    delta: float = Field(0.05, ge=MIN_DELTA, lt=1, strict=True)
     # label quality
-    labels_per_case: int = Field(1, ge=1, le=10)
-    second_opinion_confidence: float = Field(0.98, ge=0, le=1)
-    second_opinion_agreement: float = Field(0.8, ge=0, le=1)
-    second_opinion_share: float = Field(0.0, ge=0, le=1)
-    gold_rate: float = Field(0.0, ge=0, le=0.5)
+    labels_per_case: int = Field(1, ge=1, le=10, strict=True)
+    second_opinion_confidence: float = Field(0.98, ge=0, le=1, strict=True)
+    second_opinion_agreement: float = Field(0.8, ge=0, le=1, strict=True)
+    second_opinion_share: float = Field(0.0, ge=0, le=1, strict=True)
+    gold_rate: float = Field(0.0, ge=0, le=0.5, strict=True)
 
 
 class TaskCreate(TaskSettings):
@@ -125,18 +125,18 @@ class TaskCreate(TaskSettings):
 
 
 class TaskUpdate(StrictModel):
-    target_error: float | None = Field(None, ge=MIN_TARGET_ERROR, lt=1)
-    audit_rate: float | None = Field(None, ge=MIN_AUDIT_RATE, le=1)
-    min_labels: int | None = Field(None, ge=0, le=1_000_000)
-    threshold: float | None = Field(None, ge=0, le=1)
+    target_error: float | None = Field(None, ge=MIN_TARGET_ERROR, lt=1, strict=True)
+    audit_rate: float | None = Field(None, ge=MIN_AUDIT_RATE, le=1, strict=True)
+    min_labels: int | None = Field(None, ge=0, le=1_000_000, strict=True)
+    threshold: float | None = Field(None, ge=0, le=1, strict=True)
     threshold_policy: Literal["certified", "fixed"] | None = None
-    delta: float | None = Field(None, ge=MIN_DELTA, lt=1)
+    delta: float | None = Field(None, ge=MIN_DELTA, lt=1, strict=True)
     automation: Literal["on", "off"] | None = None
-    labels_per_case: int | None = Field(None, ge=1, le=10)
-    second_opinion_confidence: float | None = Field(None, ge=0, le=1)
-    second_opinion_agreement: float | None = Field(None, ge=0, le=1)
-    second_opinion_share: float | None = Field(None, ge=0, le=1)
-    gold_rate: float | None = Field(None, ge=0, le=0.5)
+    labels_per_case: int | None = Field(None, ge=1, le=10, strict=True)
+    second_opinion_confidence: float | None = Field(None, ge=0, le=1, strict=True)
+    second_opinion_agreement: float | None = Field(None, ge=0, le=1, strict=True)
+    second_opinion_share: float | None = Field(None, ge=0, le=1, strict=True)
+    gold_rate: float | None = Field(None, ge=0, le=0.5, strict=True)
 
 
 class TaskPublic(BaseModel):

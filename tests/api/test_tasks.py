@@ -27,6 +27,9 @@ def test_task_name_and_labels_are_validated(api):
         ({"name": "ok", "labels": ["a", "a"]}, "labels"),
         ({"name": "ok", "labels": ["a", "b"], "features": {"x": "colour"}}, "x"),
         ({"name": "ok", "labels": ["a", "b"], "target_error": 2}, "target_error"),
+        ({"name": "ok", "labels": ["a", "b"], "target_error": "0.1"}, "target_error"),
+        ({"name": "ok", "labels": ["a", "b"], "min_labels": True}, "min_labels"),
+        ({"name": "ok", "labels": ["a", "b"], "labels_per_case": "2"}, "labels_per_case"),
     ]
     for body, field in bad:
         response = api.client.post("/v1/tasks", json=body, headers=api.admin)
