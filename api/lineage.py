@@ -39,6 +39,7 @@ from sqlmodel import select
 from api.db import Database, LeaderLock
 from api.live import LiveModel, ModelStore
 from api.tables import Task
+from learner import LearnerError
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,14 @@ class ModelSync:
             try:
                 self.step()
             except Exception as exc:  # the database may be away: keep polling
-                now = time.monotonic()
-                if now - self._last_error > 5:
-                    log.warning("model sync: %s", exc)
-                    self._last_error = now
+                self._warn(str(exc))
+
+    def _warn(self, message: str) -> None:
+        """Log a sync problem, at most once every 5 s (it recurs at every poll)."""
+        now = time.monotonic()
+        if now - self._last_error > 5:
+            log.warning("model sync: %s", message)
+            self._last_error = now
 
     def step(self) -> None:
         """One poll: keep or take leadership, then lead or follow."""
@@ -127,14 +132,20 @@ class ModelSync:
         for task in tasks:
             if self._stop.is_set() or not self.store.leader:
                 return
-            live = self.store.get(task)
-            if live is None:
-                continue
-            moved = self.store.align_settings(live, task)
-            applied = self.store.catch_up(live)
-            if applied or moved:  # labels folded by a request are recorded by that request
-                self.record_progress(self.db, task.name, live)
-            self.store.publish(live)
+            try:
+                self._lead_task(task)
+            except LearnerError as exc:  # one task's stored settings: not every task's loop
+                self._warn(f"task {task.name}: {exc} (PATCH valid settings)")
+
+    def _lead_task(self, task: Task) -> None:
+        live = self.store.get(task)
+        if live is None:
+            return
+        moved = self.store.align_settings(live, task)
+        applied = self.store.catch_up(live)
+        if applied or moved:  # labels folded by a request are recorded by that request
+            self.record_progress(self.db, task.name, live)
+        self.store.publish(live)
 
     def follow(self) -> None:
         """Load each model's newest snapshot when it is ahead of ours."""

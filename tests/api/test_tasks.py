@@ -190,3 +190,33 @@ def test_automation_switched_off_on_another_process_holds_after_a_quiet_spell(
         assert off.status_code == 200
         time.sleep(0.4)
         assert reasons_on_two() == ["automation switched off by an admin"]
+
+
+def test_a_task_stored_with_a_target_below_the_floor_can_be_mended(settings):
+    """A target of 1e-320 stored before the floors existed: the service still starts and
+    serves the other tasks, the bad task's calls say what is wrong, and a PATCH mends it."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine, text
+
+    from api.main import create_app
+    from tests.utils.factories import Api
+
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        api.create_task("bad")
+        api.create_task("good")
+    engine = create_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("update task set target_error = 1e-320 where name = 'bad'"))
+    engine.dispose()
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        case = {"amount": 5, "country": "fr", "note": "x", "vip": False}
+        assert api.send("good", case)["route"] == "assist"
+        refused = client.post(
+            "/v1/tasks/bad/cases", json={"features": case}, headers=api.as_("service")
+        )
+        assert refused.status_code == 422 and "target_error" in refused.text
+        mended = client.patch("/v1/tasks/bad", json={"target_error": 0.05}, headers=api.admin)
+        assert mended.status_code == 200, mended.text
+        assert api.send("bad", case)["route"] == "assist"
