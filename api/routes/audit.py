@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -21,7 +21,9 @@ def list_audit(
     subject: Annotated[str | None, Query(max_length=64, description="case, key or task")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before: Annotated[int | None, Query(ge=1, description="page: rows older than this id")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="page: rows older than this id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
 ) -> AuditPage:
     """The audit trail, newest first, with filters; page on with ``before=next_before``."""
@@ -32,9 +34,16 @@ def list_audit(
             action=action,
             actor=actor,
             subject=subject,
-            since=since.timestamp() if since else None,
-            until=until.timestamp() if until else None,
+            since=_epoch(since),
+            until=_epoch(until),
             before=before,
             limit=limit,
             tasks_in_scope=who.tasks,
         )
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    """Seconds since the epoch; a time without a zone is UTC (as every time we answer)."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

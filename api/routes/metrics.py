@@ -23,7 +23,7 @@ async def task_curve(
     task: str,
     state: StateDep,
     after: Annotated[
-        int | None, Query(ge=0, description="only points past this many labels (paging)")
+        int | None, Query(ge=0, le=2**62, description="only points past this many labels (paging)")
     ] = None,
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="at most this many")] = None,
 ) -> Curve:

@@ -17,7 +17,9 @@ router = APIRouter(
 )
 
 Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE)]
-Before = Annotated[int | None, Query(ge=1, description="page: only rows with a smaller id")]
+Before = Annotated[
+    int | None, Query(ge=1, le=2**62, description="page: only rows with a smaller id")
+]
 
 
 @router.put("", response_model=WebhookPublic)

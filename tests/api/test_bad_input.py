@@ -230,3 +230,29 @@ def test_a_rejected_first_call_leaves_an_inferred_schema_open(api):
     assert api.send("open", {"note": "first real case"})["route"] == "assist"
     task = api.client.get("/v1/tasks/open", headers=api.admin).json()
     assert task["features"] == {"note": "category"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/audit?before=99999999999999999999",
+        "/v1/audit?before=9223372036854775808",
+        "/v1/tasks/claims/curve?after=99999999999999999999",
+        "/v1/tasks/claims/webhook/events?before=99999999999999999999",
+        "/v1/tasks/claims/webhook/deliveries?before=99999999999999999999",
+    ],
+)
+def test_a_page_cursor_beyond_any_id_is_422_naming_it(ready, query):
+    # no 64-bit column holds it: the database driver raised (a 500)
+    response = ready.client.get(query, headers=ready.admin)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][-1] in ("before", "after")
+
+
+def test_audit_times_without_a_zone_are_utc_back_to_year_one(ready):
+    for since in ("0001-01-01", "0001-01-01T00:00:00", "2000-01-01T00:00:00"):
+        response = ready.client.get(
+            f"/v1/audit?since={since}&until=9999-12-31", headers=ready.admin
+        )
+        assert response.status_code == 200, (since, response.text)
+        assert response.json()["count"] > 0
