@@ -3,9 +3,11 @@
 ``DELETE /v1/cases/{id}`` empties the case's features, redacts them in every audit row
 about the case (each erased value becomes ``{"redacted": true, "sha256": ...}``, which
 the hash chain covers, so the trail still verifies) and records the erasure itself.
-The decision, its reasons, the label and the routing record stay. The live model has
-already learned from the case; a snapshot is written at once so that a restart does
-not need the erased features to replay the label log.
+The decision, its reasons, the label and the routing record stay. A labelled case's
+label was learned already; a snapshot is written at once so that a restart does not need
+the erased features to replay the label log. A case still waiting for review leaves the
+queue (nobody can label what they cannot see, and the model must not learn a label on
+no features); it stays ``pending``, undecided.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from api.live import ModelStore
 from api.security import Principal
 from api.services import audit
 from api.services.cases import load_case
-from api.tables import Case
+from api.tables import Case, Task
 
 
 def erase_case(db: Database, store: ModelStore, case_id: str, who: Principal) -> bool:
@@ -30,13 +32,17 @@ def erase_case(db: Database, store: ModelStore, case_id: str, who: Principal) ->
         if case.erased_at is not None:
             return False
         erased = sorted(case.features)
-        session.exec(  # type: ignore[call-overload]
-            update(Case).where(col(Case.id) == case_id).values(features={}, erased_at=time.time())
-        )
+        values: dict = {"features": {}, "erased_at": time.time()}
+        if case.queued:
+            values.update(queued=False, lease_id=None, lease_expires_at=None, leased_by=None)
+            session.exec(  # type: ignore[call-overload]
+                update(Task).where(col(Task.id) == task.id).values(n_queued=Task.n_queued - 1)
+            )
+        session.exec(update(Case).where(col(Case.id) == case_id).values(**values))  # type: ignore[call-overload]
         redacted = audit.redact(session, case_id)
         audit.record(
             session, who, "case.erased", task=task, subject=case_id,
-            after={"fields": erased, "audit_rows_redacted": redacted},
+            after={"fields": erased, "audit_rows_redacted": redacted, "dequeued": case.queued},
         )  # fmt: skip
     live = store.get(task)
     if live is not None and store.leader and case.label_id is not None:

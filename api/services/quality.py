@@ -223,12 +223,13 @@ def create_gold(db: Database, store: ModelStore, task_name: str, body: GoldBatch
     from api.services import audit as trail
     from api.services.cases import new_case_id, prepare, score
 
-    task, live = prepare(db, store, task_name, body.cases)  # type: ignore[arg-type]
+    labels = store.tasks.get(task_name).labels  # checked first: a rejected call fixes no schema
     for i, item in enumerate(body.cases):
-        if item.label not in task.labels:
+        if item.label not in labels:
             raise InvalidInput(
-                ["cases", i, "label"], f"{item.label!r} is not a label of task {task.name!r}"
+                ["cases", i, "label"], f"{item.label!r} is not a label of task {task_name!r}"
             )
+    task, live = prepare(db, store, task_name, body.cases)  # type: ignore[arg-type]
     now = time.time()
     rows: list[GoldPublic] = []
     with db.write() as session:

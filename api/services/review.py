@@ -430,16 +430,52 @@ def _answer_gold(
     now = mine.created_at if mine is not None else time.time()
     if mine is None:
         _record_gold_answer(db, task, case, body, who, gold, lease, now)
-    detail = case_detail(task, case, routing)
-    return detail.model_copy(
+    return _as_answered(task, case, routing, body.label, who, now)
+
+
+def _as_answered(
+    task: Task, case: Case, routing: Routing, label: str, who: Principal, at: float
+) -> CaseDetail:
+    """A gold case as its reviewer sees it once answered: decided, with their label."""
+    return case_detail(task, case, routing).model_copy(
         update={
             "status": "decided",
-            "decision": body.label,
-            "label": body.label,
+            "decision": label,
+            "label": label,
             "labelled_by": who.name,
-            "labelled_at": iso(now),
+            "labelled_at": iso(at),
         }
     )
+
+
+def _change_gold_answer(
+    db: Database,
+    task: Task,
+    case: Case,
+    routing: Routing,
+    body: Correction,
+    who: Principal,
+    gold: str,
+) -> CaseDetail:
+    """A reviewer corrects their answer to a gold case, as they would any label."""
+    with db.write() as session:
+        mine = session.exec(
+            select(Opinion).where(
+                Opinion.case_id == case.id, Opinion.key_id == who.id, Opinion.role == "gold"
+            )
+        ).first()
+        if mine is None:
+            raise Conflict(f"case {case.id} has no label to correct")
+        if mine.label != body.label:
+            before = mine.label
+            mine.label, mine.agrees = body.label, body.label == gold
+            session.add(mine)
+            audit.record(
+                session, who, "case.corrected", task=task, subject=case.id,
+                before={"label": before}, after={"label": body.label, "gold": True},
+            )  # fmt: skip
+        answered_at = mine.created_at
+    return _as_answered(task, case, routing, body.label, who, answered_at)
 
 
 def _record_gold_answer(
@@ -466,6 +502,10 @@ def _record_gold_answer(
             final_label=gold,
         )
         session.execute(_END_LEASE, {"lease": body.lease_id, "now": now, "how": "labelled"})
+        audit.record(
+            session, who, "case.opinion", task=task, subject=case.id,
+            after={"label": body.label, "lease_id": body.lease_id, "gold": True},
+        )  # fmt: skip
 
 
 def _emit_disagreement(session: Session, task: Task, case: Case, routing: Routing) -> None:
@@ -487,7 +527,12 @@ def correct_label(
         if case.label_id is None and case.opinions:
             return _change_opinion(db, store, task, case, routing, body, who)
         if case.label_id is None:
+            gold = quality.gold_label(session, case_id)
+            if gold is not None:
+                return _change_gold_answer(db, task, case, routing, body, who, gold)
             raise Conflict(f"case {case_id} has no label to correct")
+        if case.erased_at is not None:
+            raise Conflict(f"case {case_id} was erased: no features to learn a correction from")
         previous = session.get(Label, case.label_id)
         assert previous is not None
         if previous.key_id != who.id and not quality.is_lead(who):
@@ -553,20 +598,27 @@ def _change_opinion(
     body: Correction,
     who: Principal,
 ) -> CaseDetail:
-    """A reviewer changes their opinion on a case that is not final yet (nothing is logged)."""
+    """A reviewer changes their opinion on a case that is not final yet (nothing reaches
+    the label log; the audit trail records the change)."""
     with db.write() as session:
-        changed = session.exec(  # type: ignore[call-overload]
-            update(Opinion)
-            .where(
-                col(Opinion.case_id) == case.id,
-                col(Opinion.key_id) == who.id,
-                col(Opinion.role) == "review",
+        mine = session.exec(
+            select(Opinion).where(
+                Opinion.case_id == case.id,
+                Opinion.key_id == who.id,
+                Opinion.role == "review",
                 col(Opinion.final_label).is_(None),
             )
-            .values(label=body.label)
-        ).rowcount
-        if changed != 1:
+        ).first()
+        if mine is None:
             raise Conflict(f"case {case.id} has no label of yours to correct")
+        if mine.label != body.label:
+            before = mine.label
+            mine.label = body.label
+            session.add(mine)
+            audit.record(
+                session, who, "case.corrected", task=task, subject=case.id,
+                before={"label": before}, after={"label": body.label, "opinion": True},
+            )  # fmt: skip
     return case_detail(task, case, routing, store.get(task))
 
 
@@ -646,9 +698,12 @@ def release_case(db: Database, case_id: str, lease_id: str, who: Principal) -> N
         ).rowcount
         if released != 1:
             lease = session.get(Lease, lease_id)
-            if lease and lease.key_id == who.id and lease.outcome == "released":
+            mine = lease is not None and lease.key_id == who.id and lease.case_id == case_id
+            if mine and lease.outcome == "released":  # type: ignore[union-attr]
                 return  # a repeated release (say, after a lost response) is a no-op
-            raise Conflict(f"lease {lease_id} on case {case_id} is not held by this key")
+            gold = mine and lease.outcome is None and quality.gold_label(session, case_id)  # type: ignore[union-attr]
+            if not gold:  # a gold case's lease is its reviewer's alone: not on the case row
+                raise Conflict(f"lease {lease_id} on case {case_id} is not held by this key")
         session.exec(  # type: ignore[call-overload]
             update(Lease).where(col(Lease.id) == lease_id).values(ended_at=now, outcome="released")
         )

@@ -486,3 +486,111 @@ def test_gold_answer_repeat_is_idempotent_and_gold_stays_out_of_exports(api, mon
     assert api.label(gold, "approve", "alice").status_code == 409
     exported = api.client.get("/v1/tasks/claims/export?what=cases", headers=api.admin).text
     assert gold["case"]["id"] not in exported and real["case"]["id"] in exported
+
+
+def _always_gold(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from api.services import review
+
+    class AlwaysGold(random.Random):
+        def random(self) -> float:
+            return 0.0
+
+    monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
+
+
+def test_a_gold_case_is_released_and_corrected_like_any_other(api, monkeypatch):
+    """A reviewer must not tell gold from other cases: skipping (release) and undoing
+    (correct) a gold answer answer as they do elsewhere, and the audit trail records both."""
+    _always_gold(monkeypatch)
+    api.create_task(gold_rate=0.5)
+    api.client.post(
+        "/v1/tasks/claims/gold",
+        json={"cases": [{"features": CASE, "label": "approve"}]},
+        headers=api.admin,
+    )
+    alice = api.as_("reviewer", "alice")
+    gold = api.claim("claims", "alice")
+    case_id = gold["case"]["id"]
+    release = {"lease_id": gold["lease_id"]}
+    assert (
+        api.client.post(f"/v1/cases/{case_id}/release", json=release, headers=alice).status_code
+        == 204
+    )
+    assert (
+        api.client.post(f"/v1/cases/{case_id}/release", json=release, headers=alice).status_code
+        == 204
+    )
+    assert api.label(gold, "approve", "alice").status_code == 409  # released: claim again
+    gold = api.claim("claims", "alice")
+    assert gold["case"]["id"] == case_id
+    assert api.label(gold, "reject", "alice").status_code == 200
+    corrected = api.client.post(
+        f"/v1/cases/{case_id}/correct", json={"label": "approve"}, headers=alice
+    )
+    assert corrected.status_code == 200 and corrected.json()["label"] == "approve"
+    listed = api.client.get("/v1/tasks/claims/gold", headers=api.admin).json()["data"][0]
+    assert listed["answers"] == 1 and listed["correct"] == 1
+    trail = api.client.get(f"/v1/audit?subject={case_id}", headers=api.admin).json()["data"]
+    actions = [row["action"] for row in trail]
+    assert {"case.released", "case.opinion", "case.corrected"} <= set(actions)
+
+
+def test_a_changed_opinion_is_in_the_audit_trail(api):
+    api.create_task(labels_per_case=2)
+    case = api.send("claims", CASE)
+    api.label(api.claim("claims", "alice"), "approve", "alice")
+    changed = api.client.post(
+        f"/v1/cases/{case['id']}/correct",
+        json={"label": "reject"},
+        headers=api.as_("reviewer", "alice"),
+    )
+    assert changed.status_code == 200
+    trail = api.client.get(f"/v1/audit?subject={case['id']}", headers=api.admin).json()["data"]
+    [row] = [r for r in trail if r["action"] == "case.corrected"]
+    assert row["before"] == {"label": "approve"} and row["after"]["label"] == "reject"
+
+
+def test_a_rejected_gold_upload_fixes_no_schema(api):
+    created = api.client.post(
+        "/v1/tasks", json={"name": "free", "labels": ["a", "b"]}, headers=api.admin
+    )
+    assert created.status_code == 201
+    bad = api.client.post(
+        "/v1/tasks/free/gold",
+        json={"cases": [{"features": {"x": 1}, "label": "zzz"}]},
+        headers=api.admin,
+    )
+    assert bad.status_code == 422
+    assert api.client.get("/v1/tasks/free", headers=api.admin).json()["features"] is None
+
+
+def test_an_erased_waiting_case_leaves_the_queue_and_teaches_nothing(api):
+    api.create_task(min_labels=1_000)
+    waiting = api.send("claims", CASE)
+    leased = api.send("claims", CASE)
+    claim = api.claim("claims", "alice")
+    assert claim["case"]["id"] == waiting["id"] or claim["case"]["id"] == leased["id"]
+    before = _metrics(api)
+    for case in (waiting, leased):
+        assert api.client.delete(f"/v1/cases/{case['id']}", headers=api.admin).status_code == 204
+    assert api.claim("claims", "bob") is None
+    assert api.label(claim, "approve", "alice").status_code == 409
+    after = _metrics(api)
+    assert after["queue_depth"] == before["queue_depth"] - 2 == 0
+    assert after["pending"] == before["pending"] and _version(api) == 0
+    detail = api.client.get(f"/v1/cases/{waiting['id']}", headers=api.admin).json()
+    assert detail["status"] == "pending" and detail["features"] == {}
+
+
+def test_a_labelled_case_once_erased_takes_no_correction(api):
+    api.create_task(min_labels=1_000)
+    case = api.send("claims", CASE)
+    assert api.label(api.claim("claims", "alice"), "approve", "alice").status_code == 200
+    assert api.client.delete(f"/v1/cases/{case['id']}", headers=api.admin).status_code == 204
+    again = api.client.post(
+        f"/v1/cases/{case['id']}/correct",
+        json={"label": "reject"},
+        headers=api.as_("reviewer", "alice"),
+    )
+    assert again.status_code == 409 and "erased" in again.text
+    assert _version(api) == 1
