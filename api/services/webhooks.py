@@ -184,7 +184,8 @@ def ping(session: Session, task_name: str) -> WebhookEventPublic:
 
 
 def retry_event(session: Session, task_name: str, public_id: str) -> WebhookEventPublic:
-    """Send a failed or cancelled event again (it goes first among its case's events)."""
+    """Send a failed or cancelled event again (it goes first among its case's events); a
+    pending or delivered one is answered as it is (a repeated retry changes nothing)."""
     task = get_task(session, task_name)
     row = session.get(WebhookEvent, parse_event_id(public_id))
     if row is None or row.task_id != task.id:
@@ -196,6 +197,10 @@ def retry_event(session: Session, task_name: str, public_id: str) -> WebhookEven
         row.status, row.next_attempt_at, row.locked_until = "pending", now, None
         row.created_at = now  # the retry window starts again
         session.add(row)
+        audit.record(
+            session, audit.acting(), "webhook.retried", task=task, subject=task.name,
+            after={"event": public_id},
+        )  # fmt: skip
     return _event_public(task, row)
 
 

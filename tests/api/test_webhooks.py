@@ -286,6 +286,10 @@ def test_event_filter_delete_cancels_and_failed_events_can_be_retried(
         assert retried.status_code == 200 and retried.json()["status"] == "pending"
         receiver.wait_for(lambda r: len(r.delivered()) == 2)
         receiver.wait_for(lambda r: status() == "delivered")  # recorded just after the answer
+        trail = api.client.get("/v1/audit?action=webhook.retried", headers=api.admin).json()
+        assert [row["after"] for row in trail["data"]] == [{"event": failed["id"]}]
+        again = api.client.post(f"{events_url}/{failed['id']}/retry", headers=api.admin)
+        assert again.status_code == 200 and again.json()["status"] == "delivered"
 
         # removing the webhook cancels what is still pending
         receiver.fail_first = 10_000
