@@ -45,6 +45,7 @@ RECENT_ANSWERS = 50  # a reviewer's "recent agreement" looks at this many checke
 MIN_RECENT = 10  # ... and needs at least this many before it may trigger second opinions
 RECENT_SCAN = 500  # ... among their last this many answers
 IDLE_GAP_SECONDS = 600.0  # longer gaps between a reviewer's labels are breaks
+MIN_ACTIVE_SECONDS = 60.0  # less labelling time than this gives no labels-per-hour figure
 ACTIVE_SECONDS = 3600.0  # a reviewer who claimed within this long can give a second opinion
 REVIEWER_WINDOW = 100_000  # the newest answers behind the reviewer figures
 AGREEMENT_WINDOW = 5000  # multi-opinion cases behind the agreement figures in /metrics
@@ -328,11 +329,18 @@ def gold_label(session: Session, case_id: str) -> str | None:
 
 
 # --- reviewer figures ------------------------------------------------------------------------
-def _active_hours(times: list[float]) -> float:
-    """Time spent labelling: the gaps between consecutive labels, breaks left out."""
+def _labels_per_hour(times: list[float]) -> float | None:
+    """Labelling speed: labels after the first per hour of the gaps between consecutive
+    labels, breaks left out; ``None`` under :data:`MIN_ACTIVE_SECONDS` of such time (a
+    handful of quick labels says nothing of an hour's pace).
+
+    >>> _labels_per_hour([0.0, 30.0, 60.0, 90.0]), _labels_per_hour([0.0, 0.01, 0.02])
+    (120.0, None)
+    """
     times = sorted(times)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b - a <= IDLE_GAP_SECONDS]
-    return sum(gaps) / 3600.0
+    active = sum(gaps)
+    return len(gaps) / active * 3600.0 if active >= MIN_ACTIVE_SECONDS else None
 
 
 def reviewers(session: Session, task: Task) -> ReviewersPublic:
@@ -387,7 +395,6 @@ def reviewers(session: Session, task: Task) -> ReviewersPublic:
         upheld = sum(bool(o.agrees) for o in decided_by_lead)
         times = [o.created_at for o, *_ in real]
         durations = [o.created_at - o.claimed_at for o, *_ in real if o.claimed_at is not None]
-        hours = _active_hours(times)
         recent = [o.agrees for o, *_ in items if o.agrees is not None][-RECENT_ANSWERS:]
         first = items[0][0]
         data.append(
@@ -403,7 +410,7 @@ def reviewers(session: Session, task: Task) -> ReviewersPublic:
                 gold_answers=len(gold),
                 gold_accuracy=_share([bool(o.agrees) for o in gold]),
                 recent_agreement=_share([bool(a) for a in recent]),
-                labels_per_hour=len(real) / hours if hours > 0 else None,
+                labels_per_hour=_labels_per_hour(times),
                 seconds_per_case=statistics.median(durations) if durations else None,
                 second_opinions_triggered=sum(
                     1 for o, _, second, _ in real if second and first_on_case[o.case_id] == o.id
