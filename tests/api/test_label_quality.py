@@ -594,3 +594,18 @@ def test_a_labelled_case_once_erased_takes_no_correction(api):
     )
     assert again.status_code == 409 and "erased" in again.text
     assert _version(api) == 1
+
+
+def test_a_case_waiting_for_more_reviewers_than_answer_is_decided_after_lowering_the_setting(api):
+    """labels_per_case above the reviewers at hand holds cases; lowering it applies at the
+    case's next opinion, from any reviewer who has not answered it yet."""
+    api.create_task(labels_per_case=5)
+    case = api.send("claims", CASE)
+    for name in ("alice", "bob"):
+        assert api.label(api.claim("claims", name), "approve", name).json()["label"] is None
+    assert api.claim("claims", "alice") is None and api.claim("claims", "bob") is None
+    lowered = api.client.patch("/v1/tasks/claims", json={"labels_per_case": 2}, headers=api.admin)
+    assert lowered.status_code == 200
+    final = api.label(api.claim("claims", "carol"), "approve", "carol").json()
+    assert final["id"] == case["id"] and final["label"] == "approve"
+    assert _metrics(api)["queue_depth"] == 0 and _version(api) == 1
