@@ -84,9 +84,11 @@ async def predict(task: str, body: PredictRequest, state: StateDep) -> Predictio
     return prediction
 
 
-@router.get("/cases/{case_id}", response_model=CaseDetail, dependencies=[require("cases:read")])
-def get_case(case_id: str, state: StateDep) -> CaseDetail:
-    return service.get_case(state.db, state.store, case_id)
+@router.get("/cases/{case_id}", response_model=CaseDetail)
+def get_case(
+    case_id: str, state: StateDep, who: Annotated[Principal, require("cases:read")]
+) -> CaseDetail:
+    return service.get_case(state.db, state.store, case_id, who)
 
 
 @router.delete("/cases/{case_id}", status_code=204)

@@ -19,7 +19,7 @@ from api.errors import InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
 from api.schemas import CaseCreate, CaseDetail, CasePublic, Contribution, Prediction, iso
 from api.security import Principal
-from api.services import audit
+from api.services import audit, quality
 from api.services.tasks import effective_state
 from api.tables import Case, Routing, Task
 from learner import (
@@ -549,7 +549,16 @@ def load_case(session: Session, case_id: str) -> tuple[Task, Case, Routing]:
     return task, case, routing
 
 
-def get_case(db: Database, store: ModelStore, case_id: str) -> CaseDetail:
+def get_case(
+    db: Database, store: ModelStore, case_id: str, who: Principal | None = None
+) -> CaseDetail:
+    """The case; a gold case that ``who`` answered as they see it (like any case they
+    labelled: decided, with their label)."""
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
-    return case_detail(task, case, routing, store.get(task))
+        waiting = case.label is None and not case.queued and who is not None
+        answer = quality.gold_answer(session, case_id, who.id) if waiting else None  # type: ignore[union-attr]
+    detail = case_detail(task, case, routing, store.get(task))
+    if answer is None:
+        return detail
+    return quality.as_answered(detail, answer.label, answer.reviewer or "", answer.created_at)

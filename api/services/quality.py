@@ -29,6 +29,7 @@ from api.errors import InvalidInput
 from api.live import ModelStore
 from api.schemas import (
     AgreementPublic,
+    CaseDetail,
     GoldBatch,
     GoldPublic,
     GoldsPublic,
@@ -304,8 +305,15 @@ def list_gold(session: Session, task: Task) -> GoldsPublic:
     return GoldsPublic(data=data, count=len(data))
 
 
-def pick_gold(session: Session, task: Task, who: Principal, rng: random.Random) -> str | None:
-    """A gold case of ``task`` that ``who`` has not answered yet, at the task's gold rate."""
+def pick_gold(
+    session: Session,
+    task: Task,
+    who: Principal,
+    rng: random.Random,
+    exclude: Sequence[str] = (),
+) -> str | None:
+    """A gold case of ``task`` that ``who`` has not answered (nor skipped: ``exclude``)
+    yet, at the task's gold rate."""
     if task.gold_rate <= 0 or rng.random() >= task.gold_rate:
         return None
     answered = exists().where(
@@ -318,7 +326,9 @@ def pick_gold(session: Session, task: Task, who: Principal, rng: random.Random) 
         col(Lease.expires_at) > time.time(),
     )
     candidates = session.exec(
-        select(GoldCase.case_id).where(GoldCase.task_id == task.id, ~answered, ~held).limit(50)
+        select(GoldCase.case_id)
+        .where(GoldCase.task_id == task.id, ~answered, ~held, col(GoldCase.case_id).not_in(exclude))
+        .limit(50)
     ).all()
     return rng.choice(candidates) if candidates else None
 
@@ -326,6 +336,29 @@ def pick_gold(session: Session, task: Task, who: Principal, rng: random.Random) 
 def gold_label(session: Session, case_id: str) -> str | None:
     gold = session.get(GoldCase, case_id)
     return None if gold is None else gold.label
+
+
+def gold_answer(session: Session, case_id: str, key_id: str) -> Opinion | None:
+    """``key_id``'s answer to the gold case ``case_id``, if it gave one."""
+    return session.exec(
+        select(Opinion).where(
+            Opinion.case_id == case_id, Opinion.key_id == key_id, Opinion.role == "gold"
+        )
+    ).first()
+
+
+def as_answered(detail: CaseDetail, label: str, reviewer: str, at: float) -> CaseDetail:
+    """A gold case as the reviewer who answered it sees it: decided, with their label,
+    like any case they labelled."""
+    return detail.model_copy(
+        update={
+            "status": "decided",
+            "decision": label,
+            "label": label,
+            "labelled_by": reviewer,
+            "labelled_at": iso(at),
+        }
+    )
 
 
 # --- reviewer figures ------------------------------------------------------------------------

@@ -144,7 +144,9 @@ def claim_next(
     task = store.tasks.get(task_name)  # 404 for an unknown task (settings cached for 1 s)
     with db.write(durable=False) as session:  # a lease is ephemeral: see Database.write
         db.commit_without_flush(session)
-        gold_id = quality.pick_gold(session, task, who, _gold_draws) if task.gold_rate else None
+        gold_id = (
+            quality.pick_gold(session, task, who, _gold_draws, exclude) if task.gold_rate else None
+        )
         if gold_id is not None:
             session.add(
                 Lease(
@@ -430,22 +432,7 @@ def _answer_gold(
     now = mine.created_at if mine is not None else time.time()
     if mine is None:
         _record_gold_answer(db, task, case, body, who, gold, lease, now)
-    return _as_answered(task, case, routing, body.label, who, now)
-
-
-def _as_answered(
-    task: Task, case: Case, routing: Routing, label: str, who: Principal, at: float
-) -> CaseDetail:
-    """A gold case as its reviewer sees it once answered: decided, with their label."""
-    return case_detail(task, case, routing).model_copy(
-        update={
-            "status": "decided",
-            "decision": label,
-            "label": label,
-            "labelled_by": who.name,
-            "labelled_at": iso(at),
-        }
-    )
+    return quality.as_answered(case_detail(task, case, routing), body.label, who.name, now)
 
 
 def _change_gold_answer(
@@ -459,11 +446,7 @@ def _change_gold_answer(
 ) -> CaseDetail:
     """A reviewer corrects their answer to a gold case, as they would any label."""
     with db.write() as session:
-        mine = session.exec(
-            select(Opinion).where(
-                Opinion.case_id == case.id, Opinion.key_id == who.id, Opinion.role == "gold"
-            )
-        ).first()
+        mine = quality.gold_answer(session, case.id, who.id)
         if mine is None:
             raise Conflict(f"case {case.id} has no label to correct")
         if mine.label != body.label:
@@ -475,7 +458,7 @@ def _change_gold_answer(
                 before={"label": before}, after={"label": body.label, "gold": True},
             )  # fmt: skip
         answered_at = mine.created_at
-    return _as_answered(task, case, routing, body.label, who, answered_at)
+    return quality.as_answered(case_detail(task, case, routing), body.label, who.name, answered_at)
 
 
 def _record_gold_answer(

@@ -521,6 +521,10 @@ def test_a_gold_case_is_released_and_corrected_like_any_other(api, monkeypatch):
         == 204
     )
     assert api.label(gold, "approve", "alice").status_code == 409  # released: claim again
+    skipped = api.client.post(
+        "/v1/tasks/claims/queue/claim", json={"exclude": [case_id]}, headers=alice
+    )
+    assert skipped.status_code == 204  # a skipped case is passed over, gold or not
     gold = api.claim("claims", "alice")
     assert gold["case"]["id"] == case_id
     assert api.label(gold, "reject", "alice").status_code == 200
@@ -528,6 +532,8 @@ def test_a_gold_case_is_released_and_corrected_like_any_other(api, monkeypatch):
         f"/v1/cases/{case_id}/correct", json={"label": "approve"}, headers=alice
     )
     assert corrected.status_code == 200 and corrected.json()["label"] == "approve"
+    seen = api.client.get(f"/v1/cases/{case_id}", headers=alice).json()
+    assert (seen["status"], seen["label"], seen["labelled_by"]) == ("decided", "approve", "alice")
     listed = api.client.get("/v1/tasks/claims/gold", headers=api.admin).json()["data"][0]
     assert listed["answers"] == 1 and listed["correct"] == 1
     trail = api.client.get(f"/v1/audit?subject={case_id}", headers=api.admin).json()["data"]
