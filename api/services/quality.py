@@ -39,6 +39,7 @@ from api.schemas import (
     iso,
 )
 from api.security import Principal
+from api.services.keys import BOOTSTRAP_ADMIN
 from api.tables import ApiKey, Case, GoldCase, Label, Lease, Opinion, Routing, Task
 from learner.agreement import cohen_kappa, majority, summarize
 
@@ -498,6 +499,7 @@ def agreement(session: Session, task: Task) -> AgreementPublic:
             if n:
                 label_pairs.append({"a": a, "b": labels[j], "pairs": n})
     names = dict(session.exec(select(ApiKey.id, ApiKey.name)).all())
+    names[BOOTSTRAP_ADMIN.id] = BOOTSTRAP_ADMIN.name
     per_pair: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for item in items:
         for x in range(len(item)):

@@ -615,3 +615,20 @@ def test_a_case_waiting_for_more_reviewers_than_answer_is_decided_after_lowering
     final = api.label(api.claim("claims", "carol"), "approve", "carol").json()
     assert final["id"] == case["id"] and final["label"] == "approve"
     assert _metrics(api)["queue_depth"] == 0 and _version(api) == 1
+
+
+def test_agreement_names_the_bootstrap_admin_like_any_key(api):
+    api.create_task(labels_per_case=2)
+    api.send("claims", CASE)
+    api.label(api.claim("claims", "alice"), "approve", "alice")
+    claim = api.client.post("/v1/tasks/claims/queue/claim", headers=api.admin).json()
+    response = api.client.post(
+        f"/v1/cases/{claim['case']['id']}/label",
+        json={"label": "approve", "lease_id": claim["lease_id"]},
+        headers=api.admin,
+    )
+    assert response.status_code == 200
+    [pair] = api.client.get("/v1/tasks/claims/agreement", headers=api.admin).json()[
+        "reviewer_pairs"
+    ]
+    assert {pair["a"], pair["b"]} == {"alice", "admin (TIERLINE_ADMIN_KEY)"}
