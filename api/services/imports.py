@@ -221,6 +221,8 @@ class RowParser:
         nested = data.get("features")
         if isinstance(nested, dict) and not text:
             return dict(nested)
+        if "features" in data and nested is None and not text:
+            raise RowError("features: null; expected an object mapping feature names to values")
         features: dict[str, Any] = {}
         for key, value in data.items():
             name = self._feature_name(str(key))

@@ -202,7 +202,7 @@ def test_bad_rows_are_reported_by_line_and_skipped_or_rejected(
     assert code == 2 and "task 'nope' not found" in output
 
 
-def test_rows_with_text_no_column_can_hold_are_bad_rows(
+def test_rows_with_unstorable_text_or_null_features_are_bad_rows(
     api: Api, cli_env: None, tmp_path: Path
 ) -> None:
     """A NUL (PostgreSQL refuses it in any text) or a lone surrogate, in a feature, an
@@ -212,6 +212,7 @@ def test_rows_with_text_no_column_can_hold_are_bad_rows(
     rows[1]["features"]["note"] = "a\u0000b"
     rows[2]["external_id"] = "\u0000"
     rows[3]["comment"] = "bad \ud800"
+    rows[4]["features"] = None
     code, output = run(
         "import", "labels", write_jsonl(tmp_path / "n.jsonl", rows), "--task", "claims",
         "--no-progress",
@@ -220,7 +221,8 @@ def test_rows_with_text_no_column_can_hold_are_bad_rows(
     assert "line 2: features.note: not storable text: a NUL character" in output
     assert "line 3: external_id: not storable text: a NUL character" in output
     assert "line 4: comment: not storable text: a lone UTF-16 surrogate" in output
-    assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["labels"] == 3
+    assert "line 5: features: null; expected an object" in output
+    assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["labels"] == 2
 
 
 # --- round trips ------------------------------------------------------------------------------
