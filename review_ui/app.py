@@ -16,6 +16,7 @@ if str(HERE.parent) not in sys.path:  # run from a checkout without `pip install
     sys.path.insert(0, str(HERE.parent))
 
 from review_ui import reviewing, session  # noqa: E402
+from review_ui.formatting import escape_markdown  # noqa: E402
 
 logger = logging.getLogger("review_ui")
 
@@ -66,7 +67,7 @@ def no_pages() -> None:
 def account_box() -> None:
     """Who is signed in, and the sign-out button."""
     who = session.me()
-    st.sidebar.markdown(f"**{who['name']}** · {who['role']}")
+    st.sidebar.markdown(f"**{escape_markdown(who['name'])}** · {who['role']}")
     pending = st.session_state.get(reviewing.PENDING)
     if pending:
         st.sidebar.warning(

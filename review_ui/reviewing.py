@@ -26,7 +26,7 @@ from api.client import (
     TierlineError,
     Unavailable,
 )
-from review_ui.formatting import seconds_left
+from review_ui.formatting import escape_markdown, seconds_left
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,8 @@ def send_pending(client: TierlineClient, state: State) -> None:
         notify(
             state,
             "success",
-            f"Case {pending['case_id']} relabelled {pending['previous']} → {pending['label']}.",
+            f"Case {pending['case_id']} relabelled {escape_markdown(pending['previous'])} → "
+            f"{escape_markdown(pending['label'])}.",
         )
 
 
@@ -279,7 +280,7 @@ def kept_message(pending: dict[str, Any], error: TierlineError | None = None) ->
     else:
         reason = f"is unavailable right now ({error.message})"
     return (
-        f"The tierline API {reason}. Your {what} “{pending['label']}” for case "
+        f"The tierline API {reason}. Your {what} “{escape_markdown(pending['label'])}” for case "
         f"{pending['case_id']} is kept and will be sent when you press Retry."
     )
 
@@ -314,7 +315,9 @@ def _refused(
         notify(
             state,
             "warning",
-            CONFLICT_MESSAGE.format(case_id=pending["case_id"], label=pending["label"])
+            CONFLICT_MESSAGE.format(
+                case_id=pending["case_id"], label=escape_markdown(pending["label"])
+            )
             if isinstance(error, Conflict)
             else f"Case {pending['case_id']} no longer exists; here is the next one.",
         )

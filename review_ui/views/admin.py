@@ -10,6 +10,7 @@ import streamlit as st
 
 from api.client import TierlineClient, TierlineError
 from review_ui import session
+from review_ui.formatting import escape_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,8 @@ def create_key_form(tl: TierlineClient) -> None:
         return
     logger.info("key %s (%s) created", created.get("id"), created.get("role"))
     st.warning(
-        f"Key for “{created['name']}” ({created['role']}). Copy it now: it will not be shown again."
+        f"Key for “{escape_markdown(created['name'])}” ({created['role']}). "
+        "Copy it now: it will not be shown again."
     )
     st.code(created["key"], language=None)
 

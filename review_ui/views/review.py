@@ -41,9 +41,24 @@ def load_tasks(tl: TierlineClient, state: Any, force: bool = False) -> list[dict
     return state[TASKS]
 
 
+#: Label buttons per row: more and their text no longer fits (ten labels in one row
+#: showed only "1 …", "2 …").
+BUTTONS_PER_ROW = 4
+
+
 def label_button_text(index: int, label: str) -> str:
-    """Stable button text: ``"1 · approve"``."""
-    return f"{index + 1} · {label}"
+    r"""Stable button text, the label shown literally (not as markdown): ``"1 · approve"``.
+
+    >>> label_button_text(1, "*a*")
+    '2 · \\*a\\*'
+    """
+    return f"{index + 1} · {escape_markdown(label)}"
+
+
+def button_rows(n: int) -> list[list[Any]]:
+    """Columns for ``n`` buttons, :data:`BUTTONS_PER_ROW` to a row, all of one width."""
+    width = min(n, BUTTONS_PER_ROW) or 1
+    return [list(st.columns(width)) for _ in range(0, max(n, 1), width)]
 
 
 # --- pieces -----------------------------------------------------------------------------
@@ -174,7 +189,7 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
         placeholder="Optional note for this label",
         max_chars=2000,
     )
-    columns = st.columns(max(len(labels), 1))
+    columns = [column for row in button_rows(len(labels)) for column in row]
     for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
         column.button(
             label_button_text(index, label),
@@ -231,17 +246,17 @@ def correction_panel(tl: TierlineClient, state: Any, tasks: dict[str, dict[str, 
             f"Correct your last label: case `{last['case_id']}`, "
             f"you chose **{escape_markdown(last['label'])}**."
         )
-        columns = st.columns(len(labels) + 1)
+        columns = [column for row in button_rows(len(labels) + 1) for column in row]
         for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
             column.button(
-                f"→ {label}",
+                f"→ {escape_markdown(label)}",
                 key=f"rv_fix_{index}",
                 disabled=label == last["label"],
                 on_click=rv.correct_last,
                 args=(tl, state, label),
                 width="stretch",
             )
-        columns[-1].button(
+        columns[len(labels)].button(
             "Cancel", key="rv_fix_cancel", on_click=_toggle_correct, args=(state,), width="stretch"
         )
 

@@ -8,6 +8,7 @@ import pytest
 
 from api.client import Unavailable
 from review_ui import reviewing as rv
+from review_ui.views.review import BUTTONS_PER_ROW
 
 
 @pytest.fixture
@@ -210,3 +211,18 @@ def test_review_sample_case_says_why_a_sure_case_is_here(app, fake_api) -> None:
     shown = texts(at)
     assert ":blue-badge[Random sample: checks the model where it may be sure]" in shown
     assert "review sample" in shown and "served first" in shown
+
+
+def test_many_labels_are_laid_out_in_rows_and_shown_literally(app, fake_api) -> None:
+    """Ten labels in one row showed only "1 …"; a label such as ``*a*`` or ``$x$`` was
+    drawn as markdown (italics, a formula), so two labels could look alike."""
+    labels = ["*a*", "$x$", "[l](http://e.com)", *(f"topic-{i}" for i in range(7))]
+    fake_api.tasks[0]["labels"] = labels
+    fake_api.add_cases(1, suggestion="*a*", proba={label: 0.1 for label in labels})
+    at = app("reviewer").run()
+    assert not at.exception
+    shown = [b.label for b in at.button if re.match(r"^\d+ · ", b.label)]
+    assert shown[:3] == ["1 · \\*a\\*", "2 · \\$x\\$", "3 · \\[l\\]\\(http\\://e\\.com\\)"]
+    assert len(shown) == 10 and shown[9] == "10 · topic\\-6"
+    rows = [block for block in at.columns if block.proto.weight == 1 / BUTTONS_PER_ROW]
+    assert len(rows) >= BUTTONS_PER_ROW
