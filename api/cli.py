@@ -47,6 +47,32 @@ def _exit_cleanly_on_signals() -> None:
         signal.signal(sig, lambda *_: sys.exit(0))
 
 
+def _migrate(database_url: str, revision: str = "head", *, create: bool = False) -> None:
+    """Bring the database's schema up to date, or exit 2 with one line: the URL cannot be
+    used, or (unless ``create``) it names an SQLite file that does not exist (a mistyped
+    path must not become an empty database that, say, ``audit verify`` calls intact)."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from api import migrate
+    from api.main import _safe_url
+
+    if not create and database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        if not path.exists():
+            typer.echo(
+                f"error: no database at {path} (TIERLINE_DATABASE_URL); "
+                "`tierline db upgrade` creates one",
+                err=True,
+            )
+            raise typer.Exit(2)
+    try:
+        migrate.upgrade(database_url, revision)
+    except (ArgumentError, OperationalError, ModuleNotFoundError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300]
+        typer.echo(f"error: cannot open the database {_safe_url(database_url)}: {reason}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -138,10 +164,8 @@ def simulate(ctx: typer.Context) -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or upgrade the database schema (TIERLINE_DATABASE_URL)."""
-    from api import migrate
-
     _logging()
-    migrate.upgrade(get_settings().database_url, revision)
+    _migrate(get_settings().database_url, revision, create=True)
     typer.echo(f"database upgraded to {revision}")
 
 
@@ -151,7 +175,8 @@ def keys_create(
     role: Annotated[str, typer.Option(help="admin, service, reviewer or analyst.")],
 ) -> None:
     """Create an API key and print it (it is shown only once)."""
-    from api import migrate
+    from pydantic import ValidationError
+
     from api.db import Database
     from api.schemas import KeyCreate
     from api.services.keys import create_key
@@ -159,10 +184,12 @@ def keys_create(
     settings = get_settings()
     try:
         body = KeyCreate(name=name, role=role)  # type: ignore[arg-type]
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            typer.echo(f"error: {where}: {error['msg']}", err=True)
         raise typer.Exit(2) from exc
-    migrate.upgrade(settings.database_url)
+    _migrate(settings.database_url, create=True)
     db = Database(settings.database_url)
     with db.write() as session:
         created = create_key(session, body, _cli_actor())
@@ -192,13 +219,12 @@ def keys_rotate(
 ) -> None:
     """Issue a new key with the old one's name, role and scope; the old key keeps working
     for --grace seconds, then stops. The new key is printed once."""
-    from api import migrate
     from api.db import Database
     from api.errors import ServiceError
     from api.services.keys import rotate_key
 
     settings = get_settings()
-    migrate.upgrade(settings.database_url)
+    _migrate(settings.database_url)
     db = Database(settings.database_url)
     try:
         with db.write() as session:
@@ -222,12 +248,11 @@ def audit_verify() -> None:
     end can be kept elsewhere: a later run that shows a shorter chain or another head
     hash reveals rows removed from the end.
     """
-    from api import migrate
     from api.db import Database
     from api.services.audit import verify
 
     settings = get_settings()
-    migrate.upgrade(settings.database_url)
+    _migrate(settings.database_url)
     db = Database(settings.database_url)
     try:
         with db.read() as session:
@@ -281,7 +306,6 @@ FileArgument = Annotated[
 
 def _open_store():  # type: ignore[no-untyped-def]
     """The database and a model store of our own, for commands that work on the data."""
-    from api import migrate
     from api.db import Database
     from api.live import ModelStore
     from api.services.audit import act_as
@@ -292,7 +316,7 @@ def _open_store():  # type: ignore[no-untyped-def]
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    migrate.upgrade(settings.database_url)
+    _migrate(settings.database_url)
     db = Database(settings.database_url, busy_timeout_ms=settings.busy_timeout_ms)
     act_as(_cli_actor())  # imports are audited as the CLI's user
     return settings, db, ModelStore(db, secret, snapshot_every=settings.snapshot_every)
@@ -414,6 +438,9 @@ def export(
     except ServiceError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from exc
+    except OSError as exc:
+        typer.echo(f"error: cannot write {out}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from exc
     finally:
         db.dispose()
     typer.echo(f"exported {written:,} {what.value} of {started.task}", err=True)
@@ -425,7 +452,6 @@ def model_rollback(
     version: Annotated[int, typer.Option(help="Roll back to the newest kept snapshot <= this.")],
 ) -> None:
     """Roll a task's model back to a kept snapshot (stop the API processes first)."""
-    from api import migrate
     from api.db import Database
     from api.errors import NotFound
     from api.lineage import RollbackError, rollback_model
@@ -434,7 +460,7 @@ def model_rollback(
     _logging()
     act_as(_cli_actor())
     settings = get_settings()
-    migrate.upgrade(settings.database_url)
+    _migrate(settings.database_url)
     db = Database(settings.database_url)
     try:
         summary = rollback_model(db, settings.signing_secret, task, version)

@@ -63,3 +63,40 @@ def test_serve_refuses_workers_on_sqlite(tmp_path, monkeypatch):
         get_settings.cache_clear()
     assert result.exit_code == 2
     assert "--workers > 1 needs PostgreSQL" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["audit", "verify"], ["export", "labels", "--task", "t"], ["keys", "rotate", "k_1"]],
+)
+def test_a_mistyped_sqlite_path_is_an_error_not_a_new_empty_database(
+    tmp_path, monkeypatch, command
+):
+    """``audit verify`` on a mistyped path once created an empty database and said ok."""
+    missing = tmp_path / "no" / "such.db"
+    monkeypatch.setenv("TIERLINE_DATABASE_URL", f"sqlite:///{missing}")
+    monkeypatch.setenv("TIERLINE_ENV", "dev")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, command)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "no database at" in result.output
+    assert not missing.parent.exists()
+
+
+def test_an_unusable_database_url_is_one_line_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("TIERLINE_DATABASE_URL", "notaurl")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["db", "upgrade"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "cannot open the database notaurl" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_keys_create_names_the_bad_field_in_one_line(database):
+    result = CliRunner().invoke(app, ["keys", "create", "--name", "x", "--role", "superuser"])
+    assert result.exit_code == 2
+    assert "error: role: Input should be" in result.output and "http" not in result.output

@@ -319,3 +319,9 @@ def test_case_import_streams_in_batches_of_1000(api: Api, cli_env: None, tmp_pat
     assert "imported 0 cases into claims (2,500 already there)" in output
     metrics = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
     assert metrics["cases"] == metrics["pending"] == 2500 and metrics["labels"] == 0
+
+
+def test_export_to_a_missing_directory_is_one_line(api: Api, cli_env: None, tmp_path: Path) -> None:
+    api.create_task()
+    code, output = run("export", "labels", "--task", "claims", "--out", tmp_path / "no" / "x.csv")
+    assert code == 2 and "error: cannot write" in output and "Traceback" not in output
