@@ -1,4 +1,6 @@
-"""The analysts' notebooks run on the simulator path, and every plot cell draws a picture.
+"""The analysts' notebooks run on the simulator path, and every plot cell draws a picture;
+pointed at a live task with no labels yet, the learning-curves notebook says so and shows
+the simulator's run.
 
 Notebooks are committed without outputs; here they run in a fresh kernel (nbclient) with
 ``TIERLINE_API_URL`` and ``TIERLINE_API_KEY`` unset, so they take the simulator path.
@@ -12,6 +14,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from api.client import TierlineClient
+from tests.utils.factories import ADMIN_KEY, CLAIMS_FEATURES
+from tests.utils.server import ServerProcess
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ["learning_curves.ipynb", "policy_comparison.ipynb"]
@@ -54,3 +60,36 @@ def test_notebook_runs_on_the_simulator_and_every_plot_cell_draws(
         assert images, f"plot cell drew no image:\n{cell.source[:200]}"
         errors = [o for o in cell.outputs if o.get("output_type") == "error"]
         assert not errors
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_learning_curves_on_a_live_task_with_no_labels_says_so_and_still_draws(
+    fresh_database_url, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A freshly created task has no labels: the notebook failed with a KeyError there."""
+    env = {
+        "TIERLINE_DATABASE_URL": fresh_database_url(),
+        "TIERLINE_ADMIN_KEY": ADMIN_KEY,
+        "TIERLINE_ENV": "dev",
+    }
+    server = ServerProcess(env, log=tmp_path / "server.log").start()
+    try:
+        admin = TierlineClient(server.url, ADMIN_KEY)
+        admin.create_task("fresh", ["approve", "reject"], features=CLAIMS_FEATURES)
+        monkeypatch.setenv("TIERLINE_API_URL", server.url)
+        monkeypatch.setenv("TIERLINE_API_KEY", ADMIN_KEY)
+        monkeypatch.setenv("TIERLINE_TASK", "fresh")
+        monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        notebook = nbformat.read(NOTEBOOKS / "learning_curves.ipynb", as_version=4)
+        NotebookClient(
+            notebook,
+            timeout=150,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(NOTEBOOKS)}},
+            env=dict(os.environ),
+        ).execute()
+    finally:
+        assert server.stop() == 0
+    printed = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "task 'fresh' has no labels yet: showing the simulator's run" in printed
