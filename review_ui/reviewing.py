@@ -270,6 +270,16 @@ def send_pending(client: TierlineClient, state: State) -> None:
         )
 
 
+def resume_interrupted(client: TierlineClient, state: State) -> None:
+    """Send again a submission whose sending was cut short, not refused: a second key
+    pressed at once starts a rerun that stops the first callback after the API answered,
+    before it cleared ``pending``. It never failed (no ``error``), and labels and
+    corrections are idempotent, so the reviewer is not asked to press Retry."""
+    pending = state[PENDING]
+    if pending and "error" not in pending:
+        send_pending(client, state)
+
+
 def kept_message(pending: dict[str, Any], error: TierlineError | None = None) -> str:
     """Tell the reviewer their submission is kept and how to send it."""
     what = "label" if pending["action"] == "label" else "correction"

@@ -333,6 +333,7 @@ def main() -> None:
     with counter:
         session_counter(tl, state, task["name"])
 
+    rv.resume_interrupted(tl, state)
     show_notice(state)
     if state[rv.PENDING]:
         pending_banner(tl, state)

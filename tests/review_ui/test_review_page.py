@@ -226,3 +226,27 @@ def test_many_labels_are_laid_out_in_rows_and_shown_literally(app, fake_api) -> 
     assert len(shown) == 10 and shown[9] == "10 · topic\\-6"
     rows = [block for block in at.columns if block.proto.weight == 1 / BUTTONS_PER_ROW]
     assert len(rows) >= BUTTONS_PER_ROW
+
+
+def test_a_label_whose_sending_was_interrupted_is_sent_again_without_a_banner(
+    reviewer, fake_api
+) -> None:
+    """Two keys pressed at once: the second rerun stopped the first callback after the
+    API had answered but before ``pending`` was cleared, and a false "not confirmed yet"
+    banner asked for Retry. A pending label that never failed is sent again (idempotent)."""
+    at = reviewer
+    claim = at.session_state[rv.CURRENT]
+    at.session_state[rv.PENDING] = {
+        "action": "label",
+        "case_id": claim["case"]["id"],
+        "lease_id": claim["lease_id"],
+        "label": "approve",
+        "comment": None,
+        "task": "claims",
+        "suggestion": "approve",
+        "at": 0.0,
+    }
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state[rv.PENDING] is None
+    assert fake_api.labels["c_1"][0] == "approve" and on_screen(at) == "c_2"
