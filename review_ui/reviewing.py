@@ -24,6 +24,7 @@ from api.client import (
     RateLimited,
     TierlineClient,
     TierlineError,
+    Unauthorized,
     Unavailable,
 )
 from review_ui.formatting import escape_markdown, seconds_left
@@ -318,6 +319,16 @@ def _refused(
 ) -> None:
     """The API answered no: say why; a lost case makes way for the next one."""
     logger.info("%s of %s refused: %s", pending["action"], pending["case_id"], error)
+    if isinstance(error, Unauthorized):  # revoked or expired mid-session: sign out
+        from review_ui import session  # late import: session imports this module
+
+        session.sign_out()
+        state[session.SIGNIN_ERROR] = (
+            f"Your key is no longer accepted (revoked or expired), so your "
+            f"{'label' if pending['action'] == 'label' else 'correction'} for case "
+            f"{pending['case_id']} was not recorded. Sign in with a valid key."
+        )
+        return
     if pending["action"] == "correct":
         notify(state, "error", f"The correction was not accepted: {error.message}")
         return

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from api.client import Unavailable
+from api.client import Unauthorized, Unavailable
 from review_ui import reviewing as rv
 from review_ui.views.review import BUTTONS_PER_ROW
 
@@ -250,3 +250,13 @@ def test_a_label_whose_sending_was_interrupted_is_sent_again_without_a_banner(
     assert not at.exception and not at.error
     assert at.session_state[rv.PENDING] is None
     assert fake_api.labels["c_1"][0] == "approve" and on_screen(at) == "c_2"
+
+
+def test_a_key_revoked_mid_session_signs_the_reviewer_out_saying_why(reviewer, fake_api) -> None:
+    at = reviewer
+    fake_api.fail("label", Unauthorized(401, "unknown or revoked API key"))
+    button(at, "1 · approve").click().run()
+    assert not at.exception
+    shown = "\n".join(e.value for e in at.error)
+    assert "no longer accepted" in shown and "c_1 was not recorded" in shown
+    assert not any(b.label.startswith("1 · ") for b in at.button)  # the sign-in page
