@@ -118,11 +118,11 @@ def suggestion_panel(case: dict[str, Any]) -> None:
     suggestion = case.get("suggestion")
     confidence = case.get("confidence")
     threshold = case.get("threshold")
-    if suggestion is None:
+    if suggestion is None:  # an untrained model's even odds: no confidence, no drivers
         st.markdown("The model has no suggestion yet (too few labels).")
     else:
         st.markdown(f"Model suggests **{escape_markdown(str(suggestion))}**")
-    if confidence is not None:
+    if confidence is not None and suggestion is not None:
         text = f"Confidence {format_percent(confidence)}"
         if threshold is not None:
             text += f" · automation threshold {format_percent(threshold)}"
@@ -144,7 +144,7 @@ def suggestion_panel(case: dict[str, Any]) -> None:
         st.markdown("**Why this case is with you**")
         st.markdown("\n".join(f"- {escape_markdown(str(reason))}" for reason in reasons))
     explanation = case.get("explanation") or []
-    if explanation:
+    if explanation and suggestion is not None:
         features = case.get("features") or {}
         st.markdown("**What drove the suggestion**")
         lines = []

@@ -260,3 +260,14 @@ def test_a_key_revoked_mid_session_signs_the_reviewer_out_saying_why(reviewer, f
     shown = "\n".join(e.value for e in at.error)
     assert "no longer accepted" in shown and "c_1 was not recorded" in shown
     assert not any(b.label.startswith("1 · ") for b in at.button)  # the sign-in page
+
+
+def test_a_case_without_a_suggestion_shows_no_confidence_or_drivers(app, fake_api) -> None:
+    """Before the first label the model's even odds are no suggestion: the page said so,
+    then showed a confidence bar and "what drove the suggestion" anyway."""
+    fake_api.add_cases(1, suggestion=None, confidence=0.5, threshold=1.0)
+    at = app("reviewer").run()
+    assert not at.exception
+    shown = texts(at)
+    assert "The model has no suggestion yet" in shown
+    assert "What drove the suggestion" not in shown and not at.get("progress")
