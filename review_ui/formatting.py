@@ -34,12 +34,16 @@ def format_number(value: float | int) -> str:
     '0.0001235'
     >>> format_number(2.0)
     '2'
+    >>> format_number(1e99), format_number(10**20)
+    ('1e+99', '1e+20')
     """
-    if isinstance(value, int):
-        return f"{value:,}"
     if math.isnan(value) or math.isinf(value):
         return str(value)
-    if value.is_integer() and abs(value) < 1e15:
+    if abs(value) >= 1e15:  # beyond a quadrillion, digits stop being readable
+        return f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value.is_integer():
         return f"{int(value):,}"
     size = abs(value)
     if size >= 100:
