@@ -112,7 +112,7 @@ def create_task_form(tl: TierlineClient) -> None:
         target_error = first.number_input(
             "Target error", 0.001, 0.5, 0.05, step=0.01, format="%.3f"
         )
-        audit_rate = second.number_input("Audit rate", 0.0, 1.0, 0.05, step=0.01, format="%.3f")
+        audit_rate = second.number_input("Audit rate", 0.001, 1.0, 0.05, step=0.01, format="%.3f")
         min_labels = third.number_input("Min labels", 0, 1_000_000, 50, step=10)
         first, second, third, fourth = st.columns(4)
         policy = first.selectbox(
