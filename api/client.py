@@ -9,7 +9,9 @@ This module imports nothing from the server, so services, notebooks and the revi
 can use it alone::
 
     with TierlineClient(key="tl_...") as tl:
-        case = tl.send_case("claims", {"amount": 120.0, "country": "fr"})
+        case = tl.send_case(
+            "claims", {"amount": 120.0, "country": "fr", "note": "hail", "vip": False}
+        )
 """
 
 from __future__ import annotations
