@@ -24,6 +24,20 @@ NAMES = ["learning_curves.ipynb", "policy_comparison.ipynb"]
 PLOTTING = ("plt.", ".plot(", ".bar(", ".step(")
 
 
+def executed(name: str, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
+    """The notebook run in a fresh kernel, with this process's environment."""
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=150,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        env=dict(os.environ),
+    ).execute()
+    return notebook
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_is_committed_without_outputs(name: str) -> None:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
@@ -40,15 +54,7 @@ def test_notebook_runs_on_the_simulator_and_every_plot_cell_draws(
 ) -> None:
     for variable in ("TIERLINE_API_URL", "TIERLINE_API_KEY", "TIERLINE_TASK"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=150,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-        env=dict(os.environ),
-    ).execute()
+    notebook = executed(name, monkeypatch)
 
     plots = [c for c in notebook.cells if "plot" in c.metadata.get("tags", [])]
     assert len(plots) >= 4
@@ -80,15 +86,7 @@ def test_learning_curves_on_a_live_task_with_no_labels_says_so_and_still_draws(
         monkeypatch.setenv("TIERLINE_API_URL", server.url)
         monkeypatch.setenv("TIERLINE_API_KEY", ADMIN_KEY)
         monkeypatch.setenv("TIERLINE_TASK", "fresh")
-        monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-        notebook = nbformat.read(NOTEBOOKS / "learning_curves.ipynb", as_version=4)
-        NotebookClient(
-            notebook,
-            timeout=150,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(NOTEBOOKS)}},
-            env=dict(os.environ),
-        ).execute()
+        notebook = executed("learning_curves.ipynb", monkeypatch)
     finally:
         assert server.stop() == 0
     printed = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
