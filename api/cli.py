@@ -54,7 +54,7 @@ def _migrate(database_url: str, revision: str = "head", *, create: bool = False)
     from sqlalchemy.exc import ArgumentError, OperationalError
 
     from api import migrate
-    from api.main import _safe_url
+    from api.db import safe_url
 
     if not create and database_url.startswith("sqlite:///"):
         path = Path(database_url.removeprefix("sqlite:///"))
@@ -69,7 +69,7 @@ def _migrate(database_url: str, revision: str = "head", *, create: bool = False)
         migrate.upgrade(database_url, revision)
     except (ArgumentError, OperationalError, ModuleNotFoundError) as exc:
         reason = str(exc).strip().splitlines()[0][:300]
-        typer.echo(f"error: cannot open the database {_safe_url(database_url)}: {reason}", err=True)
+        typer.echo(f"error: cannot open the database {safe_url(database_url)}: {reason}", err=True)
         raise typer.Exit(2) from exc
 
 

@@ -56,6 +56,16 @@ LEADER_LOCK_ID = -1  # (namespace, -1): the model leader; (namespace, task id): 
 MIGRATION_LOCK_ID = -2
 
 
+def safe_url(url: str) -> str:
+    """The database URL without its password, for logs and messages.
+
+    >>> safe_url("postgresql+psycopg://app:s3cret@db:5432/tierline")
+    'postgresql+psycopg:***@db:5432/tierline'
+    """
+    head, sep, tail = url.rpartition("@")
+    return f"{head.split(':')[0]}:***{sep}{tail}" if sep else url
+
+
 def json_dumps(value: Any) -> str:
     """JSON columns' serializer: orjson (several times faster than ``json`` on the case
     path's features, probabilities and reasons), ``json`` for what orjson refuses

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import migrate
 from api.cache import TTLCache
-from api.db import Database
+from api.db import Database, safe_url
 from api.deps import AppState, unauthenticated_routes
 from api.errors import ERROR_RESPONSES, ServiceError, json_safe
 from api.lineage import ModelSync
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # of the collector's full passes, which otherwise stall every request for ~100 ms
         gc.collect()
         gc.freeze()
-        log.info("tierline ready on %s", _safe_url(settings.database_url))
+        log.info("tierline ready on %s", safe_url(settings.database_url))
         try:
             yield
         finally:
@@ -189,9 +189,3 @@ def _principal_of(db: Database, key_hash: str) -> Principal | None:
         except Exception as exc:  # bookkeeping: never fail a request over it
             log.warning("could not record a key's last use: %s", type(exc).__name__)
     return who
-
-
-def _safe_url(url: str) -> str:
-    """The database URL without its password, for logs."""
-    head, sep, tail = url.rpartition("@")
-    return f"{head.split(':')[0]}:***{sep}{tail}" if sep else url

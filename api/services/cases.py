@@ -549,15 +549,13 @@ def load_case(session: Session, case_id: str) -> tuple[Task, Case, Routing]:
     return task, case, routing
 
 
-def get_case(
-    db: Database, store: ModelStore, case_id: str, who: Principal | None = None
-) -> CaseDetail:
+def get_case(db: Database, store: ModelStore, case_id: str, who: Principal) -> CaseDetail:
     """The case; a gold case that ``who`` answered as they see it (like any case they
     labelled: decided, with their label)."""
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
-        waiting = case.label is None and not case.queued and who is not None
-        answer = quality.gold_answer(session, case_id, who.id) if waiting else None  # type: ignore[union-attr]
+        waiting = case.label is None and not case.queued  # gold cases are never queued
+        answer = quality.gold_answer(session, case_id, who.id) if waiting else None
     detail = case_detail(task, case, routing, store.get(task))
     if answer is None:
         return detail

@@ -435,32 +435,6 @@ def _answer_gold(
     return quality.as_answered(case_detail(task, case, routing), body.label, who.name, now)
 
 
-def _change_gold_answer(
-    db: Database,
-    task: Task,
-    case: Case,
-    routing: Routing,
-    body: Correction,
-    who: Principal,
-    gold: str,
-) -> CaseDetail:
-    """A reviewer corrects their answer to a gold case, as they would any label."""
-    with db.write() as session:
-        mine = quality.gold_answer(session, case.id, who.id)
-        if mine is None:
-            raise Conflict(f"case {case.id} has no label to correct")
-        if mine.label != body.label:
-            before = mine.label
-            mine.label, mine.agrees = body.label, body.label == gold
-            session.add(mine)
-            audit.record(
-                session, who, "case.corrected", task=task, subject=case.id,
-                before={"label": before}, after={"label": body.label, "gold": True},
-            )  # fmt: skip
-        answered_at = mine.created_at
-    return quality.as_answered(case_detail(task, case, routing), body.label, who.name, answered_at)
-
-
 def _record_gold_answer(
     db: Database,
     task: Task,
@@ -508,12 +482,15 @@ def correct_label(
         task, case, routing = load_case(session, case_id)
         _check_label(task, body.label)
         if case.label_id is None and case.opinions:
-            return _change_opinion(db, store, task, case, routing, body, who)
+            _change_answer(db, task, case, body, who, gold=None)
+            return case_detail(task, case, routing, store.get(task))
         if case.label_id is None:
             gold = quality.gold_label(session, case_id)
-            if gold is not None:
-                return _change_gold_answer(db, task, case, routing, body, who, gold)
-            raise Conflict(f"case {case_id} has no label to correct")
+            if gold is None:
+                raise Conflict(f"case {case_id} has no label to correct")
+            answered_at = _change_answer(db, task, case, body, who, gold)
+            detail = case_detail(task, case, routing)
+            return quality.as_answered(detail, body.label, who.name, answered_at)
         if case.erased_at is not None:
             raise Conflict(f"case {case_id} was erased: no features to learn a correction from")
         previous = session.get(Label, case.label_id)
@@ -572,37 +549,35 @@ def correct_label(
     return _learn(db, store, task, case, routing, entry, who)
 
 
-def _change_opinion(
-    db: Database,
-    store: ModelStore,
-    task: Task,
-    case: Case,
-    routing: Routing,
-    body: Correction,
-    who: Principal,
-) -> CaseDetail:
-    """A reviewer changes their opinion on a case that is not final yet (nothing reaches
-    the label log; the audit trail records the change)."""
+def _change_answer(
+    db: Database, task: Task, case: Case, body: Correction, who: Principal, gold: str | None
+) -> float:
+    """Change the caller's answer that is not final: an opinion on a case waiting for
+    more (``gold`` None), or an answer to a gold case (checked again against ``gold``).
+    Nothing reaches the label log; the audit trail records the change. Returns when the
+    answer was first given."""
+    mine = select(Opinion).where(Opinion.case_id == case.id, Opinion.key_id == who.id)
+    if gold is None:
+        mine = mine.where(Opinion.role == "review", col(Opinion.final_label).is_(None))
+        missing = "label of yours"
+    else:
+        mine = mine.where(Opinion.role == "gold")
+        missing = "label"  # as for any case without a label: gold must not stand out
     with db.write() as session:
-        mine = session.exec(
-            select(Opinion).where(
-                Opinion.case_id == case.id,
-                Opinion.key_id == who.id,
-                Opinion.role == "review",
-                col(Opinion.final_label).is_(None),
-            )
-        ).first()
-        if mine is None:
-            raise Conflict(f"case {case.id} has no label of yours to correct")
-        if mine.label != body.label:
-            before = mine.label
-            mine.label = body.label
-            session.add(mine)
+        answer = session.exec(mine).first()
+        if answer is None:
+            raise Conflict(f"case {case.id} has no {missing} to correct")
+        if answer.label != body.label:
+            before, answer.label = answer.label, body.label
+            if gold is not None:
+                answer.agrees = body.label == gold
+            session.add(answer)
             audit.record(
                 session, who, "case.corrected", task=task, subject=case.id,
-                before={"label": before}, after={"label": body.label, "opinion": True},
+                before={"label": before},
+                after={"label": body.label, "opinion" if gold is None else "gold": True},
             )  # fmt: skip
-    return case_detail(task, case, routing, store.get(task))
+        return answer.created_at
 
 
 def append_label(
