@@ -9,7 +9,9 @@ model, routing, review queue and governor, with a simulated reviewer.
   more than binomial noise (one-sided binomial test at 5% on the realized count). The
   point-estimate and fixed-0.9 baselines run the same way.
 - **Efficiency** (point 6): automation as a share of the best fixed threshold in
-  hindsight (same run's predictions), and labels per 1 000 cases.
+  hindsight (same run's predictions), beside the clairvoyant ceiling
+  (:func:`learner.simulate.clairvoyant_automation`: what a certifier that saw every
+  earlier case labelled could take), and labels per 1 000 cases.
 - **Drift** (point 7): abrupt drift at case 15 000 of 25 000; cases and automated cases
   until the suspension, realized error of automated decisions in the 2 000 cases after
   the change, re-certification.
@@ -287,6 +289,10 @@ def efficiency_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 "share_of_hindsight": (
                     group.automation_rate.mean() / hindsight if hindsight else math.nan
                 ),
+                "ceiling": group.ceiling_automation.mean(),
+                "ceiling_share": group.ceiling_automation.mean() / hindsight
+                if hindsight
+                else math.nan,
                 "labels_per_1000": group.labels_per_1000.mean(),
                 "realized_error": group.auto_errors.sum() / max(1, group.auto_cases.sum()),
                 "suspensions": group.suspensions.mean(),
@@ -296,15 +302,17 @@ def efficiency_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     table = pd.DataFrame(out)
     lines = [
         "| stream (model) | cases | automation | best fixed threshold in hindsight | share of "
-        "hindsight | labels / 1,000 cases | realized error | suspensions / run "
-        "| drift alarms / run |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "hindsight | clairvoyant ceiling (share of hindsight) | labels / 1,000 cases "
+        "| realized error | suspensions / run | drift alarms / run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in table.itertuples():
-        share = "n/a (nothing to automate)" if r.hindsight < 0.01 else _pct(r.share_of_hindsight, 0)
+        nothing = r.hindsight < 0.01
+        share = "n/a (nothing to automate)" if nothing else _pct(r.share_of_hindsight, 0)
+        ceiling = f"{_pct(r.ceiling)} ({'n/a' if nothing else _pct(r.ceiling_share, 0)})"
         lines.append(
             f"| {r.stream} ({r.model}) | {r.cases:,} | {_pct(r.automation)} | {_pct(r.hindsight)} "
-            f"| {share} | {r.labels_per_1000:.0f} | {_pct(r.realized_error, 2)} | "
+            f"| {share} | {ceiling} | {r.labels_per_1000:.0f} | {_pct(r.realized_error, 2)} | "
             f"{r.suspensions:.1f} | {r.drift_alarms:.2f} |"
         )
     return table, "\n".join(lines)
@@ -332,6 +340,8 @@ def drift_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 "median_auto_before_suspension": group.auto_before_suspension[suspended].median(),
                 "max_auto_before_suspension": group.auto_before_suspension[suspended].max(),
                 "within_300": int((group.auto_before_suspension[suspended] <= 300).sum()),
+                "median_auto_before_found": group.auto_before_audited_error.median(),
+                "found_within_300": int((group.auto_before_audited_error <= 300).sum()),
                 "post_error_median": post.median(),
                 "post_error_max": post.max(),
                 "under_2x": int((post.fillna(0.0) < 2 * target).sum()),
@@ -342,15 +352,17 @@ def drift_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     table = pd.DataFrame(out)
     lines = [
         "| stream | target | audit rate | automation before | suspended | automated cases "
-        "until suspension (median, max) | ≤ 300 | realized error, 2,000 cases after (median, "
-        "max) | < 2× target | re-certified (median cases after change) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "until suspension (median, max) | ≤ 300 | automated cases until an audit finds an "
+        "error (median; ≤ 300) | realized error, 2,000 cases after (median, max) | < 2× target "
+        "| re-certified (median cases after change) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in table.itertuples():
         lines.append(
             f"| {r.stream} | {r.target:g} | {r.audit_rate:g} | {_pct(r.automation_before)} | "
             f"{r.suspended}/{r.runs} | {r.median_auto_before_suspension:.0f}, "
             f"{r.max_auto_before_suspension:.0f} | {r.within_300}/{r.runs} | "
+            f"{r.median_auto_before_found:.0f}; {r.found_within_300}/{r.runs} | "
             f"{_pct(r.post_error_median)}, {_pct(r.post_error_max)} | {r.under_2x}/{r.runs} | "
             f"{r.recertified}/{r.runs} ({r.median_cases_to_recertify:,.0f}) |"
         )

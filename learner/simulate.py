@@ -28,10 +28,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import betainc
 from scipy.stats import binom
 
 from learner.challenger import Challenger
-from learner.controller import MIN_DELTA, MIN_TARGET_ERROR, Evidence, Migration, TaskGovernor
+from learner.controller import (
+    DEFAULT_GRID,
+    MIN_DELTA,
+    MIN_TARGET_ERROR,
+    Evidence,
+    Migration,
+    TaskGovernor,
+)
 from learner.datasets import STREAM_NAMES, SYNTHETIC_DEFAULT_N, load_stream
 from learner.errors import LearnerError
 from learner.model import MODEL_FAMILIES, TaskModel
@@ -50,6 +58,7 @@ __all__ = [
     "QUEUE_ORDERS",
     "SimulationConfig",
     "SimulationResult",
+    "clairvoyant_automation",
     "hindsight_threshold",
     "load_drifting_stream",
     "main",
@@ -195,6 +204,7 @@ class SimulationResult:
     confidence: np.ndarray
     correct: np.ndarray
     automated: np.ndarray
+    audited: np.ndarray  # automated cases drawn for an audit
     labels_so_far: np.ndarray  # labels spent after each case
     migrations: list[Migration]
     migration_cases: list[int]  # the case index at which each migration happened
@@ -236,12 +246,20 @@ class SimulationResult:
         target = self.config.target_error if target_error is None else target_error
         return hindsight_threshold(self.confidence, self.correct, target)
 
+    def ceiling(self, target_error: float | None = None) -> float:
+        """:func:`clairvoyant_automation` on this run's predictions."""
+        target = self.config.target_error if target_error is None else target_error
+        return clairvoyant_automation(self.confidence, self.correct, target, self.config.delta)
+
     def drift_summary(self) -> dict[str, Any]:
         """Reaction to the drift at ``config.drift_at`` (empty without drift).
 
         ``suspended_at``: first case after the change with no automation in force (a
         suspension); ``auto_before_suspension``: automated cases between the change and
-        then; ``post_change_auto_error``: realized error of automated decisions in the
+        then; ``auto_before_audited_error``: automated cases between the change and the
+        first audit that found a wrong automated decision (an audit-based detector that
+        does not raise false alarms cannot suspend sooner; ``None`` when no audit found
+        one); ``post_change_auto_error``: realized error of automated decisions in the
         :data:`POST_DRIFT_CASES` cases after the change; ``recertified_at``: first
         automated case after the suspension.
         """
@@ -259,6 +277,8 @@ class SimulationResult:
         if suspended_at is not None:
             later = np.nonzero(auto[suspended_at + 1 :])[0]
             recertified_at = int(suspended_at + 1 + later[0]) if len(later) else None
+        found = np.flatnonzero(self.audited[k:] & ~self.correct[k:])
+        before_found = int(auto[k : k + found[0] + 1].sum()) if len(found) else None
         window = slice(k, min(k + POST_DRIFT_CASES, self.cases))
         post_auto = int(auto[window].sum())
         post_errors = int((auto[window] & ~self.correct[window]).sum())
@@ -267,6 +287,7 @@ class SimulationResult:
             "auto_before_drift_rate": float(auto[max(0, k - 2000) : k].mean()) if k else 0.0,
             "suspended_at": suspended_at,
             "auto_before_suspension": int(auto[k:stop].sum()),
+            "auto_before_audited_error": before_found,
             "post_change_auto_cases": post_auto,
             "post_change_auto_error": post_errors / post_auto if post_auto else None,
             "recertified_at": recertified_at,
@@ -291,6 +312,7 @@ class SimulationResult:
             "accuracy": self.accuracy,
             "hindsight_threshold": threshold,
             "hindsight_automation": hindsight,
+            "ceiling_automation": self.ceiling(),
             "migrations": len(self.migrations),
             "suspensions": sum(m.mode == "suspended" for m in self.migrations),
             "drift_detections": len(self.drift_detections),
@@ -334,6 +356,56 @@ def hindsight_threshold(
         return None, 0.0
     best = int(np.nonzero(ok)[0].max())
     return float(cs[best]), (best + 1) / len(c)
+
+
+def clairvoyant_automation(
+    confidence: np.ndarray | list[float],
+    correct: np.ndarray | list[bool],
+    target_error: float,
+    delta: float = 0.05,
+    grid: tuple[float, ...] = DEFAULT_GRID,
+) -> float:
+    """An optimistic ceiling on certified automation: the share a clairvoyant certifier takes.
+
+    Each case is automated when its confidence reaches the lowest grid threshold whose
+    region, over *every* earlier case as if each had been labelled, has a Clopper-Pearson
+    upper bound at most ``target_error`` at the full ``delta``. That is more evidence
+    than any run gathers (automated cases are only audited), tested with no correction
+    for the many thresholds tried, so a valid certifier on the same predictions is not
+    expected to reach it; it shows how much of the hindsight optimum any certificate
+    can take on a stream (label noise close to the target, or a short stream, leave
+    little).
+
+    Examples
+    --------
+    >>> confidence, correct = [0.99] * 2000, [i % 100 != 0 for i in range(2000)]
+    >>> clairvoyant_automation(confidence, correct, 0.05)  # 1% wrong: soon certified
+    0.942
+    >>> clairvoyant_automation(confidence, correct, 0.01)  # exactly at the target: never
+    0.0
+    """
+    c = np.asarray(confidence, dtype=float)
+    wrong = ~np.asarray(correct, dtype=bool)
+    if not len(c):
+        return 0.0
+    thresholds = np.asarray(grid, dtype=float)
+    bins = np.searchsorted(thresholds, c, side="right") - 1  # the highest grid point <= c
+    n = np.zeros(len(thresholds))  # region "confidence >= grid[j]": cases and errors so far
+    errors = np.zeros(len(thresholds))
+    automated, lowest = 0, len(thresholds)  # lowest certified grid index (none yet)
+    for b, w in zip(bins, wrong, strict=True):
+        automated += int(b >= lowest)
+        if b < 0:
+            continue
+        n[: b + 1] += 1.0
+        errors[: b + 1] += w
+        right = n - errors
+        # the bound is <= target exactly when I_target(errors + 1, right) >= 1 - delta
+        beta = betainc(errors + 1.0, np.maximum(right, 1.0), target_error)
+        ok = (right > 0) & (beta >= 1.0 - delta)
+        passing = np.flatnonzero(ok)
+        lowest = int(passing[0]) if len(passing) else len(thresholds)
+    return float(automated / len(c))
 
 
 # --- streams --------------------------------------------------------------------------------
@@ -435,6 +507,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     confidence = np.zeros(n_cases)
     correct = np.zeros(n_cases, dtype=bool)
     automated = np.zeros(n_cases, dtype=bool)
+    audited = np.zeros(n_cases, dtype=bool)
     labels_so_far = np.zeros(n_cases, dtype=np.int64)
     migrations: list[Migration] = []
     migration_cases: list[int] = []
@@ -482,6 +555,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         n_correct += right
         if decision.route == "auto":
             automated[i] = True
+            audited[i] = decision.audit
             auto_cases += 1
             auto_errors += not right
         if decision.route != "auto" or decision.audit:
@@ -571,6 +645,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         confidence=confidence,
         correct=correct,
         automated=automated,
+        audited=audited,
         labels_so_far=labels_so_far,
         migrations=migrations,
         migration_cases=migration_cases,
@@ -707,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     header = (
         f"{'seed':>4} {'cases':>6} {'labels':>6} {'auto':>6} {'auto err':>8} {'bound':>6} "
-        f"{'hindsight':>9} {'accuracy':>8} {'violated':>8}  files"
+        f"{'hindsight':>9} {'ceiling':>7} {'accuracy':>8} {'violated':>8}  files"
     )
     print(header)
     for seed in range(args.seeds):
@@ -733,7 +808,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{seed:>4} {result.cases:>6} {result.labels:>6} {result.automation_rate:>6.1%} "
             f"{(error if error is not None else math.nan):>8.2%} {bound:>6.3f} "
-            f"{result.hindsight()[1]:>9.1%} {result.accuracy:>8.1%} {result.violated!s:>8}  "
+            f"{result.hindsight()[1]:>9.1%} {result.ceiling():>7.1%} {result.accuracy:>8.1%} "
+            f"{result.violated!s:>8}  "
             f"{csv_path}, {png_path}"
         )
     return 0

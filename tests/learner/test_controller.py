@@ -232,6 +232,36 @@ def test_more_errors_never_lower_the_certified_threshold(seed, flips):
         assert after is None or after >= before
 
 
+def test_a_slightly_worse_middle_region_does_not_hide_the_wide_one_below():
+    """Label noise close to the target (Hyperplane): the errors barely fall with confidence."""
+    top = [review(0.995, i % 1000 >= 46) for i in range(1000)]  # 4.6% wrong
+    wide = [review(0.92, i % 1000 >= 36) for i in range(5000)]  # 3.6% wrong
+    items = [top[i // 6] if i % 6 == 0 else wide[i - i // 6 - 1] for i in range(6000)]
+    controller = RiskController(target_error=0.05, window=10_000)
+    feed(controller, items)
+    assert controller.certificate_at(0.995).threshold is None  # a sequence from the top stops
+    assert controller.certify().threshold == 0.92
+    old_starts = RiskController(target_error=0.05, window=10_000, start_rates=(0.2, 0.5))
+    feed(old_starts, items)
+    assert old_starts.certify().threshold is None  # what the third start is for
+
+
+@FAST
+@given(st.integers(0, 10_000), st.sampled_from([0.02, 0.05, 0.1]))
+def test_a_failed_certificate_never_shows_a_bound_within_the_target(seed, target):
+    rng = random.Random(seed)
+    controller = RiskController(target_error=target)
+    items = []
+    for _ in range(rng.randrange(150, 1500)):
+        c = rng.choice([0.6, 0.9, 0.97, 0.99])
+        items.append(review(c, rng.random() > target * rng.uniform(0.3, 1.6)))
+    feed(controller, items)
+    certificate = controller.certify()
+    if certificate.reason.startswith("no threshold certified: best bound"):
+        assert certificate.upper > target
+        assert f"best bound {certificate.upper:.3f} > " in certificate.reason
+
+
 def test_certificate_reason_without_evidence():
     certificate = RiskController(target_error=0.05).certify()
     assert certificate.threshold is None and certificate.n == 0

@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learner import LearnerError
+from learner.risk import clopper_pearson_upper
 from learner.simulate import (
     SimulationConfig,
+    clairvoyant_automation,
     hindsight_threshold,
     load_drifting_stream,
     main,
@@ -146,6 +148,33 @@ def test_hindsight_threshold_is_the_best_fixed_threshold(cases, target):
     if threshold is not None:
         region = confidence >= threshold
         assert region.mean() == pytest.approx(share)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([0.5, 0.8, 0.95, 0.99]), st.booleans()), max_size=60),
+    st.sampled_from([0.05, 0.2, 0.4]),
+)
+def test_clairvoyant_ceiling_certifies_on_all_earlier_cases(cases, target):
+    grid = (0.0, 0.8, 0.95, 0.99)
+    automated = 0
+    for t, (c, _) in enumerate(cases):  # the definition, case by case
+        passing = [
+            g
+            for g in grid
+            if (n := sum(1 for d, _ in cases[:t] if d >= g))
+            and clopper_pearson_upper(sum(1 for d, z in cases[:t] if d >= g and not z), n, 0.05)
+            <= target
+        ]
+        automated += bool(passing) and c >= min(passing)
+    share = clairvoyant_automation([c for c, _ in cases], [z for _, z in cases], target, 0.05, grid)
+    assert share == pytest.approx(automated / len(cases) if cases else 0.0)
+
+
+def test_a_runs_summary_carries_its_ceiling():
+    result = simulate(SimulationConfig("sea", n=3000, target_error=0.05))
+    assert result.summary()["ceiling_automation"] == result.ceiling()
+    assert 0.5 < result.ceiling() <= 1.0
 
 
 def test_outputs_have_a_csv_and_a_png(tmp_path):

@@ -173,7 +173,7 @@ def test_a_controller_pickled_before_windows_loads():
         "window": 50,
         "seed": 0,
         "grid": list(controller.grid),
-        "start_rates": [0.2, 0.5],
+        "start_rates": list(controller.start_rates),
         "point_min_n": 30,
         "n_observed": 80,
         "_evidence": OrderedDict((k, (0, e)) for k, e in controller._evidence()),
