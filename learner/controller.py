@@ -104,7 +104,7 @@ Examples
 >>> certificate.threshold, certificate.n, certificate.errors
 (0.97, 400, 8)
 >>> certificate.reason
-'certified threshold 0.97 (bound 0.038 <= 0.05, n=400, 8 errors)'
+'certified threshold 0.97 (bound 0.036 <= 0.05, n=400, 8 errors)'
 """
 
 from __future__ import annotations
@@ -575,9 +575,17 @@ class RiskController:
             self._start_sizes[m] = sizes
         return sizes
 
-    def _start_delta(self, m: int) -> float:
-        """Each scan's share of delta when ``m`` windows are tested."""
-        return self.delta / m / (len(self.start_rates) + self.wide_start)
+    def _start_delta(self, m: int, starts: int | None = None) -> float:
+        """Each scan's share of delta when ``m`` windows are tested and ``starts`` of the
+        start sizes can be reached (default: all)."""
+        reachable = len(self.start_rates) if starts is None else starts
+        return self.delta / m / (max(reachable, 1) + self.wide_start)
+
+    def _window_delta(self, win: _Window, m: int) -> float:
+        """Each scan's share of delta in ``win``: a start whose size exceeds the labels the
+        window holds can never be reached there (an effective sample is at most the
+        labels it counts), so it takes no share; decided from counts alone."""
+        return self._start_delta(m, sum(size <= win.count for size in self._sizes(m)))
 
     @property
     def start_delta(self) -> float:
@@ -766,7 +774,8 @@ class RiskController:
             win.arrivals,
             self.grid,
         )
-        key = (_PASS_FORMAT, m, self.target_error, self.delta)
+        start_delta = self._window_delta(win, m)
+        key = (_PASS_FORMAT, m, start_delta, self.target_error, self.delta)
         memo = win.memo
         if memo is None or memo.key != key:
             memo = win.memo = _Analysis(key, k, (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, self._sizes(m)))
@@ -789,7 +798,6 @@ class RiskController:
         before, old_tests = memo.before, memo.tests
         tests = old_tests[: bisect.bisect_left(old_tests, -top, key=operator.neg)]  # above top
         passed = dict(memo.passed)  # each bin redone below is set or dropped
-        start_delta = self._start_delta(m)
         target = self.target_error
         state = before[top]
         n, errors, arrivals, squares, weighted_errors, spread, carry, sizes = state
@@ -850,7 +858,7 @@ class RiskController:
         """Fixed sequences from count-chosen starts, with fallback (see the module notes)."""
         labelled = win.labelled
         with_evidence = [b for b in range(len(regions) - 1, -1, -1) if labelled[b]]
-        start_delta = self._start_delta(m)
+        start_delta = self._window_delta(win, m)
         allocation: dict[int, float] = {}
         for size in self._sizes(m):
             start = next((b for b in with_evidence if regions[b][4] >= size), None)
@@ -929,12 +937,12 @@ class RiskController:
             whole = regions[-1][0]
             upper = self._upper(whole, self.delta)
             return Certificate(None, whole[5], upper, whole[1], whole[2], reason)
-        # Report the failed region that came closest: the lowest bound at a start's level,
-        # the least any test had (at the full delta a failed region's bound can be within
-        # the target, which would read as a contradiction).
-        level = self._start_delta(m)
+        # Report the failed region that came closest: the lowest bound at its window's
+        # start level, the least any test there had (at the full delta a failed region's
+        # bound can be within the target, which would read as a contradiction).
+        levels = [self._window_delta(self._wins[j], m) for j in active]
         uppers = {
-            (b, i): self._upper(regions[i][b], level) or 1.0
+            (b, i): self._upper(regions[i][b], levels[i]) or 1.0
             for i, scan in enumerate(scans)
             for b in scan.tests
         }
@@ -1273,7 +1281,7 @@ class TaskGovernor:
     >>> gov.mode, gov.threshold, [m.mode for m in moves]
     ('automated', 0.99, ['automated'])
     >>> moves[0].reason
-    'certified threshold 0.99 (bound 0.042 <= 0.05, n=183, 2 errors)'
+    'certified threshold 0.99 (bound 0.041 <= 0.05, n=152, 2 errors)'
     >>> gov.certificate.reason
     'threshold 0.99 (bound 0.031 <= 0.05, n=200, 2 errors)'
     """

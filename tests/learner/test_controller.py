@@ -246,6 +246,19 @@ def test_a_slightly_worse_middle_region_does_not_hide_the_wide_one_below():
     assert old_starts.certify().threshold is None  # what the third start is for
 
 
+def test_a_start_the_evidence_cannot_reach_takes_no_share_of_delta():
+    controller = RiskController(target_error=0.05, window=10_000)
+    sizes = controller.start_sizes
+    assert sizes[0] < 200 < sizes[1] < 3200 < sizes[2]  # the 0.85 start needs more labels
+    feed(controller, [review(0.999, i % 5 != 0) for i in range(200)], prefix="top")  # fails
+    feed(controller, [review(0.95, i % 100 != 0) for i in range(3000)])  # 1% wrong
+    certificate = controller.certify()  # the 0.5 start alone reached 0.95: delta / 2
+    assert certificate.threshold == 0.95 and certificate.level == pytest.approx(0.05 / 2)
+    feed(controller, [review(0.95, i % 100 != 0) for i in range(3000, 4000)], start=3000)
+    certificate = controller.certify()  # now the 0.5 and 0.85 starts: 2 x delta / 3
+    assert certificate.threshold == 0.95 and certificate.level == pytest.approx(0.1 / 3)
+
+
 @FAST
 @given(st.integers(0, 10_000), st.sampled_from([0.02, 0.05, 0.1]))
 def test_a_failed_certificate_never_shows_a_bound_within_the_target(seed, target):
