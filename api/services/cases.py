@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +18,7 @@ from sqlmodel import Session, col, select
 from api.db import Database, insert_rows
 from api.errors import InvalidInput, NotFound
 from api.live import LiveModel, ModelStore
-from api.schemas import CaseCreate, CaseDetail, CasePublic, Contribution, Prediction, iso
+from api.schemas import CaseCreate, CaseDetail, Contribution, Prediction, iso
 from api.security import Principal
 from api.services import audit, quality
 from api.services.tasks import effective_state
@@ -277,7 +278,7 @@ def predict_ready(
 
 async def submit_case_ready(
     db: Database, store: ModelStore, task_name: str, item: CaseCreate, max_string_length: int
-) -> CasePublic | None:
+) -> dict[str, Any] | None:
     """Route and store one new case without blocking the event loop: scored here, stored
     by the group commit (answered once committed). ``None`` when the database is needed
     first (settings not cached, model not loaded, an ``external_id`` to look up)."""
@@ -307,7 +308,7 @@ def submit_cases(
     *,
     max_string_length: int,
     retry: bool = True,
-) -> list[tuple[CasePublic, bool]]:
+) -> list[tuple[dict[str, Any], bool]]:
     """Route and store cases; returns each case with ``True`` when it was created now.
 
     A case whose ``external_id`` was seen before is returned as first stored. Every
@@ -316,7 +317,7 @@ def submit_cases(
     task, live = prepare(db, store, task_name, items, max_string_length=max_string_length)
     batch = len(items) > 1
     existing = _existing(db, task, items)
-    scored: list[Scored | CasePublic] = []
+    scored: list[Scored | dict[str, Any]] = []
     first_of: dict[str, int] = {}
     oldest = store.oldest_queued.get(task.id)  # type: ignore[arg-type]
     with live.lock:  # one policy for the whole call (~10 us a case otherwise, in a batch)
@@ -345,7 +346,7 @@ def submit_cases(
         return submit_cases(
             db, store, task_name, items, max_string_length=max_string_length, retry=False
         )
-    results: list[tuple[CasePublic, bool]] = []
+    results: list[tuple[dict[str, Any], bool]] = []
     seen: set[str] = set()
     for s in scored:
         if isinstance(s, Scored):
@@ -356,7 +357,7 @@ def submit_cases(
     return results
 
 
-def _existing(db: Database, task: Task, items: Sequence[CaseCreate]) -> dict[str, CasePublic]:
+def _existing(db: Database, task: Task, items: Sequence[CaseCreate]) -> dict[str, dict]:
     ids = {item.external_id for item in items if item.external_id is not None}
     if not ids:
         return {}
@@ -371,7 +372,7 @@ def _existing(db: Database, task: Task, items: Sequence[CaseCreate]) -> dict[str
 
 def _store(
     db: Database, task: Task, fresh: list[Scored], oldest: float | None = None
-) -> dict[str, CasePublic]:
+) -> dict[str, dict[str, Any]]:
     publics, write = _case_writes(task, fresh, oldest)
     if fresh:
         db.group.run(write)
@@ -380,13 +381,13 @@ def _store(
 
 def _case_writes(
     task: Task, fresh: list[Scored], oldest: float | None = None
-) -> tuple[dict[str, CasePublic], CaseWrite]:
+) -> tuple[dict[str, dict[str, Any]], CaseWrite]:
     """The cases as answered, and the write that stores them (for the group commit).
 
     ``oldest`` (the creation time of the task's oldest queued case) bounds the queue
     ageing under a backlog (:func:`learner.routing.queue_priority`)."""
     now = time.time()
-    publics: dict[str, CasePublic] = {}
+    publics: dict[str, dict[str, Any]] = {}
     write = CaseWrite(task, audit.acting())
     for i, s in enumerate(fresh):
         d = s.decision
@@ -503,15 +504,19 @@ def _prediction(task: Task, d: RoutingDecision, version: int) -> Prediction:
     return Prediction(**_scores(task, d, version))
 
 
-def case_public(task: Task, case: Case, routing: Routing) -> CasePublic:
-    return CasePublic(
-        **_scores(task, routing, routing.model_version),
+def case_public(task: Task, case: Case, routing: Routing) -> dict[str, Any]:
+    """The case as answered: :class:`~api.schemas.CasePublic`'s fields, JSON-ready. A plain
+    dict, because building and validating the model cost ~4.5 us a case in a batch of
+    1,000 where the dict and its JSON cost ~2.5 (the values come from validated rows)."""
+    answer = _scores(task, routing, routing.model_version)
+    answer.update(
         id=case.id,
         external_id=case.external_id,
-        status=case.status,  # type: ignore[arg-type]
+        status=case.status,
         decision=case.decision,
         created_at=iso(case.created_at),
     )
+    return answer
 
 
 def case_detail(
@@ -524,7 +529,7 @@ def case_detail(
             pairs = live.model.explain_one(case.features)
         explanation = [Contribution(feature=f, contribution=c) for f, c in pairs]
     return CaseDetail(
-        **case_public(task, case, routing).model_dump(),
+        **case_public(task, case, routing),
         features=case.features,
         label=case.label,
         labelled_by=case.labelled_by,

@@ -99,7 +99,7 @@ def case_data(task: Task, case: Case, routing: Routing, **extra: Any) -> dict[st
     """An event's ``data``: the case as ``GET /v1/cases/{id}`` shows it (without features)."""
     from api.services.cases import case_public
 
-    public = case_public(task, case, routing).model_dump(mode="json")
+    public = case_public(task, case, routing)
     public.update(label=case.label, labelled_by=case.labelled_by, labelled_at=iso(case.labelled_at))
     return {"case": public, **extra}
 

@@ -1,5 +1,6 @@
 import random
 
+from api.schemas import CaseBatchResult, CasePublic
 from tests.utils.factories import claims_case
 
 CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
@@ -70,6 +71,15 @@ def test_batch_keeps_order_and_dedupes_external_ids(api):
     assert [r["external_id"] for r in results] == ["e0", "e1", "e2", "e3", "e4", "e0"]
     assert results[5]["id"] == results[0]["id"]
     assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["cases"] == 5
+    # answered from plain dicts, not models: the schema it documents still holds, field
+    # for field as a single case is answered, and a repeat answers as first stored
+    assert CaseBatchResult.model_validate(response.json()).results[1].external_id == "e1"
+    single = api.send("claims", CASE)
+    assert set(results[1]) == set(single) == set(CasePublic.model_fields)
+    again = api.client.post(
+        "/v1/tasks/claims/cases/batch", json={"cases": cases[:2]}, headers=api.as_("service")
+    )
+    assert again.json()["results"] == results[:2]
 
 
 def test_get_case_has_features_and_label_fields(api):
