@@ -1344,8 +1344,8 @@ class TaskGovernor:
         rate they were drawn at as their propensity, so the evidence stays unbiased. A
         false warning ends after a few right audits, so the boost costs few labels on a
         stable stream; the default (20: every automated case at the usual 5%) confirmed
-        SEA's drift after 20% fewer automated cases than 8 did, at no cost measured on
-        stationary streams (BENCHMARKS.md).
+        SEA's drift after about a quarter fewer automated cases than 8 did, at no cost
+        measured on stationary streams (BENCHMARKS.md, "Drift").
 
         Examples
         --------
