@@ -484,7 +484,7 @@ class TierlineClient:
     # -- metrics
     def queue(self, task: str) -> JSON:
         """The task's backlog and automated share (``queue_depth``, ``automation_rate``,
-        ``mode``): what any role that reads tasks may see."""
+        ``mode``, ``cases``): what any role that reads tasks may see."""
         return self._get(f"/v1/tasks/{_p(task)}/queue")
 
     def metrics(self, task: str) -> JSON:

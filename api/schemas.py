@@ -240,6 +240,7 @@ class QueueStatus(BaseModel):
     mode: str
     queue_depth: int
     automation_rate: float
+    cases: int = 0  # cases so far: the automated share means nothing before the first
 
 
 class ClaimRequest(StrictModel):

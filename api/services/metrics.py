@@ -136,6 +136,7 @@ def queue_status(db: Database, task_name: str) -> QueueStatus:
         mode=task.mode,
         queue_depth=task.n_queued,
         automation_rate=automation_rate(task),
+        cases=task.n_cases,
     )
 
 

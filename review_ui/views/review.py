@@ -83,7 +83,8 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
         first.metric("Labelled this session", f"{state[rv.COUNT]:,}")
         depth = status.get("queue_depth")
         second.metric("Waiting in queue", "—" if depth is None else f"{depth:,}")
-        third.metric("Decided automatically", format_percent(status.get("automation_rate")))
+        share = status.get("automation_rate") if status.get("cases") else None
+        third.metric("Decided automatically", format_percent(share))  # no cases yet: "—"
 
     counter()
 

@@ -92,6 +92,7 @@ def test_queue_status_is_what_reviewers_see_of_the_task(api):
         "mode": "assist",
         "queue_depth": 3,
         "automation_rate": 0.0,
+        "cases": 4,
     }
     # the figures behind it stay with analysts: deny by default (CONTRACT.md's roles)
     assert api.client.get("/v1/tasks/claims/metrics", headers=reviewer).status_code == 403

@@ -83,6 +83,7 @@ class FakeApi:
         self.tasks: list[dict[str, Any]] = [dict(TASK)]
         self.cases: dict[str, dict[str, Any]] = {}
         self.leases: dict[str, str] = {}  # case id → lease id
+        self.n_cases = 1200  # what the queue status reports as the task's cases so far
         self.labels: dict[str, tuple[str, str]] = {}  # case id → (label, key id)
         self.keys: list[dict[str, Any]] = [
             {
@@ -216,7 +217,13 @@ class FakeClient:
     def queue(self, task: str) -> dict[str, Any]:
         self._enter("queue", task)
         waiting = len(self.api.waiting())
-        return {"task": task, "mode": "automated", "queue_depth": waiting, "automation_rate": 0.75}
+        return {
+            "task": task,
+            "mode": "automated",
+            "queue_depth": waiting,
+            "automation_rate": 0.75 if self.api.n_cases else 0.0,
+            "cases": self.api.n_cases,
+        }
 
     def metrics(self, task: str) -> dict[str, Any]:
         self._enter("metrics", task)

@@ -68,6 +68,12 @@ def test_review_page_shows_the_case_readably(reviewer, fake_api) -> None:
     assert at.metric[2].value == "75.0%"
 
 
+def test_a_task_without_cases_shows_no_automated_share(app, fake_api) -> None:
+    fake_api.n_cases = 0  # the API answers 0.0 then: nothing was decided either way
+    at = app("reviewer").run()
+    assert at.metric[2].label == "Decided automatically" and at.metric[2].value == "—"
+
+
 def test_next_case_is_claimed_in_advance(reviewer, fake_api) -> None:
     assert set(fake_api.leases) == {"c_1", "c_2"}
     assert reviewer.session_state[rv.PREFETCHED]["case"]["id"] == "c_2"
