@@ -89,16 +89,37 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
     counter()
 
 
+#: The feature card's tallest height in pixels: a taller case scrolls inside its card, so
+#: the label buttons below stay in view (a case of 200 features put them 10,000 px down).
+CARD_MAX_HEIGHT = 460
+
+
+def card_height(short: int, long: list[str]) -> int | None:
+    """Pixels to cap the feature card at, or ``None`` when it fits: an estimate from the
+    grid's rows (``short`` values, three a row) and the long texts' wrapped lines.
+
+    >>> card_height(9, []) is None
+    True
+    >>> card_height(200, []), card_height(3, ["x" * 10_000])
+    (460, 460)
+    """
+    lines = sum(1 + len(text) // 90 for text in long)
+    estimate = 40 + 90 * -(-short // 3) + 28 * (len(long) + lines)
+    return CARD_MAX_HEIGHT if estimate > CARD_MAX_HEIGHT else None
+
+
 def feature_card(case: dict[str, Any], schema: dict[str, Any] | None) -> None:
-    """The case's features: short values in a grid, long text full width."""
+    """The case's features: short values in a grid, long text full width (the card scrolls
+    past :data:`CARD_MAX_HEIGHT`)."""
     features: dict[str, Any] = case.get("features") or {}
     schema = schema or {}
-    with st.container(border=True):
+    short = [(k, v) for k, v in features.items() if not is_long(v, _kind(schema, k))]
+    long = [(k, v) for k, v in features.items() if is_long(v, _kind(schema, k))]
+    height = card_height(len(short), [format_value(v) for _, v in long])
+    with st.container(border=True, height=height or "content"):
         if not features:
             st.caption("This case has no features.")
             return
-        short = [(k, v) for k, v in features.items() if not is_long(v, _kind(schema, k))]
-        long = [(k, v) for k, v in features.items() if is_long(v, _kind(schema, k))]
         for start in range(0, len(short), 3):
             columns = st.columns(3)
             for column, (name, value) in zip(columns, short[start : start + 3], strict=False):

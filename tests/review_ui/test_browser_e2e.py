@@ -111,3 +111,29 @@ def test_dashboard_page_renders_for_an_analyst(stack, browser) -> None:
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_a_very_wide_case_scrolls_in_its_card_and_the_buttons_stay_in_view(stack, browser) -> None:
+    with stack.admin() as admin:
+        features = {f"f{i:03d}": "number" for i in range(150)} | {"note": "text"}
+        admin.post(
+            "/v1/tasks",
+            json={"name": "wide", "labels": ["yes", "no"], "features": features},
+        ).raise_for_status()
+        case = {f"f{i:03d}": float(i) for i in range(150)} | {"note": "word " * 2000}
+        admin.post("/v1/tasks/wide/cases", json={"features": case}).raise_for_status()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        sign_in(page, stack.ui.url, stack.make_key("reviewer", "wanda-e2e"))
+        wait_until_idle(page)
+        page.get_by_label("Task").click()
+        page.get_by_role("option", name="wide").click()
+        wait_for_case(page)
+        wait_until_idle(page)
+        # 150 features and 10,000 characters: the card scrolls, the first label's button
+        # is on the first screen (it was some 10,000 px down)
+        top = page.get_by_role("button", name="1 · yes").bounding_box()["y"]
+        assert top < 900
+    finally:
+        context.close()
