@@ -243,7 +243,7 @@ class Certificate:
     n: int
     errors: int
     reason: str
-    n_effective: float = 0.0  # of a certified region: its effective sample ...
+    n_effective: float = 0.0  # the effective sample its bound was taken at ...
     level: float = 0.0  # ... and the level its test passed at
 
     def survives(self, target: float, errors: int) -> bool:
@@ -408,6 +408,18 @@ def _bound_size(n_kish: float, estimate: float, arrivals: float, spread: float) 
     if spread <= 0.0 or not 0.0 < estimate < 1.0:
         return n_kish
     return min(n_kish, estimate * (1.0 - estimate) * arrivals * arrivals / spread)
+
+
+def _counts(n: int, errors: int, n_bound: float) -> str:
+    """A certificate's evidence as its reason states it: the labels and errors counted, and
+    the effective sample the bound was taken at where the weights of audited cases make it
+    clearly smaller (one error in 131 labels can fail when those count as 90).
+
+    >>> _counts(400, 8, 400.0), _counts(131, 1, 92.4)
+    ('n=400, 8 errors', 'n=131, 1 errors, effective n 92')
+    """
+    text = f"n={n}, {errors} errors"
+    return text + f", effective n {n_bound:.0f}" if n_bound < 0.9 * n else text
 
 
 # Clopper-Pearson bounds, remembered: most regions' evidence is as it was a label ago.
@@ -922,7 +934,7 @@ class RiskController:
             stats = regions[i][b]
             reason = (
                 f"certified threshold {_fmt(stats[0])} (bound {upper:.3f} <= {target}, "
-                f"n={stats[1]}, {stats[2]} errors{self._span(active[i], m)})"
+                f"{_counts(stats[1], stats[2], stats[6])}{self._span(active[i], m)})"
             )
             level = scans[i].passed[b]
             return Certificate(
@@ -950,7 +962,7 @@ class RiskController:
         stats = regions[i][b]
         reason = (
             f"no threshold certified: best bound {uppers[b, i]:.3f} > {target} at threshold "
-            f"{_fmt(stats[0])} (n={stats[1]}, {stats[2]} errors{self._span(active[i], m)})"
+            f"{_fmt(stats[0])} ({_counts(stats[1], stats[2], stats[6])}{self._span(active[i], m)})"
         )
         return Certificate(None, stats[5], uppers[b, i], stats[1], stats[2], reason)
 
@@ -992,10 +1004,12 @@ class RiskController:
         ok = upper <= self.target_error
         reason = (
             f"threshold {_fmt(stats[0])} (bound {upper:.3f} {'<=' if ok else '>'} "
-            f"{_fmt(self.target_error)}, n={stats[1]}, {stats[2]} errors"
+            f"{_fmt(self.target_error)}, {_counts(stats[1], stats[2], stats[6])}"
             f"{self._span(active[i], m)})"
         )
-        return Certificate(stats[0] if ok else None, stats[5], upper, stats[1], stats[2], reason)
+        return Certificate(
+            stats[0] if ok else None, stats[5], upper, stats[1], stats[2], reason, stats[6]
+        )
 
     def point_threshold(self) -> float | None:
         """The lowest threshold whose *point* estimate is within the target (a baseline).
@@ -1456,7 +1470,8 @@ class TaskGovernor:
                 self.certificate = lowest
                 if retarget is None:  # the evidence failed (not the admin's bar): re-certify
                     self._fresh_since = self.n_labels  # on fresh labels only
-                reason = f"{prefix}suspended: {why} (n={in_force.n}, {in_force.errors} errors)"
+                counts = _counts(in_force.n, in_force.errors, in_force.n_effective)
+                reason = f"{prefix}suspended: {why} ({counts})"
                 return self._migrate("suspended", None, reason)
             self.certificate = controller.certificate_at(lowest.threshold)
             verb = "raised" if lowest.threshold > threshold else "moved"
@@ -1475,7 +1490,8 @@ class TaskGovernor:
             self.certificate = controller.certificate_at(lowest.threshold)
             reason = (
                 f"{prefix}threshold lowered to {_fmt(lowest.threshold)} (bound "
-                f"{lowest.upper:.3f} <= {target}, n={lowest.n}, {lowest.errors} errors)"
+                f"{lowest.upper:.3f} <= {target}, "
+                f"{_counts(lowest.n, lowest.errors, lowest.n_effective)})"
             )
             return self._migrate("automated", lowest.threshold, reason)
         self.certificate = in_force

@@ -275,6 +275,17 @@ def test_a_failed_certificate_never_shows_a_bound_within_the_target(seed, target
         assert f"best bound {certificate.upper:.3f} > " in certificate.reason
 
 
+def test_a_reason_names_the_effective_sample_when_audit_weights_shrink_it():
+    controller = RiskController(target_error=0.05)
+    feed(controller, [review(0.9, True) for _ in range(100)])
+    feed(controller, [audit(0.99, True) for _ in range(30)], prefix="a")  # 20 cases each
+    reason = controller.certificate_at(0.9).reason
+    assert "n=130, 0 errors, effective n 40" in reason  # 700 cases' worth, unevenly
+    plain = RiskController(target_error=0.05)
+    feed(plain, [review(0.9, True) for _ in range(130)])
+    assert plain.certificate_at(0.9).reason.endswith("n=130, 0 errors)")  # weights equal
+
+
 def test_certificate_reason_without_evidence():
     certificate = RiskController(target_error=0.05).certify()
     assert certificate.threshold is None and certificate.n == 0
