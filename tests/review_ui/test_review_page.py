@@ -277,3 +277,13 @@ def test_a_case_without_a_suggestion_shows_no_confidence_or_drivers(app, fake_ap
     shown = texts(at)
     assert "The model has no suggestion yet" in shown
     assert "What drove the suggestion" not in shown and not at.get("progress")
+
+
+def test_a_suspended_task_shows_no_automation_threshold(app, fake_api) -> None:
+    """Suspended or in assist, a case carries threshold 1.0 (nothing is automated): the
+    bar read "automation threshold 100.0%" (the reasons say why it is with a person)."""
+    reason = "suspended: bound 0.052 > target 0.05 at threshold 0.875 (n=131, 1 errors)"
+    fake_api.add_cases(1, threshold=1.0, reasons=[reason])
+    at = app("reviewer").run()
+    text = at.get("progress")[0].proto.text
+    assert text.startswith("Confidence 62.0%") and "threshold" not in text
