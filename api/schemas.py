@@ -15,6 +15,11 @@ TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
+#: The largest id, page cursor or version a route takes: a 64-bit integer column (SQLite,
+#: PostgreSQL bigint) holds it, where a larger one overflowed the driver (a 500, not a 422).
+MAX_ID = 2**62
+
+
 def iso(ts: float | None) -> str | None:
     """Epoch seconds → ISO 8601 in UTC (``None`` stays ``None``)."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()

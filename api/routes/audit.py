@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import StateDep, require
-from api.schemas import AuditPage
+from api.schemas import MAX_ID, AuditPage
 from api.security import Principal
 from api.services import audit as service
 
@@ -22,7 +22,7 @@ def list_audit(
     since: datetime | None = None,
     until: datetime | None = None,
     before: Annotated[
-        int | None, Query(ge=1, le=2**62, description="page: rows older than this id")
+        int | None, Query(ge=1, le=MAX_ID, description="page: rows older than this id")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
 ) -> AuditPage:

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import StateDep, require
-from api.schemas import Curve, Metrics
+from api.schemas import MAX_ID, Curve, Metrics
 from api.services import metrics as service
 
 router = APIRouter(prefix="/v1/tasks", tags=["metrics"])
@@ -23,7 +23,7 @@ async def task_curve(
     task: str,
     state: StateDep,
     after: Annotated[
-        int | None, Query(ge=0, le=2**62, description="only points past this many labels (paging)")
+        int | None, Query(ge=0, le=MAX_ID, description="only points past this many labels (paging)")
     ] = None,
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="at most this many")] = None,
 ) -> Curve:

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from api.deps import StateDep, require
-from api.schemas import ModelsPublic
+from api.schemas import MAX_ID, ModelsPublic
 from api.security import Principal
 from api.services import models as service
 
@@ -20,7 +20,7 @@ def list_models(task: str, state: StateDep) -> ModelsPublic:
 @router.post("/{version}/activate", response_model=ModelsPublic)
 def activate_model(
     task: str,
-    version: Annotated[int, Path(ge=0, le=2**62)],
+    version: Annotated[int, Path(ge=0, le=MAX_ID)],
     state: StateDep,
     who: Annotated[Principal, require("models:manage")],
 ) -> ModelsPublic:

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import StateDep, require
 from api.schemas import (
+    MAX_ID,
     WebhookDeliveriesPublic,
     WebhookEventPublic,
     WebhookEventsPublic,
@@ -18,7 +19,7 @@ router = APIRouter(
 
 Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE)]
 Before = Annotated[
-    int | None, Query(ge=1, le=2**62, description="page: only rows with a smaller id")
+    int | None, Query(ge=1, le=MAX_ID, description="page: only rows with a smaller id")
 ]
 
 

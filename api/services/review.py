@@ -556,15 +556,20 @@ def _change_answer(
     more (``gold`` None), or an answer to a gold case (checked again against ``gold``).
     Nothing reaches the label log; the audit trail records the change. Returns when the
     answer was first given."""
-    mine = select(Opinion).where(Opinion.case_id == case.id, Opinion.key_id == who.id)
-    if gold is None:
-        mine = mine.where(Opinion.role == "review", col(Opinion.final_label).is_(None))
-        missing = "label of yours"
-    else:
-        mine = mine.where(Opinion.role == "gold")
-        missing = "label"  # as for any case without a label: gold must not stand out
     with db.write() as session:
-        answer = session.exec(mine).first()
+        if gold is None:
+            answer = session.exec(
+                select(Opinion).where(
+                    Opinion.case_id == case.id,
+                    Opinion.key_id == who.id,
+                    Opinion.role == "review",
+                    col(Opinion.final_label).is_(None),
+                )
+            ).first()
+            missing = "label of yours"
+        else:
+            answer = quality.gold_answer(session, case.id, who.id)
+            missing = "label"  # as for any case without a label: gold must not stand out
         if answer is None:
             raise Conflict(f"case {case.id} has no {missing} to correct")
         if answer.label != body.label:

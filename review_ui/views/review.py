@@ -55,10 +55,11 @@ def label_button_text(index: int, label: str) -> str:
     return f"{index + 1} · {escape_markdown(label)}"
 
 
-def button_rows(n: int) -> list[list[Any]]:
-    """Columns for ``n`` buttons, :data:`BUTTONS_PER_ROW` to a row, all of one width."""
+def button_columns(n: int) -> list[Any]:
+    """Columns for ``n`` buttons in order, :data:`BUTTONS_PER_ROW` to a row, all of one
+    width."""
     width = min(n, BUTTONS_PER_ROW) or 1
-    return [list(st.columns(width)) for _ in range(0, max(n, 1), width)]
+    return [column for _ in range(0, max(n, 1), width) for column in st.columns(width)]
 
 
 # --- pieces -----------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
         placeholder="Optional note for this label",
         max_chars=2000,
     )
-    columns = [column for row in button_rows(len(labels)) for column in row]
+    columns = button_columns(len(labels))
     for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
         column.button(
             label_button_text(index, label),
@@ -268,7 +269,7 @@ def correction_panel(tl: TierlineClient, state: Any, tasks: dict[str, dict[str, 
             f"Correct your last label: case `{last['case_id']}`, "
             f"you chose **{escape_markdown(last['label'])}**."
         )
-        columns = [column for row in button_rows(len(labels) + 1) for column in row]
+        columns = button_columns(len(labels) + 1)
         for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
             column.button(
                 f"→ {escape_markdown(label)}",

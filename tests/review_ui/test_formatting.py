@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import doctest
 
+import pytest
+
 from review_ui import formatting
 from review_ui.formatting import escape_markdown, format_value, is_long, seconds_left
+from review_ui.views import dashboard, review
 
 
-def test_formatting_doctests() -> None:
-    assert doctest.testmod(formatting, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+@pytest.mark.parametrize("module", [formatting, review, dashboard], ids=lambda m: m.__name__)
+def test_formatting_doctests(module) -> None:  # type: ignore[no-untyped-def]
+    """The review UI's examples: ``make test`` collects doctests from learner and api only."""
+    assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
 
 
 def test_values_read_naturally() -> None:
