@@ -6,8 +6,9 @@ trained feature union and classifier, so both sides compute the same numbers. Ag
 it, per case:
 
 - ``score + route``: ``TaskModel.predict_proba_one``, ``route_case`` (suggestion,
-  margin, reasons, the deterministic audit draw) and ``queue_priority`` — what the
-  service does per case in ``learner/`` after validation;
+  margin, reasons, the audit draw read from the case id's random bits, as the service
+  does) and ``queue_priority`` — what the service does per case in ``learner/`` after
+  validation;
 - ``+ validate``: the same with ``validate_features`` first (the request's checks).
 
 Loops are interleaved and repeated; the best (lowest) per-case time of the repeats is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from itertools import islice
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from learner import (  # noqa: E402
     RoutingPolicy,
     TaskModel,
+    id_draw,
     load_stream,
     queue_priority,
     route_case,
@@ -57,7 +60,8 @@ def measure(name: str, n_train: int, n_score: int, repeats: int) -> dict:
     pipeline = compose.Pipeline(model.features, model.classifier)  # the same trained steps
     held_out = [x for x, _ in rows[n_train:]]  # cycled: small files hold few rows
     xs = [held_out[i % len(held_out)] for i in range(n_score)]
-    keys = [f"c_{i:024x}" for i in range(len(xs))]
+    # the service's case ids: 12 hex digits of time, 64 random bits (the audit draw)
+    keys = [f"c_{i:012x}{os.urandom(8).hex()}" for i in range(len(xs))]
     # as the service routes: audits and a review sample at the audit rate
     policy = RoutingPolicy(threshold=0.9, min_labels=50, audit_rate=0.05, sample_rate=0.05)
     version, now = model.n_learned, time.time()
@@ -74,6 +78,7 @@ def measure(name: str, n_train: int, n_score: int, repeats: int) -> dict:
                 n_labels=version,
                 task=name,
                 case_key=key,
+                draw=id_draw(key),
             )
             queue_priority(d.margin, now, audit=d.audit, sample=d.sample)
 
@@ -87,6 +92,7 @@ def measure(name: str, n_train: int, n_score: int, repeats: int) -> dict:
                 n_labels=version,
                 task=name,
                 case_key=key,
+                draw=id_draw(key),
             )
             queue_priority(d.margin, now, audit=d.audit, sample=d.sample)
 

@@ -35,6 +35,7 @@ from learner import (
     parse_rules,
     queue_priority,
     review_sample_rate,
+    id_draw,
     route_case,
     schema_to_json,
     validate_features,
@@ -186,21 +187,29 @@ def score(
     task: Task,
     live: LiveModel,
     features: dict,
-    case_key: str,
+    case_id: str,
     max_string_length: int,
     loc: list,
     policy: RoutingPolicy | None = None,
     oldest: float | None = None,
 ) -> tuple[dict, RoutingDecision, int]:
     """Validate features against the task's schema, then score and route them (under
-    ``policy``, else the policy in force now, given the queue's ``oldest`` case)."""
+    ``policy``, else the policy in force now, given the queue's ``oldest`` case).
+    ``case_id`` is a :func:`new_case_id`: its random tail is the case's audit draw."""
     clean = _validated(live.model.schema, features, max_string_length, loc)
     with live.lock:
         proba = live.model.predict_proba_one(clean)
         version = live.version
         if policy is None:
             policy = routing_policy(task, live, oldest)
-    decision = route_case(proba, policy=policy, n_labels=version, task=task.name, case_key=case_key)
+    decision = route_case(
+        proba,
+        policy=policy,
+        n_labels=version,
+        task=task.name,
+        case_key=case_id,
+        draw=id_draw(case_id),  # the id's 64 random bits: no hashing needed
+    )
     if task.threshold_policy == "certified":
         decision = _with_bound(decision, live, task.target_error)
     if task.rules:

@@ -64,6 +64,7 @@ from learner import (
     apply_guardrails,
     infer_schema,
     parse_schema,
+    id_draw,
     route_case,
     validate_features,
 )
@@ -424,6 +425,7 @@ def _import_labels(
                 n_labels=version,
                 task=task.name,
                 case_key=case_id,
+                draw=id_draw(case_id),
             )
             if certified:
                 d = _with_bound(d, live, task.target_error)

@@ -2,6 +2,7 @@ import random
 
 from api.schemas import CaseBatchResult, CasePublic
 from tests.utils.factories import claims_case
+from learner import id_draw
 
 CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
 CASE_FIELDS = {
@@ -113,6 +114,7 @@ def test_after_cold_start_confident_cases_are_automated_and_audits_sampled(api):
         assert case["confidence"] >= case["threshold"]
         assert any(">= threshold" in r for r in case["reasons"])
         assert case["propensity"] == 0.3
+        assert case["audit"] == (id_draw(case["id"]) < 0.3)  # the id's random bits decide
     assert any(c["audit"] for c in auto)
     for case in routed:
         if case["route"] == "review":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
 
 import pytest
@@ -14,6 +15,7 @@ from learner import (
     LearnerError,
     RoutingPolicy,
     audit_draw,
+    id_draw,
     confidence,
     entropy,
     margin,
@@ -139,6 +141,25 @@ def test_audit_draw_is_deterministic_uniform():
     draws = [audit_draw("t", str(i)) for i in range(5000)]
     assert all(0.0 <= d < 1.0 for d in draws)
     assert 0.48 < statistics.mean(draws) < 0.52
+
+
+def test_id_draw_reads_a_random_tail_as_a_uniform_draw():
+    rng = random.Random(3)
+    ids = [f"c_{i:012x}{rng.getrandbits(64):016x}" for i in range(5000)]
+    draws = [id_draw(i) for i in ids]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    assert 0.48 < statistics.mean(draws) < 0.52
+    assert id_draw("c_000000000000" + "f" * 16) == 1.0 - 2.0**-52  # never 1
+
+
+@given(st.floats(0.0, 1.0, exclude_max=True), st.sampled_from([0.05, 0.5]))
+def test_a_given_draw_decides_the_audit_and_the_sample(draw, rate):
+    policy = RoutingPolicy(threshold=0.9, audit_rate=rate, sample_rate=rate)
+    auto = route_case({"a": 0.95, "b": 0.05}, policy=policy, n_labels=80, task="t",
+                      case_key="k", draw=draw)  # fmt: skip
+    review = route_case({"a": 0.6, "b": 0.4}, policy=policy, n_labels=80, task="t",
+                        case_key="k", draw=draw)  # fmt: skip
+    assert auto.audit == review.sample == (draw < rate)
 
 
 # --- invariants -------------------------------------------------------------------------------
