@@ -72,7 +72,10 @@ def sha256(data: bytes) -> str:
 
 
 def _is_marker(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"redacted", "sha256"}
+    return isinstance(value, dict) and len(value) == 2 and value.keys() == _MARKER_KEYS
+
+
+_MARKER_KEYS = frozenset({"redacted", "sha256"})
 
 
 def _view(payload: dict | None) -> dict | None:
