@@ -62,9 +62,9 @@ from learner import (
     FeatureSpec,
     InvalidFeatures,
     apply_guardrails,
+    id_draw,
     infer_schema,
     parse_schema,
-    id_draw,
     route_case,
     validate_features,
 )

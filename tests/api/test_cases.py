@@ -1,8 +1,8 @@
 import random
 
 from api.schemas import CaseBatchResult, CasePublic
-from tests.utils.factories import claims_case
 from learner import id_draw
+from tests.utils.factories import claims_case
 
 CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
 CASE_FIELDS = {
