@@ -20,6 +20,7 @@ import pickle
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Row, delete, func
 from sqlmodel import Session, col, select
@@ -29,7 +30,7 @@ from api.db import Database
 from api.errors import NotFound
 from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
-from learner import LearnerError, TaskModel, parse_schema
+from learner import LearnerError, Rule, TaskModel, parse_schema
 from learner.challenger import Challenger
 from learner.controller import Evidence, Migration, TaskGovernor
 
@@ -60,6 +61,9 @@ class LiveModel:
     snapshot_lock: threading.Lock = field(default_factory=threading.Lock)
     # after a drift alarm: a fresh model racing this one (learner.challenger), in snapshots
     challenger: Challenger | None = None
+    # the task's guardrail rules parsed against the model's schema, with what they were
+    # parsed from (api.services.cases.guardrails)
+    rules: tuple[Any, Any, list[Rule]] | None = None
 
     def fold(self, label_id: int, row: Label | Row, features: dict) -> None:
         """Teach one logged label to the model and its evidence to the governor.

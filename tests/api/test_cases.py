@@ -1,7 +1,9 @@
 import random
+from types import SimpleNamespace
 
 from api.schemas import CaseBatchResult, CasePublic
-from learner import id_draw
+from api.services.cases import guardrails
+from learner import id_draw, parse_schema
 from tests.utils.factories import claims_case
 
 CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
@@ -152,3 +154,15 @@ def test_feature_names_as_data_sets_spell_them(api):
         "/v1/tasks/iris/cases", json={"features": {"ratio:debt": 1}}, headers=api.admin
     )
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "ratio:debt"
+
+
+def test_guardrails_are_parsed_once_per_setting_and_schema():
+    task = SimpleNamespace(rules=[{"feature": "amount", "op": ">", "value": 10}])
+    live = SimpleNamespace(model=SimpleNamespace(schema=parse_schema({"amount": "number"})))
+    live.rules = None
+    first = guardrails(task, live)  # type: ignore[arg-type]
+    assert guardrails(task, live) is first  # type: ignore[arg-type]
+    live.model = SimpleNamespace(schema=parse_schema({"amount": "number"}))  # a new model
+    assert guardrails(task, live) is not first  # type: ignore[arg-type]
+    task = SimpleNamespace(rules=[{"feature": "amount", "op": ">", "value": 99}])  # new row
+    assert guardrails(task, live)[0].value == 99  # type: ignore[arg-type]
