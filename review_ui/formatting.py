@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -9,16 +10,40 @@ from datetime import UTC, datetime
 from typing import Any
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+# Where GitHub-flavoured markdown starts a bare link (``http:``, ``https:``, ``www.``, the
+# domain after an e-mail's ``@``): an invisible word joiner there keeps it text.
+_AUTOLINK = re.compile(r"(?i)(?<=http)(?=s?:)|(?<=www)(?=\.)|(?<=@)")
+_WORD_JOINER = "\u2060"
 LONG_TEXT = 80
 
 
 def escape_markdown(text: str) -> str:
     r"""Escape text so Streamlit markdown shows it literally (no links, LaTeX or HTML).
 
+    Markdown's syntax is escaped, and bare addresses, which Streamlit's markdown turns
+    into links by itself, get an invisible word joiner (U+2060) where a link would start.
+
     >>> escape_markdown("*big* $5 [x](y)")
     '\\*big\\* \\$5 \\[x\\]\\(y\\)'
+    >>> escape_markdown("https://x.example a@b.example").replace("\u2060", "<wj>")
+    'http<wj>s\\://x\\.example a@<wj>b\\.example'
     """
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_WORD_JOINER, text))
+
+
+def plain_html(text: str, *, bold: bool = False) -> str:
+    """HTML (for ``st.html``) that shows ``text`` as it is: escaped, its line breaks kept,
+    and no address turned into a link. Streamlit's markdown links every URL and e-mail
+    address it finds, and a case's text may carry the very link it is about (a phishing
+    mail, a fraudulent shop): a reviewer must be able to read and copy it, not open it
+    with a stray click.
+
+    >>> plain_html("visit https://bank.example <now>", bold=True)
+    '<div style="white-space: pre-wrap; overflow-wrap: anywhere; font-weight: 600">visit https://bank.example &lt;now&gt;</div>'
+    """
+    weight = "; font-weight: 600" if bold else ""
+    style = f"white-space: pre-wrap; overflow-wrap: anywhere{weight}"
+    return f'<div style="{style}">{html.escape(text)}</div>'
 
 
 def format_number(value: float | int) -> str:

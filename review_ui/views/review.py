@@ -17,6 +17,7 @@ from review_ui.formatting import (
     format_percent,
     format_value,
     is_long,
+    plain_html,
     seconds_left,
 )
 
@@ -125,10 +126,10 @@ def feature_card(case: dict[str, Any], schema: dict[str, Any] | None) -> None:
             columns = st.columns(3)
             for column, (name, value) in zip(columns, short[start : start + 3], strict=False):
                 column.caption(escape_markdown(name))
-                column.markdown(f"**{escape_markdown(format_value(value))}**")
+                column.html(plain_html(format_value(value), bold=True))
         for name, value in long:
             st.caption(escape_markdown(name))
-            st.markdown(escape_markdown(format_value(value)))
+            st.html(plain_html(format_value(value)))
 
 
 def _kind(schema: dict[str, Any], name: str) -> str | None:

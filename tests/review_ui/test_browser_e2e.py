@@ -137,3 +137,39 @@ def test_a_very_wide_case_scrolls_in_its_card_and_the_buttons_stay_in_view(stack
         assert top < 900
     finally:
         context.close()
+
+
+def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None:
+    """A phishing mail's link must be readable and copyable, never one stray click away."""
+    text = "Account locked: visit https://evil.example.com/login or www.evil.example.org,\n\nhelp@evil.example.com <b>not bold</b>"
+    with stack.admin() as admin:
+        admin.post(
+            "/v1/tasks",
+            json={
+                "name": "mail",
+                "labels": ["phish", "ok"],
+                "features": {"body": "text", "sender": "category"},
+            },
+        ).raise_for_status()
+        case = {"body": text, "sender": "support@bank.example.com"}
+        admin.post("/v1/tasks/mail/cases", json={"features": case}).raise_for_status()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        sign_in(page, stack.ui.url, stack.make_key("reviewer", "lee-e2e"))
+        wait_until_idle(page)
+        page.get_by_label("Task").click()
+        page.get_by_role("option", name="mail").click()
+        wait_for_case(page)
+        wait_until_idle(page)
+        main = page.locator("section.main, [data-testid='stMain']").first
+        assert main.locator("a").count() == 0
+        shown = main.inner_text()
+        for part in (
+            "https://evil.example.com/login",
+            "support@bank.example.com",
+            "<b>not bold</b>",
+        ):
+            assert part in shown
+    finally:
+        context.close()

@@ -29,6 +29,7 @@ def on_screen(at) -> str | None:
 
 def texts(at) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [h.proto.body for h in at.get("html")]  # the case's values (plain_html)
     return "\n".join(parts)
 
 
@@ -41,8 +42,8 @@ def test_review_page_shows_the_case_readably(reviewer, fake_api) -> None:
     assert not at.exception
     assert on_screen(at) == "c_1"
     shown = texts(at)
-    assert "12,501\\.5" in shown  # thousands separator
-    assert "**yes**" in shown  # booleans as yes/no
+    assert "12,501.5" in shown  # thousands separator
+    assert "font-weight: 600\">yes<" in shown  # booleans as yes/no
     assert "upstairs neighbour" in shown  # long text, full width
     assert "Model suggests **approve**" in shown
     assert "confidence 0\\.62 \\< certified threshold 0\\.90" in shown  # why it is here
@@ -228,7 +229,7 @@ def test_many_labels_are_laid_out_in_rows_and_shown_literally(app, fake_api) -> 
     at = app("reviewer").run()
     assert not at.exception
     shown = [b.label for b in at.button if re.match(r"^\d+ · ", b.label)]
-    assert shown[:3] == ["1 · \\*a\\*", "2 · \\$x\\$", "3 · \\[l\\]\\(http\\://e\\.com\\)"]
+    assert shown[:3] == ["1 · \\*a\\*", "2 · \\$x\\$", "3 · \\[l\\]\\(http\u2060\\://e\\.com\\)"]
     assert len(shown) == 10 and shown[9] == "10 · topic\\-6"
     rows = [block for block in at.columns if block.proto.weight == 1 / BUTTONS_PER_ROW]
     assert len(rows) >= BUTTONS_PER_ROW
