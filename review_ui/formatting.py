@@ -38,8 +38,8 @@ def plain_html(text: str, *, bold: bool = False) -> str:
     mail, a fraudulent shop): a reviewer must be able to read and copy it, not open it
     with a stray click.
 
-    >>> plain_html("visit https://bank.example <now>", bold=True)
-    '<div style="white-space: pre-wrap; overflow-wrap: anywhere; font-weight: 600">visit https://bank.example &lt;now&gt;</div>'
+    >>> plain_html("visit https://bank.example <now>").split(">", 1)[1]
+    'visit https://bank.example &lt;now&gt;</div>'
     """
     weight = "; font-weight: 600" if bold else ""
     style = f"white-space: pre-wrap; overflow-wrap: anywhere{weight}"

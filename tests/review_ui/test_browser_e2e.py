@@ -141,7 +141,10 @@ def test_a_very_wide_case_scrolls_in_its_card_and_the_buttons_stay_in_view(stack
 
 def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None:
     """A phishing mail's link must be readable and copyable, never one stray click away."""
-    text = "Account locked: visit https://evil.example.com/login or www.evil.example.org,\n\nhelp@evil.example.com <b>not bold</b>"
+    text = (
+        "Account locked: visit https://evil.example.com/login or www.evil.example.org,"
+        "\n\nhelp@evil.example.com <b>not bold</b>"
+    )
     with stack.admin() as admin:
         admin.post(
             "/v1/tasks",
