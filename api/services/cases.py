@@ -219,9 +219,9 @@ def score(
 
 def guardrails(task: Task, live: LiveModel) -> list[Rule]:
     """The task's rules, their values cleaned as the schema cleans features: parsed once
-    for the task's settings and the model's schema (~2 µs a rule), not per case. The
-    cache holds the very objects it was parsed from, so a changed setting (a new task
-    row) or a new model never meets stale rules."""
+    for the task's row and the model's schema (~2 µs a rule), not per case. The cache
+    holds the very objects it was parsed from: a refreshed task row or a new model parses
+    them again."""
     schema, cached = live.model.schema, live.rules
     if cached is None or cached[0] is not task.rules or cached[1] is not schema:
         cached = live.rules = (task.rules, schema, parse_rules(task.rules, schema))
