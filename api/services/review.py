@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row, Update, and_, bindparam, insert, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.db import Database
@@ -223,7 +224,35 @@ def label_case(
     the label log) when the case has the opinions it needs and they agree, see
     :mod:`api.services.quality`. Otherwise the case goes back to the queue for another
     reviewer (or, when its reviewers disagreed, for a lead).
+
+    The same call repeated answers as the first: also when the repeats race each other
+    (a client retrying a call that timed out), where the one that lost finds the case
+    changed under it (a conflict, or on PostgreSQL the opinion's unique key) and then
+    finds its own opinion stored.
     """
+    try:
+        return _label_case(db, store, case_id, body, who)
+    except (Conflict, IntegrityError) as exc:
+        with db.read() as session:
+            mine = session.exec(
+                select(Opinion).where(
+                    Opinion.case_id == case_id,
+                    Opinion.key_id == who.id,
+                    Opinion.lease_id == body.lease_id,
+                    Opinion.label == body.label,
+                )
+            ).first()
+            if mine is None:
+                if isinstance(exc, IntegrityError):  # another call changed the case first
+                    raise Conflict(f"case {case_id} changed while labelling it: try again") from exc
+                raise
+            task, case, routing = load_case(session, case_id)
+        return case_detail(task, case, routing, store.get(task))
+
+
+def _label_case(
+    db: Database, store: ModelStore, case_id: str, body: LabelCreate, who: Principal
+) -> CaseDetail:
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
         _check_label(task, body.label)

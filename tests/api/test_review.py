@@ -1,7 +1,10 @@
 import time
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from api.services import review
+from api.services.cases import load_case
 from tests.utils.factories import CLAIMS_FEATURES, claims_case  # noqa: F401
 
 CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
@@ -201,3 +204,31 @@ def test_claim_passes_over_excluded_cases(api):
         headers=api.as_("reviewer", "bob"),
     )
     assert nothing.status_code == 204
+
+
+def test_a_repeat_that_raced_the_first_call_answers_as_the_first(api, monkeypatch):
+    """Two identical label calls in flight (a client retrying one that timed out): the
+    one that read the case before the other's write finds the case changed under it, and
+    answers 200 with the case as labelled, as a repeat does, not a false "your lease
+    expired"."""
+    api.create_task()
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    state = api.client.app.state.tierline
+    with state.db.read() as session:
+        before = load_case(session, claim["case"]["id"])  # what the slower call read
+    first = api.label(claim, "approve")
+    stale = iter([before])
+    monkeypatch.setattr(review, "load_case", lambda s, i: next(stale, None) or load_case(s, i))
+    again = api.label(claim, "approve")
+    assert again.status_code == 200 and again.json() == first.json()
+
+    # on PostgreSQL the loser may instead meet the opinion's unique key
+    def unique_key(*args):
+        raise IntegrityError("INSERT INTO opinion ...", {}, Exception("uq_opinion_case_key"))
+
+    monkeypatch.setattr(review, "_label_case", unique_key)
+    assert api.label(claim, "approve").json() == first.json()
+    other = api.label(claim, "reject")  # not a repeat: a conflict, never a 500
+    assert other.status_code == 409 and "changed while labelling" in other.text
+    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["model_version"] == 1
