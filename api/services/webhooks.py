@@ -48,8 +48,18 @@ def event_id(row_id: int | None) -> str:
 
 
 def parse_event_id(public_id: str) -> int:
+    """The row id of ``evt_<id>``; any other text (other digits than ASCII, an id no
+    64-bit column holds) names no event: 404.
+
+    >>> parse_event_id("evt_42")
+    42
+    >>> parse_event_id("evt_\uff11")  # a full-width 1
+    Traceback (most recent call last):
+    ...
+    api.errors.NotFound: webhook event 'evt_１' not found
+    """
     digits = public_id.removeprefix("evt_")
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
         raise NotFound(f"webhook event {public_id!r} not found")
     return int(digits)
 

@@ -297,3 +297,14 @@ def test_event_filter_delete_cancels_and_failed_events_can_be_retried(
         receiver.wait_for(lambda r: len(r.requests) > 0 and status() == "pending")
         assert api.client.delete("/v1/tasks/claims/webhook", headers=api.admin).status_code == 204
         assert status() == "cancelled"
+
+
+@pytest.mark.parametrize("event", ["evt_9223372036854775808", "evt_" + "9" * 30, "evt_\uff11"])
+def test_an_event_id_no_event_can_have_is_404_not_500(hook_api, event):
+    small_task(hook_api)
+    base = "/v1/tasks/claims/webhook"
+    listed = hook_api.client.get(
+        f"{base}/deliveries", params={"event": event}, headers=hook_api.admin
+    )
+    retried = hook_api.client.post(f"{base}/events/{event}/retry", headers=hook_api.admin)
+    assert (listed.status_code, retried.status_code) == (404, 404)
