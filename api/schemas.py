@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 
 from learner.controller import MIN_DELTA, MIN_TARGET_ERROR
 from learner.routing import MIN_AUDIT_RATE
@@ -33,7 +40,7 @@ class StrictModel(BaseModel):
 class KeyCreate(StrictModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     role: Role
-    lead: bool = False  # may decide cases whose reviewers disagreed
+    lead: StrictBool = False  # may decide cases whose reviewers disagreed (JSON true/false)
     tasks: Annotated[list[TaskName], Field(min_length=1, max_length=100)] | None = Field(
         None, description="scope: the only tasks this key may act on (default: every task)"
     )
@@ -42,7 +49,7 @@ class KeyCreate(StrictModel):
 class KeyUpdate(StrictModel):
     """``PATCH /v1/keys/{id}``: grant or withdraw the ``lead`` permission."""
 
-    lead: bool | None = None
+    lead: StrictBool | None = None
 
 
 class KeyPublic(BaseModel):

@@ -27,6 +27,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
+#: Permissions over every task at once: keys (a key may be given any scope).
+UNSCOPED_ONLY = frozenset({"keys:manage"})
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the key's id, name and role."""
@@ -38,6 +42,17 @@ class Principal:
     tasks: frozenset[str] | None = None  # scope: the only tasks it may act on (None: all)
 
     def can(self, permission: str) -> bool:
+        """Whether the role grants ``permission``; a scoped key never holds one that reaches
+        past its tasks (:data:`UNSCOPED_ONLY`: a scoped admin administers its tasks, and
+        cannot mint itself a wider key).
+
+        >>> Principal("k", "a", "admin").can("keys:manage")
+        True
+        >>> Principal("k", "a", "admin", tasks=frozenset({"claims"})).can("keys:manage")
+        False
+        """
+        if self.tasks is not None and permission in UNSCOPED_ONLY:
+            return False
         granted = ROLE_PERMISSIONS.get(self.role, frozenset())
         return "*" in granted or permission in granted
 

@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from api.deps import StateDep, require
 from api.schemas import History, TaskCreate, TaskPublic, TasksPublic, TaskUpdate
@@ -14,6 +14,8 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 def create_task(
     body: TaskCreate, state: StateDep, who: Annotated[Principal, require("tasks:write")]
 ) -> TaskPublic:
+    if not who.may_use(body.name):  # a scoped admin creates only the tasks of its scope
+        raise HTTPException(403, f"this key is not scoped to task {body.name!r}")
     with state.db.write() as session:
         task = service.create_task(session, body, who)
     return service.task_public(task, state.store)

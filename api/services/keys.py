@@ -79,22 +79,23 @@ def rotate_key(
 
 def list_keys(session: Session) -> KeysPublic:
     rows = session.exec(select(ApiKey).order_by(col(ApiKey.created_at))).all()
-    data = [
-        KeyPublic(
-            id=r.id,
-            name=r.name,
-            role=r.role,  # type: ignore[arg-type]
-            created_at=iso(r.created_at),
-            revoked=r.revoked,
-            last_used_at=iso(r.last_used_at),
-            lead=r.lead,
-            tasks=r.tasks,
-            expires_at=iso(r.expires_at),
-            rotated_to=r.rotated_to,
-        )
-        for r in rows
-    ]
+    data = [_public(r) for r in rows]
     return KeysPublic(data=data, count=len(data))
+
+
+def _public(row: ApiKey) -> KeyPublic:
+    return KeyPublic(
+        id=row.id,
+        name=row.name,
+        role=row.role,  # type: ignore[arg-type]
+        created_at=iso(row.created_at),
+        revoked=row.revoked,
+        last_used_at=iso(row.last_used_at),
+        lead=row.lead,
+        tasks=row.tasks,
+        expires_at=iso(row.expires_at),
+        rotated_to=row.rotated_to,
+    )
 
 
 def revoke_key(session: Session, key_id: str, actor: Principal | None = None) -> None:
@@ -113,10 +114,12 @@ def revoke_key(session: Session, key_id: str, actor: Principal | None = None) ->
 
 
 def update_key(session: Session, key_id: str, body: KeyUpdate) -> KeyPublic:
-    """Grant or withdraw the ``lead`` permission of a key."""
+    """Grant or withdraw the ``lead`` permission of a key (not of a revoked one: 409)."""
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"key {key_id} not found")
+    if row.revoked:
+        raise Conflict(f"key {key_id} is revoked: create a new key instead")
     if body.lead is not None and body.lead != row.lead:
         before = _audited(row)
         row.lead = body.lead
@@ -126,15 +129,7 @@ def update_key(session: Session, key_id: str, body: KeyUpdate) -> KeyPublic:
             session, audit.acting(), "key.changed", subject=row.id, before=before,
             after=_audited(row),
         )  # fmt: skip
-    return KeyPublic(
-        id=row.id,
-        name=row.name,
-        role=row.role,  # type: ignore[arg-type]
-        created_at=iso(row.created_at),
-        revoked=row.revoked,
-        last_used_at=iso(row.last_used_at),
-        lead=row.lead,
-    )
+    return _public(row)
 
 
 def resolve_key(session: Session, presented: str, admin_key: str | None) -> Principal | None:

@@ -180,3 +180,48 @@ def test_a_key_revoked_on_another_process_stops_after_a_quiet_spell(settings, mo
         assert one.delete(f"/v1/keys/{created.json()['id']}", headers=admin).status_code == 204
         time.sleep(0.4)
         assert two.get("/v1/me", headers=key).status_code == 401
+
+
+def test_a_scoped_admin_administers_its_tasks_and_cannot_widen_its_reach(api):
+    api.create_task()
+    scoped = api.client.post(
+        "/v1/keys", json={"name": "sa", "role": "admin", "tasks": ["claims"]}, headers=api.admin
+    ).json()
+    sa = auth(scoped["key"])
+    # its own task: settings change
+    assert (
+        api.client.patch("/v1/tasks/claims", json={"min_labels": 7}, headers=sa).status_code == 200
+    )
+    # keys reach past any scope: no minting an unscoped admin, no managing others' keys
+    other = api.client.post("/v1/keys", json={"name": "r", "role": "reviewer"}, headers=api.admin)
+    attempts = [
+        api.client.post("/v1/keys", json={"name": "x", "role": "admin"}, headers=sa),
+        api.client.get("/v1/keys", headers=sa),
+        api.client.patch(f"/v1/keys/{other.json()['id']}", json={"lead": True}, headers=sa),
+        api.client.post(f"/v1/keys/{other.json()['id']}/rotate", headers=sa),
+        api.client.delete(f"/v1/keys/{other.json()['id']}", headers=sa),
+    ]
+    assert [r.status_code for r in attempts] == [403] * 5
+    outside = {"name": "b1", "labels": ["a", "b"]}
+    assert api.client.post("/v1/tasks", json=outside, headers=sa).status_code == 403
+    assert api.client.post("/v1/tasks", json=outside, headers=api.admin).status_code == 201
+    assert api.client.get("/v1/tasks/b1", headers=sa).status_code == 403
+
+
+def test_key_patch_answers_the_whole_key_takes_json_booleans_and_refuses_revoked_keys(api):
+    created = api.client.post(
+        "/v1/keys", json={"name": "r", "role": "reviewer", "tasks": ["claims"]}, headers=api.admin
+    ).json()
+    url = f"/v1/keys/{created['id']}"
+    patched = api.client.patch(url, json={"lead": True}, headers=api.admin)
+    assert patched.status_code == 200
+    assert patched.json()["lead"] is True and patched.json()["tasks"] == ["claims"]
+    for loose in ("yes", 1, "off"):
+        refused = api.client.patch(url, json={"lead": loose}, headers=api.admin)
+        assert refused.status_code == 422 and "lead" in refused.text
+        made = api.client.post(
+            "/v1/keys", json={"name": "l", "role": "reviewer", "lead": loose}, headers=api.admin
+        )
+        assert made.status_code == 422 and "lead" in made.text
+    api.client.delete(url, headers=api.admin)
+    assert api.client.patch(url, json={"lead": False}, headers=api.admin).status_code == 409
