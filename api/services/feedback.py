@@ -79,6 +79,8 @@ def record_feedback(
             if first is not None:
                 live = store.get(task)
                 return _public(task, first, live.version if live else 0), False
+        if case.erased_at is not None:
+            raise Conflict(f"case {case_id} was erased: no features to learn feedback from")
     now = time.time()
     try:
         with db.write() as session:

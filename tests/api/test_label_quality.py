@@ -588,7 +588,7 @@ def test_an_erased_waiting_case_leaves_the_queue_and_teaches_nothing(api):
     assert detail["status"] == "pending" and detail["features"] == {}
 
 
-def test_a_labelled_case_once_erased_takes_no_correction(api):
+def test_a_labelled_case_once_erased_takes_no_correction_nor_feedback(api):
     api.create_task(min_labels=1_000)
     case = api.send("claims", CASE)
     assert api.label(api.claim("claims", "alice"), "approve", "alice").status_code == 200
@@ -599,6 +599,12 @@ def test_a_labelled_case_once_erased_takes_no_correction(api):
         headers=api.as_("reviewer", "alice"),
     )
     assert again.status_code == 409 and "erased" in again.text
+    feedback = api.client.post(
+        f"/v1/cases/{case['id']}/feedback",
+        json={"label": "reject", "source": "chargeback"},
+        headers=api.as_("service"),
+    )
+    assert feedback.status_code == 409 and "erased" in feedback.text  # nothing to learn from
     assert _version(api) == 1
 
 
