@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -131,8 +132,23 @@ class TaskCreate(TaskSettings):
     @field_validator("labels")
     @classmethod
     def _distinct(cls, labels: list[str]) -> list[str]:
-        if len(set(labels)) != len(labels):
-            raise ValueError("labels must be distinct")
+        """Labels a reviewer can tell apart on screen: no surrounding spaces, no invisible
+        characters (zero-width, direction overrides, controls), and distinct also as
+        Unicode normalises them ("é" written as one character or as "e" and an accent is
+        one label)."""
+        for i, label in enumerate(labels):
+            if label != label.strip():
+                raise ValueError(f"labels[{i}] {label!r} has leading or trailing spaces")
+            hidden = sorted(
+                {f"U+{ord(c):04X}" for c in label if unicodedata.category(c) in ("Cc", "Cf")}
+            )
+            if hidden:
+                raise ValueError(
+                    f"labels[{i}] {label!r} holds invisible characters ({', '.join(hidden)}): "
+                    "reviewers could not tell it from another label"
+                )
+        if len({unicodedata.normalize("NFC", label) for label in labels}) != len(labels):
+            raise ValueError("labels must be distinct (also once Unicode-normalised)")
         return labels
 
 

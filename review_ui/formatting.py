@@ -14,36 +14,50 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 # domain after an e-mail's ``@``): an invisible word joiner there keeps it text.
 _AUTOLINK = re.compile(r"(?i)(?<=http)(?=s?:)|(?<=www)(?=\.)|(?<=@)")
 _WORD_JOINER = "\u2060"
+# Characters that reorder the text around them (a right-to-left override shows
+# "\u202egnp.exe" as "exe.png"): shown as their code instead, so what a reviewer reads is
+# what was sent.
+_DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def reveal_direction(text: str) -> str:
+    """``text`` with its direction controls shown as ``⟨U+202E⟩``.
+
+    >>> reveal_direction("\u202egnp.exe")
+    '⟨U+202E⟩gnp.exe'
+    """
+    return _DIRECTION.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
 LONG_TEXT = 80
 
 
 def escape_markdown(text: str) -> str:
     r"""Escape text so Streamlit markdown shows it literally (no links, LaTeX or HTML).
 
-    Markdown's syntax is escaped, and bare addresses, which Streamlit's markdown turns
-    into links by itself, get an invisible word joiner (U+2060) where a link would start.
+    Markdown's syntax is escaped, bare addresses, which Streamlit's markdown turns into
+    links by itself, get an invisible word joiner (U+2060) where a link would start, and
+    direction controls are shown (:func:`reveal_direction`).
 
     >>> escape_markdown("*big* $5 [x](y)")
     '\\*big\\* \\$5 \\[x\\]\\(y\\)'
     >>> escape_markdown("https://x.example a@b.example").replace("\u2060", "<wj>")
     'http<wj>s\\://x\\.example a@<wj>b\\.example'
     """
-    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_WORD_JOINER, text))
+    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_WORD_JOINER, reveal_direction(text)))
 
 
 def plain_html(text: str, *, bold: bool = False) -> str:
     """HTML (for ``st.html``) that shows ``text`` as it is: escaped, its line breaks kept,
-    and no address turned into a link. Streamlit's markdown links every URL and e-mail
-    address it finds, and a case's text may carry the very link it is about (a phishing
-    mail, a fraudulent shop): a reviewer must be able to read and copy it, not open it
-    with a stray click.
+    direction controls shown (:func:`reveal_direction`), and no address turned into a
+    link. Streamlit's markdown links every URL and e-mail address it finds, and a case's
+    text may carry the very link it is about (a phishing mail, a fraudulent shop): a
+    reviewer must be able to read and copy it, not open it with a stray click.
 
     >>> plain_html("visit https://bank.example <now>").split(">", 1)[1]
     'visit https://bank.example &lt;now&gt;</div>'
     """
     weight = "; font-weight: 600" if bold else ""
     style = f"white-space: pre-wrap; overflow-wrap: anywhere{weight}"
-    return f'<div style="{style}">{html.escape(text)}</div>'
+    return f'<div style="{style}">{html.escape(reveal_direction(text))}</div>'
 
 
 def format_number(value: float | int) -> str:

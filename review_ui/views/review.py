@@ -18,6 +18,7 @@ from review_ui.formatting import (
     format_value,
     is_long,
     plain_html,
+    reveal_direction,
     seconds_left,
 )
 
@@ -155,9 +156,13 @@ def suggestion_panel(case: dict[str, Any]) -> None:
     if proba:
         rows = sorted(proba.items(), key=lambda item: -item[1])
         st.dataframe(
-            {"label": [label for label, _ in rows], "probability": [p for _, p in rows]},
+            {
+                "label": [reveal_direction(label) for label, _ in rows],
+                "probability": [p for _, p in rows],
+            },
             hide_index=True,
-            column_config={
+            column_config={  # a long label is cut in its cell, never the probabilities
+                "label": st.column_config.TextColumn("label", width="medium"),
                 "probability": st.column_config.ProgressColumn(
                     "probability", format="%.3f", min_value=0.0, max_value=1.0
                 )

@@ -220,3 +220,22 @@ def test_a_task_stored_with_a_target_below_the_floor_can_be_mended(settings):
         mended = client.patch("/v1/tasks/bad", json={"target_error": 0.05}, headers=api.admin)
         assert mended.status_code == 200, mended.text
         assert api.send("bad", case)["route"] == "assist"
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [
+        (["a", "a"], "distinct"),
+        (["é", "e\u0301"], "Unicode-normalised"),  # one letter written two ways
+        (["a", "a\u200b"], "U+200B"),  # a zero-width space
+        (["\u202egnp.exe", "ok"], "U+202E"),  # shows as "exe.png"
+        (["ok\nlater", "no"], "U+000A"),
+        ([" a", "a"], "spaces"),
+    ],
+)
+def test_labels_a_reviewer_could_not_tell_apart_are_422(api, labels, why):
+    response = api.client.post(
+        "/v1/tasks", json={"name": "look", "labels": labels}, headers=api.admin
+    )
+    assert response.status_code == 422 and why in response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "labels"]

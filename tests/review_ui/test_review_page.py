@@ -43,7 +43,7 @@ def test_review_page_shows_the_case_readably(reviewer, fake_api) -> None:
     assert on_screen(at) == "c_1"
     shown = texts(at)
     assert "12,501.5" in shown  # thousands separator
-    assert "font-weight: 600\">yes<" in shown  # booleans as yes/no
+    assert 'font-weight: 600">yes<' in shown  # booleans as yes/no
     assert "upstairs neighbour" in shown  # long text, full width
     assert "Model suggests **approve**" in shown
     assert "confidence 0\\.62 \\< certified threshold 0\\.90" in shown  # why it is here
@@ -288,3 +288,22 @@ def test_a_suspended_task_shows_no_automation_threshold(app, fake_api) -> None:
     at = app("reviewer").run()
     text = at.get("progress")[0].proto.text
     assert text.startswith("Confidence 62.0%") and "threshold" not in text
+
+
+def test_direction_overrides_are_shown_not_obeyed(app, fake_api) -> None:
+    """A right-to-left override showed the label "\u202egnp.exe" as "exe.png", and a value
+    "\u202etxt.exe" as "exe.txt": what the reviewer read was not what was stored. (The API
+    now refuses such labels; stored tasks and case values may still carry them.)"""
+    labels = ["\u202egnp.exe", "ok"]
+    fake_api.tasks[0]["labels"] = labels
+    features = {"amount": 3.0, "note": "attachment \u202etxt.exe", "\u202ename": "x"}
+    fake_api.add_cases(
+        1, features=features, suggestion="ok", proba={"\u202egnp.exe": 0.4, "ok": 0.6}
+    )
+    at = app("reviewer").run()
+    assert not at.exception
+    assert any(b.label == "1 · ⟨U\\+202E⟩gnp\\.exe" for b in at.button)
+    shown = texts(at)
+    assert "attachment ⟨U+202E⟩txt.exe" in shown and "⟨U\\+202E⟩name" in shown
+    assert "\u202e" not in shown
+    assert list(at.dataframe[0].value["label"]) == ["ok", "⟨U+202E⟩gnp.exe"]
