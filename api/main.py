@@ -120,7 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400:  # FastAPI could not parse the body
-            msg = "not valid UTF-8 JSON, or nested too deeply to read"
+            msg = (
+                "not valid UTF-8 JSON, nested too deeply, or holding an integer of over "
+                "4,300 digits: cannot be read"
+            )
             detail = [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]
             return JSONResponse({"detail": detail}, 422)
         return await http_exception_handler(request, exc)

@@ -62,6 +62,9 @@ def test_invalid_json_and_empty_body_are_422(ready):
     )
     deep = ready.client.post("/v1/tasks/claims/cases", content=b"[" * 100_000, headers=headers)
     assert deep.status_code == 422 and "nested too deeply" in deep.text
+    huge = b'{"features": {"amount": ' + b"9" * 5000 + b"}}"  # beyond Python's int parsing
+    huge_int = ready.client.post("/v1/tasks/claims/cases", content=huge, headers=headers)
+    assert huge_int.status_code == 422 and "4,300 digits" in huge_int.text
 
 
 @pytest.mark.parametrize(
