@@ -165,6 +165,7 @@ class TaskUpdate(StrictModel):
     second_opinion_agreement: float | None = Field(None, ge=0, le=1, strict=True)
     second_opinion_share: float | None = Field(None, ge=0, le=1, strict=True)
     gold_rate: float | None = Field(None, ge=0, le=0.5, strict=True)
+    rules: Annotated[list[Rule], Field(max_length=100)] | None = None
 
 
 class TaskPublic(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any
 
 from learner.errors import InvalidSchema
 from learner.routing import RoutingDecision
-from learner.schema import FeatureSpec
+from learner.schema import MAX_MAGNITUDE, FeatureSpec
 
 __all__ = ["Rule", "apply_guardrails", "matching_rules", "parse_rules"]
 
@@ -75,6 +75,8 @@ def _fits(value: Any, kind: str | None) -> Any:
     if isinstance(value, bool):
         return value if kind in (None, "boolean") else None
     if isinstance(value, int | float):
+        if value != value or abs(value) > MAX_MAGNITUDE:
+            return None  # no feature holds NaN, an infinity or beyond ±1e100
         if kind in (None, "number"):
             return value
         return str(value) if kind == "category" and isinstance(value, int) else None
@@ -84,8 +86,8 @@ def _fits(value: Any, kind: str | None) -> Any:
 
 
 _WANTS = {
-    None: "a single number, string or boolean",
-    "number": "a number",
+    None: "a single finite number, string or boolean",
+    "number": "a finite number within ±1e100",
     "category": "a string or an integer",
     "text": "a string",
     "boolean": "true or false",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -59,11 +60,7 @@ def create_task(session: Session, body: TaskCreate, actor: Principal | None = No
             features = schema_to_json(parse_schema(body.features))
         except InvalidSchema as exc:
             raise InvalidInput(["features", exc.field], exc.reason) from exc
-    rules = [rule.model_dump() for rule in body.rules]
-    try:
-        parse_rules(rules, parse_schema(features) if features is not None else None)
-    except InvalidSchema as exc:
-        raise InvalidInput([exc.field], exc.reason) from exc
+    rules = _checked_rules(body.rules, features)
     now = time.time()
     task = Task(
         name=body.name,
@@ -116,6 +113,17 @@ def list_tasks(session: Session, store: ModelStore) -> TasksPublic:
     return TasksPublic(data=[task_public(t, store) for t in tasks], count=len(tasks))
 
 
+def _checked_rules(rules: list[Any], features: dict | None) -> list[dict]:
+    """The rules as stored, checked against the task's schema when it has one (422 naming
+    ``rules[i]``)."""
+    raw = [rule.model_dump() for rule in rules]
+    try:
+        parse_rules(raw, parse_schema(features) if features is not None else None)
+    except InvalidSchema as exc:
+        raise InvalidInput([exc.field], exc.reason) from exc
+    return raw
+
+
 def update_task(
     session: Session,
     store: ModelStore,
@@ -125,6 +133,8 @@ def update_task(
 ) -> Task:
     task = get_task(session, name)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "rules" in changes:  # guardrails change from the next case on
+        changes["rules"] = _checked_rules(body.rules or [], task.features)
     before = {field: getattr(task, field) for field in changes}
     for field, value in changes.items():
         setattr(task, field, value)

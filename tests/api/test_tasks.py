@@ -239,3 +239,39 @@ def test_labels_a_reviewer_could_not_tell_apart_are_422(api, labels, why):
     )
     assert response.status_code == 422 and why in response.text
     assert response.json()["detail"][0]["loc"] == ["body", "labels"]
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e200", "[NaN]"])
+def test_a_rule_value_no_feature_can_hold_is_422(api, value):
+    """A NaN rule value was stored as null and then refused every case of the task."""
+    op = "in" if value.startswith("[") else ">"
+    body = (
+        '{"name": "nanrule", "labels": ["a", "b"], "features": {"amount": "number"}, '
+        f'"rules": [{{"feature": "amount", "op": "{op}", "value": {value}}}]}}'
+    )
+    headers = {**api.admin, "Content-Type": "application/json"}
+    response = api.client.post("/v1/tasks", content=body, headers=headers)
+    assert response.status_code == 422 and "rules[0]" in response.text
+
+
+def test_rules_can_be_changed_and_hold_from_the_next_case(api):
+    api.create_task(
+        min_labels=5, threshold=0.0, rules=[{"feature": "amount", "op": ">", "value": 10000}]
+    )
+    api.teach("claims", 20)
+    small = {"amount": 50, "country": "fr", "note": "x", "vip": False}
+    assert api.send("claims", small)["route"] == "auto"
+    new = [{"feature": "amount", "op": ">", "value": 10}]
+    patched = api.client.patch("/v1/tasks/claims", json={"rules": new}, headers=api.admin)
+    assert patched.status_code == 200 and patched.json()["rules"][0]["value"] == 10
+    guarded = api.send("claims", small)
+    assert guarded["route"] == "assist" and "rule: amount > 10" in guarded["reasons"]
+    wrong = [{"feature": "amount", "op": "==", "value": "big"}]
+    refused = api.client.patch("/v1/tasks/claims", json={"rules": wrong}, headers=api.admin)
+    assert refused.status_code == 422 and "rules[0]" in refused.text
+    cleared = api.client.patch("/v1/tasks/claims", json={"rules": []}, headers=api.admin)
+    assert cleared.status_code == 200 and api.send("claims", small)["route"] == "auto"
+    changes = api.client.get(
+        "/v1/audit", params={"task": "claims", "action": "task.changed"}, headers=api.admin
+    ).json()["data"]
+    assert [c["after"]["rules"] for c in changes] == [[], new]  # newest first
