@@ -1419,9 +1419,13 @@ class TaskGovernor:
         return self._migrate(mode, None, reason if mode == "assist" else f"suspended: {reason}")
 
     # --- transitions ----------------------------------------------------------------------
-    def _migrate(self, mode: str, threshold: float | None, reason: str) -> list[Migration]:
+    def _migrate(
+        self, mode: str, threshold: float | None, reason: str, evidence: Certificate | None = None
+    ) -> list[Migration]:
+        """Move, recording ``evidence`` (default: the certificate now) with the reason; the
+        numbers of the history row are those its reason quotes."""
         self.mode, self.threshold = mode, threshold
-        c = self.certificate
+        c = self.certificate if evidence is None else evidence
         log.info("migration at label %d: %s", self.n_labels, reason)
         return [Migration(mode, threshold, reason, c.n, c.errors, c.upper, self.n_labels)]
 
@@ -1472,7 +1476,7 @@ class TaskGovernor:
                     self._fresh_since = self.n_labels  # on fresh labels only
                 counts = _counts(in_force.n, in_force.errors, in_force.n_effective)
                 reason = f"{prefix}suspended: {why} ({counts})"
-                return self._migrate("suspended", None, reason)
+                return self._migrate("suspended", None, reason, in_force)
             self.certificate = controller.certificate_at(lowest.threshold)
             verb = "raised" if lowest.threshold > threshold else "moved"
             reason = (

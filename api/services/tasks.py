@@ -175,9 +175,14 @@ def effective_state(task: Task, live: LiveModel | None) -> tuple[str, float | No
     if live is None:
         return "assist", None, "no model yet"
     governor = live.governor
+    cert = governor.certificate
     if governor.mode == "assist":
-        return "assist", None, f"no threshold certified yet ({governor.certificate.reason})"
-    return governor.mode, governor.threshold, live.mode_reason or governor.certificate.reason
+        if cert.threshold is None:  # "no threshold certified: best bound ..."
+            return "assist", None, cert.reason
+        return "assist", None, f"not automated yet: {cert.reason} must hold after one more error"
+    if governor.mode == "automated" and cert.threshold == governor.threshold:
+        return "automated", governor.threshold, f"certified {cert.reason}"  # today's evidence
+    return governor.mode, governor.threshold, live.mode_reason or cert.reason
 
 
 def current_reason(task: Task, live: LiveModel | None) -> str | None:
@@ -220,10 +225,23 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
         before = task.mode
         was = {"mode": task.mode, "threshold": task.threshold_in_force}
         task.mode, task.threshold_in_force, task.mode_reason = mode, threshold, reason
-        _history(session, task, f"{reason} ({cause})")
+        evidence = _evidence(task, live, mode)
+        _history(session, task, f"{reason} ({cause})", **evidence)
         _mode_event(session, task, before, f"{reason} ({cause})")
-        _audit_migration(session, task, was, f"{reason} ({cause})")
+        _audit_migration(session, task, was, f"{reason} ({cause})", **evidence)
     session.add(task)  # written only if something changed (see current_reason)
+
+
+def _evidence(task: Task, live: LiveModel | None, mode: str) -> dict[str, Any]:
+    """The governor's evidence when the mode follows it (what its reason quotes), else
+    none: a cold start, a kill switch or a fixed threshold rests on no certificate."""
+    governed = task.automation == "on" and task.threshold_policy == "certified"
+    if live is None or not governed or live.version < task.min_labels:
+        return {}
+    if mode != live.governor.mode:
+        return {}
+    cert = live.governor.certificate
+    return {"n": cert.n, "errors": cert.errors, "upper": cert.upper}
 
 
 def _audit_migration(

@@ -52,7 +52,15 @@ def test_cold_start_and_kill_switch_override_certification(api):
     assert case["route"] == "assist" and "switched off" in case["reasons"][0]
     assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "assist"
     api.client.patch("/v1/tasks/claims", json={"automation": "on"}, headers=api.admin)
-    assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "automated"
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["mode"] == "automated"
+    # the row a settings change writes quotes today's evidence, and carries it
+    off, back = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"][-2:]
+    assert back["reason"].startswith("certified threshold ")
+    assert back["reason"].endswith("(settings changed: automation=on)")
+    assert f"bound {back['upper']:.3f} <=" in back["reason"] and f"n={back['n']}," in back["reason"]
+    assert off["reason"].startswith("automation switched off") and off["n"] == 0
+    assert task["mode_reason"].startswith("certified threshold ")
 
 
 def test_wrong_labels_suspend_automation_until_fresh_evidence_recertifies(api):

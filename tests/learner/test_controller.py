@@ -518,6 +518,9 @@ def test_governor_suspends_when_the_bound_rises_above_target():
     assert suspended and gov.mode in ("suspended", "automated")
     reason = suspended[0].reason
     assert reason.startswith("suspended: bound 0.") and "> target 0.05 at threshold 0.99" in reason
+    # the history row's numbers are those its reason quotes (the region in force)
+    m = suspended[0]
+    assert f"bound {m.upper:.3f} >" in reason and f"(n={m.n}, {m.errors} errors" in reason
 
 
 def test_governor_raises_the_threshold_when_its_region_degrades():

@@ -35,8 +35,8 @@ def test_rules_that_fit_the_schema_are_built_with_clean_values(rule, expected):
     "rule, says",
     [
         ({"feature": "ghost", "op": "==", "value": 1}, "unknown feature"),
-        ({"feature": "amount", "op": "==", "value": "big"}, "needs a number"),
-        ({"feature": "amount", "op": ">", "value": True}, "needs a number"),
+        ({"feature": "amount", "op": "==", "value": "big"}, "needs a finite number"),
+        ({"feature": "amount", "op": ">", "value": True}, "needs a finite number"),
         ({"feature": "amount", "op": "in", "value": [1, "b"]}, "got 'b'"),
         ({"feature": "vip", "op": "==", "value": "yes"}, "needs true or false"),
         ({"feature": "vip", "op": "in", "value": [{"a": 1}]}, "needs true or false"),
@@ -57,7 +57,7 @@ def test_rules_that_cannot_apply_are_refused_naming_the_rule(rule, says):
 def test_without_a_schema_any_single_scalar_is_accepted_but_not_a_list_or_object():
     assert parse_rules([{"feature": "x", "op": "==", "value": "a"}], None)
     for value in (None, [1], {"a": 1}):
-        with pytest.raises(InvalidSchema, match="single number, string or boolean"):
+        with pytest.raises(InvalidSchema, match="single finite number, string or boolean"):
             parse_rules([{"feature": "x", "op": "==", "value": value}], None)
 
 
