@@ -111,7 +111,7 @@ def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[
     >>> parse_rules([{"feature": "amount", "op": "==", "value": "big"}], schema)
     Traceback (most recent call last):
     ...
-    learner.errors.InvalidSchema: rules[0]: 'amount == ...' needs a number, got 'big'
+    learner.errors.InvalidSchema: rules[0]: 'amount == ...' needs a finite number within ±1e100, got 'big'
     """
     rules = []
     for i, item in enumerate(raw):
@@ -168,10 +168,14 @@ def apply_guardrails(
     >>> guarded = apply_guardrails(d, [Rule("amount", ">", 10)], {"amount": 50})
     >>> guarded.route, guarded.reasons[-1], guarded.propensity
     ('assist', 'rule: amount > 10', 1.0)
+    >>> audited = route_case({"yes": 0.9, "no": 0.1}, policy=policy, n_labels=10, task="t",
+    ...                      case_key="c", draw=0.0)
+    >>> apply_guardrails(audited, [Rule("amount", ">", 10)], {"amount": 50}).reasons
+    ['confidence 0.90 >= threshold 0.50', 'rule: amount > 10']
     """
     matched = matching_rules(rules, features)
     if not matched:
         return decision
-    return replace(
-        decision, route="assist", audit=False, propensity=1.0, reasons=[*decision.reasons, *matched]
-    )
+    # a person decides it anyway: no audit sample of an automated decision to speak of
+    kept = [r for r in decision.reasons if not (decision.audit and r.startswith("audit sample"))]
+    return replace(decision, route="assist", audit=False, propensity=1.0, reasons=[*kept, *matched])

@@ -275,3 +275,16 @@ def test_rules_can_be_changed_and_hold_from_the_next_case(api):
         "/v1/audit", params={"task": "claims", "action": "task.changed"}, headers=api.admin
     ).json()["data"]
     assert [c["after"]["rules"] for c in changes] == [[], new]  # newest first
+
+
+def test_a_case_a_rule_sends_to_a_person_is_not_called_an_audit_sample(api):
+    api.create_task(
+        min_labels=5,
+        threshold=0.0,
+        audit_rate=1.0,  # every automated decision audited
+        rules=[{"feature": "amount", "op": ">", "value": 10000}],
+    )
+    api.teach("claims", 20)
+    large = api.send("claims", {"amount": 50000, "country": "fr", "note": "x", "vip": False})
+    assert large["route"] == "assist" and not large["audit"] and large["propensity"] == 1.0
+    assert not any(r.startswith("audit sample") for r in large["reasons"])
