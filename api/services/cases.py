@@ -136,21 +136,31 @@ def _with_bound(decision: RoutingDecision, live: LiveModel, target: float) -> Ro
 
 
 def ensure_schema(
-    db: Database, store: ModelStore, task: Task, first_features: dict, loc: list
+    db: Database,
+    store: ModelStore,
+    task: Task,
+    first_features: dict,
+    loc: list,
+    schema: dict[str, FeatureSpec] | None = None,
 ) -> Task:
-    """Fix the task's schema from its first case when none was declared."""
+    """Fix the task's schema from its first case (or as ``schema``, inferred from more
+    rows than one) when none was declared."""
     if task.features is not None:
         return task
-    return _fix_schema(db, store, task, _inferred(task, first_features, loc))
+    return _fix_schema(db, store, task, _inferred(task, first_features, loc, schema))
 
 
-def _inferred(task: Task, features: dict, loc: list) -> dict[str, FeatureSpec]:
-    """The schema a first case implies; a 422 at ``loc`` when it implies none, or one
-    that the task's rules cannot compare with (``amount > 100`` and ``"amount": "lots"``)."""
-    try:
-        schema = infer_schema(features)
-    except InvalidFeatures as exc:
-        raise InvalidInput([*loc, exc.field], exc.reason) from exc
+def _inferred(
+    task: Task, features: dict, loc: list, schema: dict[str, FeatureSpec] | None = None
+) -> dict[str, FeatureSpec]:
+    """The schema a first case implies (or ``schema``); a 422 at ``loc`` when it implies
+    none, or one that the task's rules cannot compare with (``amount > 100`` and
+    ``"amount": "lots"``)."""
+    if schema is None:
+        try:
+            schema = infer_schema(features)
+        except InvalidFeatures as exc:
+            raise InvalidInput([*loc, exc.field], exc.reason) from exc
     try:
         parse_rules(task.rules, schema)
     except InvalidSchema as exc:

@@ -19,6 +19,12 @@ line number and either skipped (``on_error="skip"``) or reject the whole import
 imported unless every row is good). Rows whose ``external_id`` the task already has are
 skipped as already imported, so a rerun after an interruption resumes where it stopped.
 
+A task without a declared schema takes it from the file's first rows (up to
+:data:`SCHEMA_SAMPLE`): every feature they carry, of the kind of its first value, and
+optional when some of those rows lack it (an export's optional feature is often absent
+from its first row, and a schema from that row alone refused every later row that had
+it).
+
 Columns: features as columns named like the task's features (or ``features.<name>``,
 as exports write them; JSON Lines may instead carry a ``features`` object), and
 ``external_id``, ``label`` (labels only), ``labelled_by``, ``comment``. Other columns
@@ -33,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -573,6 +580,41 @@ def _young_collections_every(allocations: int) -> Iterator[None]:
         gc.set_threshold(*before)
 
 
+#: Rows a file's schema is inferred from, for a task that declares none.
+SCHEMA_SAMPLE = 1000
+
+
+def infer_file_schema(head: Sequence[Record], parser: RowParser) -> dict[str, FeatureSpec] | None:
+    """The schema of a file's first rows (``parser`` holds no schema): every feature any
+    readable row carries, of the kind its first value gives, required only when every
+    such row has it; ``None`` when no row gives one.
+
+    A feature whose first value gives no kind is left out (the rows that carry it then
+    fail as unknown features, as they would have against a schema from the first row).
+    """
+    kinds: dict[str, FeatureSpec] = {}
+    present: dict[str, int] = {}
+    readable = 0
+    for record in head:
+        if record.error is not None or record.data is None:
+            continue
+        try:
+            features = parser.features_of(record.data, record.text)
+        except RowError:
+            continue
+        readable += 1
+        for name, value in features.items():
+            present[name] = present.get(name, 0) + 1
+            if name not in kinds:
+                try:
+                    kinds[name] = infer_schema({name: value})[name]
+                except InvalidFeatures:
+                    continue
+    if not kinds:
+        return None
+    return {name: FeatureSpec(spec.kind, present[name] == readable) for name, spec in kinds.items()}
+
+
 def _batches(
     records: Iterator[Record],
     parser: RowParser,
@@ -622,6 +664,18 @@ def run_import(
     task = store.tasks.get(task_name)
     report = ImportReport(what, task.name, fmt, on_error)
     schema = parse_schema(task.features) if task.features is not None else None
+    if schema is None:  # inferred from the file's first rows, fixed with the first batch
+        head = list(islice(read_records(path, fmt), SCHEMA_SAMPLE))
+        schema = infer_file_schema(
+            head,
+            RowParser(
+                what,
+                task.labels,
+                None,
+                max_string_length=max_string_length,
+                max_comment_length=max_comment_length,
+            ),
+        )
 
     def parser() -> RowParser:
         return RowParser(
@@ -652,7 +706,9 @@ def run_import(
     with _young_collections_every(10_000):  # bulk work: fewer passes of the collector
         for batch in _batches(records, rows_parser, report, fmt, strict=on_error == "reject"):
             if first and task.features is None:
-                task = ensure_schema(db, store, task, batch[0].features, ["features"])
+                task = ensure_schema(
+                    db, store, task, batch[0].features, ["features"], schema=rows_parser.schema
+                )
                 rows_parser.schema = parse_schema(task.features)  # type: ignore[arg-type]
                 first = False
             if what == "labels":

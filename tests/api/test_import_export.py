@@ -325,3 +325,26 @@ def test_export_to_a_missing_directory_is_one_line(api: Api, cli_env: None, tmp_
     api.create_task()
     code, output = run("export", "labels", "--task", "claims", "--out", tmp_path / "no" / "x.csv")
     assert code == 2 and "error: cannot write" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_task_without_a_schema_takes_it_from_the_files_first_rows(
+    api: Api, cli_env: None, tmp_path: Path, fmt: str
+) -> None:
+    """An optional feature absent from the first row (as exports of such tasks are) was
+    left out of the schema inferred from that row, and every later row carrying it was
+    skipped as a bad row."""
+    api.client.post(
+        "/v1/tasks", json={"name": "bare", "labels": ["approve", "reject"]}, headers=api.admin
+    ).raise_for_status()
+    rows = history(300, seed=8)
+    for i, row in enumerate(rows):
+        if i % 3 == 0:
+            del row["features"]["note"]  # the first row among them
+    path = (write_jsonl if fmt == "jsonl" else write_csv)(tmp_path / f"h.{fmt}", rows)
+    code, output = run("import", "labels", path, "--task", "bare", "--no-progress")
+    assert code == 0 and "imported 300 labels" in output and "bad rows" not in output, output
+    features = api.client.get("/v1/tasks/bare", headers=api.admin).json()["features"]
+    assert set(features) == set(CLAIMS_FEATURES)
+    assert features["note"] == {"type": features["note"]["type"], "required": False}
+    assert features["amount"] in ("number", {"type": "number", "required": True})
