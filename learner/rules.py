@@ -111,7 +111,7 @@ def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[
     >>> parse_rules([{"feature": "amount", "op": "==", "value": "big"}], schema)
     Traceback (most recent call last):
     ...
-    learner.errors.InvalidSchema: rules[0]: 'amount == ...' needs a finite number within ±1e100, got 'big'
+    learner.errors.InvalidSchema: rules[0]: 'amount == ...' needs a finite number ..., got 'big'
     """
     rules = []
     for i, item in enumerate(raw):
