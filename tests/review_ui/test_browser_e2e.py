@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -122,21 +123,11 @@ def test_a_very_wide_case_scrolls_in_its_card_and_the_buttons_stay_in_view(stack
         ).raise_for_status()
         case = {f"f{i:03d}": float(i) for i in range(150)} | {"note": "word " * 2000}
         admin.post("/v1/tasks/wide/cases", json={"features": case}).raise_for_status()
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        page = context.new_page()
-        sign_in(page, stack.ui.url, stack.make_key("reviewer", "wanda-e2e"))
-        wait_until_idle(page)
-        page.get_by_label("Task").click()
-        page.get_by_role("option", name="wide").click()
-        wait_for_case(page)
-        wait_until_idle(page)
+    with first_case_of(browser, stack, "wide", "wanda-e2e") as page:
         # 150 features and 10,000 characters: the card scrolls, the first label's button
         # is on the first screen (it was some 10,000 px down)
         top = page.get_by_role("button", name="1 · yes").bounding_box()["y"]
         assert top < 900
-    finally:
-        context.close()
 
 
 def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None:
@@ -156,16 +147,8 @@ def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None
         ).raise_for_status()
         case = {"body": text, "sender": "support@bank.example.com"}
         admin.post("/v1/tasks/mail/cases", json={"features": case}).raise_for_status()
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        page = context.new_page()
-        sign_in(page, stack.ui.url, stack.make_key("reviewer", "lee-e2e"))
-        wait_until_idle(page)
-        page.get_by_label("Task").click()
-        page.get_by_role("option", name="mail").click()
-        wait_for_case(page)
-        wait_until_idle(page)
-        main = page.locator("section.main, [data-testid='stMain']").first
+    with first_case_of(browser, stack, "mail", "lee-e2e") as page:
+        main = page.locator("[data-testid='stMain']").first
         assert main.locator("a").count() == 0
         shown = main.inner_text()
         for part in (
@@ -174,5 +157,20 @@ def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None
             "<b>not bold</b>",
         ):
             assert part in shown
+
+
+@contextmanager
+def first_case_of(browser, stack: Stack, task: str, reviewer: str) -> Iterator:
+    """A new reviewer signed in at 1280 × 900, with ``task``'s first case on screen."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        sign_in(page, stack.ui.url, stack.make_key("reviewer", reviewer))
+        wait_until_idle(page)
+        page.get_by_label("Task").click()
+        page.get_by_role("option", name=task).click()
+        wait_for_case(page)
+        wait_until_idle(page)
+        yield page
     finally:
         context.close()
