@@ -27,6 +27,8 @@ def reveal_direction(text: str) -> str:
     '⟨U+202E⟩gnp.exe'
     """
     return _DIRECTION.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+
+
 LONG_TEXT = 80
 
 
@@ -43,6 +45,15 @@ def escape_markdown(text: str) -> str:
     'http<wj>s\\://x\\.example a@<wj>b\\.example'
     """
     return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_WORD_JOINER, reveal_direction(text)))
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut.
+
+    >>> clip("approve", 24), clip("x" * 30, 10)
+    ('approve', 'xxxxxxxxx…')
+    """
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def plain_html(text: str, *, bold: bool = False) -> str:

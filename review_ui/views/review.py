@@ -11,6 +11,7 @@ from api.client import TierlineClient, TierlineError
 from review_ui import reviewing as rv
 from review_ui import session
 from review_ui.formatting import (
+    clip,
     escape_markdown,
     format_contribution,
     format_duration,
@@ -138,6 +139,11 @@ def _kind(schema: dict[str, Any], name: str) -> str | None:
     return kind.get("type") if isinstance(kind, dict) else kind
 
 
+#: Characters of a label shown in the probability table (the buttons show it whole): a
+#: longer one widened its column until the probabilities were out of view.
+TABLE_LABEL = 14
+
+
 def suggestion_panel(case: dict[str, Any]) -> None:
     """The model's suggestion, confidence, class probabilities, reasons and explanation."""
     suggestion = case.get("suggestion")
@@ -157,12 +163,11 @@ def suggestion_panel(case: dict[str, Any]) -> None:
         rows = sorted(proba.items(), key=lambda item: -item[1])
         st.dataframe(
             {
-                "label": [reveal_direction(label) for label, _ in rows],
+                "label": [clip(reveal_direction(label), TABLE_LABEL) for label, _ in rows],
                 "probability": [p for _, p in rows],
             },
             hide_index=True,
-            column_config={  # a long label is cut in its cell, never the probabilities
-                "label": st.column_config.TextColumn("label", width="medium"),
+            column_config={
                 "probability": st.column_config.ProgressColumn(
                     "probability", format="%.3f", min_value=0.0, max_value=1.0
                 )

@@ -307,3 +307,17 @@ def test_direction_overrides_are_shown_not_obeyed(app, fake_api) -> None:
     assert "attachment ⟨U+202E⟩txt.exe" in shown and "⟨U\\+202E⟩name" in shown
     assert "\u202e" not in shown
     assert list(at.dataframe[0].value["label"]) == ["ok", "⟨U+202E⟩gnp.exe"]
+
+
+def test_a_long_label_is_clipped_in_the_probability_table_and_whole_on_its_button(
+    app, fake_api
+) -> None:
+    """A 128-character label widened the table's label column until the probabilities
+    were out of view."""
+    long = "L" * 128
+    fake_api.tasks[0]["labels"] = [long, "ok"]
+    fake_api.add_cases(1, suggestion="ok", proba={long: 0.3, "ok": 0.7})
+    at = app("reviewer").run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["label"]) == ["ok", "L" * 13 + "…"]
+    assert any(b.label == f"1 · {long}" for b in at.button)
