@@ -123,7 +123,7 @@ def test_a_very_wide_case_scrolls_in_its_card_and_the_buttons_stay_in_view(stack
         ).raise_for_status()
         case = {f"f{i:03d}": float(i) for i in range(150)} | {"note": "word " * 2000}
         admin.post("/v1/tasks/wide/cases", json={"features": case}).raise_for_status()
-    with first_case_of(browser, stack, "wide", "wanda-e2e") as page:
+    with first_case_of(browser, stack, "wide", "wanda-e2e", "yes") as page:
         # 150 features and 10,000 characters: the card scrolls, the first label's button
         # is on the first screen (it was some 10,000 px down)
         top = page.get_by_role("button", name="1 · yes").bounding_box()["y"]
@@ -147,7 +147,7 @@ def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None
         ).raise_for_status()
         case = {"body": text, "sender": "support@bank.example.com"}
         admin.post("/v1/tasks/mail/cases", json={"features": case}).raise_for_status()
-    with first_case_of(browser, stack, "mail", "lee-e2e") as page:
+    with first_case_of(browser, stack, "mail", "lee-e2e", "phish") as page:
         main = page.locator("[data-testid='stMain']").first
         assert main.locator("a").count() == 0
         shown = main.inner_text()
@@ -160,8 +160,9 @@ def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None
 
 
 @contextmanager
-def first_case_of(browser, stack: Stack, task: str, reviewer: str) -> Iterator:
-    """A new reviewer signed in at 1280 × 900, with ``task``'s first case on screen."""
+def first_case_of(browser, stack: Stack, task: str, reviewer: str, label: str) -> Iterator:
+    """A new reviewer signed in at 1280 × 900, with ``task``'s first case on screen (its
+    first label's button drawn: the default task's case may be on screen before)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
@@ -169,6 +170,7 @@ def first_case_of(browser, stack: Stack, task: str, reviewer: str) -> Iterator:
         wait_until_idle(page)
         page.get_by_label("Task").click()
         page.get_by_role("option", name=task).click()
+        page.get_by_role("button", name=f"1 · {label}").wait_for(timeout=30_000)
         wait_for_case(page)
         wait_until_idle(page)
         yield page
