@@ -167,6 +167,15 @@ class TaskUpdate(StrictModel):
     gold_rate: float | None = Field(None, ge=0, le=0.5, strict=True)
     rules: Annotated[list[Rule], Field(max_length=100)] | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        """A setting sent as ``null`` is a 422 naming it (it was ignored: a client meaning
+        "reset" or "clear" would have been told nothing); leave a setting out to keep it."""
+        if value is None:
+            raise ValueError("null is not a value of this setting; leave it out to keep it")
+        return value
+
 
 class TaskPublic(BaseModel):
     name: str

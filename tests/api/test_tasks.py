@@ -288,3 +288,11 @@ def test_a_case_a_rule_sends_to_a_person_is_not_called_an_audit_sample(api):
     large = api.send("claims", {"amount": 50000, "country": "fr", "note": "x", "vip": False})
     assert large["route"] == "assist" and not large["audit"] and large["propensity"] == 1.0
     assert not any(r.startswith("audit sample") for r in large["reasons"])
+
+
+@pytest.mark.parametrize("setting", ["min_labels", "audit_rate", "target_error", "automation"])
+def test_a_setting_sent_as_null_is_422_naming_it_not_ignored(api, setting):
+    api.create_task()
+    response = api.client.patch("/v1/tasks/claims", json={setting: None}, headers=api.admin)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", setting]
