@@ -131,7 +131,7 @@ class TaskCreate(TaskSettings):
 
     @field_validator("labels")
     @classmethod
-    def _distinct(cls, labels: list[str]) -> list[str]:
+    def _distinguishable(cls, labels: list[str]) -> list[str]:
         """Labels a reviewer can tell apart on screen: no surrounding spaces, no invisible
         characters (zero-width, direction overrides, controls), and distinct also as
         Unicode normalises them ("é" written as one character or as "e" and an accent is

@@ -150,10 +150,9 @@ def _tasks(quick: bool) -> list[dict[str, Any]]:
                 if policy == "certified" and seed == 0 and target == 0.05:
                     task["curve_out"] = curves
                 tasks.append(task)
-    for section, streams in (("hard", HARD_STREAMS), ("long", LONG_STREAMS)):
+    efficiency_only = () if quick else (("hard", HARD_STREAMS), ("long", LONG_STREAMS))
+    for section, streams in efficiency_only:
         for (name, family, n), seed in ((s, seed) for s in streams for seed in seeds):
-            if quick:
-                break
             tasks.append(
                 {
                     "section": section,

@@ -663,21 +663,8 @@ def run_import(
     fmt = detect_format(path, fmt)
     task = store.tasks.get(task_name)
     report = ImportReport(what, task.name, fmt, on_error)
-    schema = parse_schema(task.features) if task.features is not None else None
-    if schema is None:  # inferred from the file's first rows, fixed with the first batch
-        head = list(islice(read_records(path, fmt), SCHEMA_SAMPLE))
-        schema = infer_file_schema(
-            head,
-            RowParser(
-                what,
-                task.labels,
-                None,
-                max_string_length=max_string_length,
-                max_comment_length=max_comment_length,
-            ),
-        )
 
-    def parser() -> RowParser:
+    def parser(schema: dict[str, FeatureSpec] | None) -> RowParser:
         return RowParser(
             what,
             task.labels,
@@ -686,10 +673,15 @@ def run_import(
             max_comment_length=max_comment_length,
         )
 
+    schema = parse_schema(task.features) if task.features is not None else None
+    if schema is None:  # inferred from the file's first rows, fixed with the first batch
+        head = list(islice(read_records(path, fmt), SCHEMA_SAMPLE))
+        schema = infer_file_schema(head, parser(None))
+
     total = total_size(path, fmt)
     if on_error == "reject":
         check = ImportReport(what, task.name, fmt, on_error)
-        for _ in _batches(read_records(path, fmt), parser(), check, fmt, strict=False):
+        for _ in _batches(read_records(path, fmt), parser(schema), check, fmt, strict=False):
             pass
         if check.bad:
             check.rejected = True
@@ -701,7 +693,7 @@ def run_import(
             progress(done, total)
 
     records = read_records(path, fmt, tick)
-    rows_parser = parser()
+    rows_parser = parser(schema)
     first = True
     with _young_collections_every(10_000):  # bulk work: fewer passes of the collector
         for batch in _batches(records, rows_parser, report, fmt, strict=on_error == "reject"):

@@ -234,20 +234,24 @@ def label_case(
         return _label_case(db, store, case_id, body, who)
     except (Conflict, IntegrityError) as exc:
         with db.read() as session:
-            mine = session.exec(
-                select(Opinion).where(
-                    Opinion.case_id == case_id,
-                    Opinion.key_id == who.id,
-                    Opinion.lease_id == body.lease_id,
-                    Opinion.label == body.label,
-                )
-            ).first()
-            if mine is None:
+            if not _repeats(_own_opinion(session, case_id, who), body):
                 if isinstance(exc, IntegrityError):  # another call changed the case first
                     raise Conflict(f"case {case_id} changed while labelling it: try again") from exc
                 raise
             task, case, routing = load_case(session, case_id)
         return case_detail(task, case, routing, store.get(task))
+
+
+def _own_opinion(session: Session, case_id: str, who: Principal) -> Opinion | None:
+    """``who``'s opinion on the case (at most one: unique per case and key)."""
+    return session.exec(
+        select(Opinion).where(Opinion.case_id == case_id, Opinion.key_id == who.id)
+    ).first()
+
+
+def _repeats(opinion: Opinion | None, body: LabelCreate) -> bool:
+    """Whether ``body`` is the call that gave ``opinion`` (same lease, same label)."""
+    return opinion is not None and (opinion.lease_id, opinion.label) == (body.lease_id, body.label)
 
 
 def _label_case(
@@ -257,11 +261,9 @@ def _label_case(
         task, case, routing = load_case(session, case_id)
         _check_label(task, body.label)
         if case.label is not None or case.opinions:
-            mine = session.exec(
-                select(Opinion).where(Opinion.case_id == case_id, Opinion.key_id == who.id)
-            ).first()
+            mine = _own_opinion(session, case_id, who)
             if mine is not None:
-                if mine.lease_id == body.lease_id and mine.label == body.label:
+                if _repeats(mine, body):
                     return case_detail(task, case, routing, store.get(task))  # a repeated call
                 raise Conflict(f"you already labelled case {case_id}")
         if case.label is not None:

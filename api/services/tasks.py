@@ -225,20 +225,19 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
         before = task.mode
         was = {"mode": task.mode, "threshold": task.threshold_in_force}
         task.mode, task.threshold_in_force, task.mode_reason = mode, threshold, reason
-        evidence = _evidence(task, live, mode)
+        evidence = _evidence(task, live)
         _history(session, task, f"{reason} ({cause})", **evidence)
         _mode_event(session, task, before, f"{reason} ({cause})")
         _audit_migration(session, task, was, f"{reason} ({cause})", **evidence)
     session.add(task)  # written only if something changed (see current_reason)
 
 
-def _evidence(task: Task, live: LiveModel | None, mode: str) -> dict[str, Any]:
-    """The governor's evidence when the mode follows it (what its reason quotes), else
-    none: a cold start, a kill switch or a fixed threshold rests on no certificate."""
+def _evidence(task: Task, live: LiveModel | None) -> dict[str, Any]:
+    """The governor's evidence when the mode is the governor's (:func:`effective_state`
+    past the kill switch, the cold start and a fixed threshold, which rest on no
+    certificate): what its reason quotes."""
     governed = task.automation == "on" and task.threshold_policy == "certified"
     if live is None or not governed or live.version < task.min_labels:
-        return {}
-    if mode != live.governor.mode:
         return {}
     cert = live.governor.certificate
     return {"n": cert.n, "errors": cert.errors, "upper": cert.upper}
