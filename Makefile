@@ -39,8 +39,9 @@ postgres:  ## start the local PostgreSQL cluster when it is not running
 chromium:  ## Debian's Chromium for the browser test (tests/review_ui/test_browser_e2e.py)
 	test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium)
 
-lint: venv
+lint: venv  ## ruff over everything, mypy over the packages (DESIGN.md: ruff and mypy clean)
 	$(BIN)/ruff check api learner review_ui tests bench
+	$(BIN)/mypy api learner review_ui
 
 bench: venv  ## API throughput and latency against a bare FastAPI endpoint (BENCHMARKS.md)
 	$(BIN)/python bench/api_bench.py

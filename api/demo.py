@@ -17,6 +17,7 @@ import time
 from itertools import islice
 
 import httpx
+from sqlmodel import col
 
 from api import migrate
 from api.cli import ui_command
@@ -89,7 +90,7 @@ def _demo_keys(database_url: str) -> dict[str, str]:
     db = Database(database_url)
     keys = {}
     with db.write() as session:
-        for old in session.query(ApiKey).filter(ApiKey.name.startswith("demo-")):  # type: ignore[attr-defined]
+        for old in session.query(ApiKey).filter(col(ApiKey.name).startswith("demo-")):
             old.revoked, old.revoked_at = True, time.time()
         for role in ("admin", "reviewer", "analyst", "service"):
             keys[role] = create_key(session, KeyCreate(name=f"demo-{role}", role=role)).key  # type: ignore[arg-type]

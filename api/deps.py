@@ -146,7 +146,7 @@ def unauthenticated_routes(app: FastAPI) -> list[str]:
                 yield from api_routes(included.routes)
 
     return [
-        f"{sorted(route.methods)} {route.path}"
+        f"{sorted(route.methods or ())} {route.path}"
         for route in api_routes(app.routes)
         if route.path.startswith("/v1") and not authenticates(route.dependant)
     ]

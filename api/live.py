@@ -254,7 +254,7 @@ class ModelStore:
                         .limit(REPLAY_CHUNK)
                     ).all()
                 for row, features in rows:
-                    live.fold(row.id, row, features)
+                    live.fold(row.id, row, features)  # type: ignore[arg-type]  # stored: an id, a dict
                 applied += len(rows)
                 if len(rows) < REPLAY_CHUNK:
                     break

@@ -359,7 +359,7 @@ class _Analysis:
 
     __slots__ = ("answer", "arrivals", "before", "errors", "key", "labelled", "passed", "tests")
 
-    def __init__(self, key: tuple[int, int, float, float], bins: int, start: tuple) -> None:
+    def __init__(self, key: tuple[int, int, float, float, float], bins: int, start: tuple) -> None:
         self.key = key
         self.labelled: list[int] = []
         self.errors: list[int] = []
@@ -563,7 +563,7 @@ class RiskController:
         self._seq: dict[str, int] = {}
         self._wins = [_Window(size, len(self.grid)) for size in self.windows]
         self._version = getattr(self, "_version", 0) + 1
-        self._cache: tuple[int, list[list[tuple]], list[_Scan], float] | None = None
+        self._cache: tuple[int, list[int], list[list[tuple]], list[_Scan], int] | None = None
         self._certificate: tuple[int, Certificate] | None = None
 
     # --- settings -------------------------------------------------------------------------

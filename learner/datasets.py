@@ -177,7 +177,7 @@ STREAM_NAMES = (
 
 
 def _clean_row(x: dict, names: dict, categories: set[str]) -> dict:
-    out = {}
+    out: dict[str, str | bool | float] = {}
     for key, value in x.items():
         name = names[key]
         if name in categories:

@@ -210,7 +210,7 @@ def build_features(schema: dict[str, FeatureSpec], *, for_trees: bool = False):
     numbers = by_kind["number"]
     optional_numbers = [n for n in numbers if not schema[n].required]
 
-    steps: list[base.Transformer] = []
+    steps: list[base.Transformer | compose.Pipeline] = []
     if numbers:
         select = SelectFields(*numbers)
         steps.append(select if for_trees else select | preprocessing.StandardScaler())

@@ -172,7 +172,7 @@ class TaskModel:
             first, second = self.labels
             return {first: 1.0 - p, second: p}
         if mode == "keyed":  # already normalised, keyed by label in label order
-            return self.classifier.predict_proba_one(xt)
+            return self.classifier.predict_proba_one(xt)  # type: ignore[return-value]
         return self._normalise(self.classifier.predict_proba_one(xt))
 
     def _normalise(self, raw: dict) -> dict[str, float]:
@@ -269,7 +269,9 @@ class TaskModel:
         if isinstance(clf, multiclass.OneVsRestClassifier) and isinstance(
             clf.classifier, linear_model.LogisticRegression
         ):
-            return clf.classifiers[suggested].weights
+            member = clf.classifiers[suggested]
+            assert isinstance(member, linear_model.LogisticRegression)
+            return member.weights
         if isinstance(clf, linear_model.SoftmaxRegression):
             combined = dict(clf.weights[suggested])
             for label, weights in clf.weights.items():

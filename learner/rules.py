@@ -117,6 +117,8 @@ def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[
     for i, item in enumerate(raw):
         where = f"rules[{i}]"
         feature, op, value = item.get("feature"), item.get("op"), item.get("value")
+        if not isinstance(feature, str):
+            raise InvalidSchema(where, f"feature must name a feature, got {feature!r}")
         if schema is not None and feature not in schema:
             raise InvalidSchema(where, f"unknown feature {feature!r}")
         kind = schema[feature].kind if schema is not None else None

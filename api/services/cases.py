@@ -313,7 +313,7 @@ async def submit_case_ready(
     if ready is None:
         return None
     task, live = ready
-    cached, oldest = store.oldest_queued.at_hand(task.id)
+    cached, oldest = store.oldest_queued.at_hand(task.id)  # type: ignore[arg-type]  # stored: an id
     if not cached:
         return None
     case_id = new_case_id()
@@ -489,7 +489,7 @@ class CaseWrite:
         insert_rows(session, Case.__table__, cases)  # type: ignore[attr-defined]
         insert_rows(session, Routing.__table__, routings)  # type: ignore[attr-defined]
         counts: dict[int, dict] = {}
-        trails: dict[tuple[int, str | None], tuple[CaseWrite, list[audit.Entry]]] = {}
+        trails: dict[tuple[int | None, str | None], tuple[CaseWrite, list[audit.Entry]]] = {}
         for w in writes:
             c = counts.setdefault(
                 w.task.id,  # type: ignore[arg-type]
@@ -499,7 +499,7 @@ class CaseWrite:
             c["auto"] += w.n_auto
             c["pending"] += w.n_pending
             c["queued"] += w.n_queued
-            key = (w.task.id, w.actor.id if w.actor else None)  # type: ignore[arg-type]
+            key = (w.task.id, w.actor.id if w.actor else None)
             trails.setdefault(key, (w, []))[1].extend(w.trail)
         for task_id in sorted(counts):  # a fixed order: no deadlock between processes
             session.execute(COUNT_CASES, counts[task_id])
