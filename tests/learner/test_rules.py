@@ -61,6 +61,13 @@ def test_without_a_schema_any_single_scalar_is_accepted_but_not_a_list_or_object
             parse_rules([{"feature": "x", "op": "==", "value": value}], None)
 
 
+@pytest.mark.parametrize("schema", [SCHEMA, None])
+def test_a_rule_must_name_its_feature(schema):
+    for feature in (None, 3, ["amount"]):
+        with pytest.raises(InvalidSchema, match="feature must name a feature"):
+            parse_rules([{"feature": feature, "op": "missing"}], schema)
+
+
 def test_rules_match_cleaned_features_and_say_which_matched():
     rules = parse_rules(
         [
