@@ -152,7 +152,21 @@ class TaskCreate(TaskSettings):
         return labels
 
 
+def _offer_no_null(schema: dict[str, Any]) -> None:
+    """Drop ``null`` from each property's JSON schema: the model takes ``None`` for "left
+    out", but a client sending ``null`` gets a 422 (:meth:`TaskUpdate._not_null`)."""
+    for name, prop in schema.get("properties", {}).items():
+        kinds = [k for k in prop.get("anyOf", ()) if k != {"type": "null"}]
+        if len(kinds) == 1:
+            rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+            schema["properties"][name] = {**kinds[0], **rest}
+
+
 class TaskUpdate(StrictModel):
+    """Only the settings sent change; leave a setting out to keep it."""
+
+    model_config = ConfigDict(json_schema_extra=_offer_no_null)
+
     target_error: float | None = Field(None, ge=MIN_TARGET_ERROR, lt=1, strict=True)
     audit_rate: float | None = Field(None, ge=MIN_AUDIT_RATE, le=1, strict=True)
     min_labels: int | None = Field(None, ge=0, le=1_000_000, strict=True)

@@ -296,3 +296,13 @@ def test_a_setting_sent_as_null_is_422_naming_it_not_ignored(api, setting):
     response = api.client.patch("/v1/tasks/claims", json={setting: None}, headers=api.admin)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", setting]
+
+
+def test_the_openapi_schema_of_a_settings_patch_offers_no_null(client):
+    """What the server refuses is not offered: schema-driven clients never send null."""
+    update = client.get("/openapi.json").json()["components"]["schemas"]["TaskUpdate"]
+    assert update["properties"]  # every setting, none of them nullable nor required
+    for name, prop in update["properties"].items():
+        assert "null" not in str(prop) and "default" not in prop, name
+    assert update["properties"]["target_error"]["type"] == "number"
+    assert not update.get("required")
