@@ -1372,6 +1372,12 @@ class TaskGovernor:
         return base
 
     @property
+    def fresh_labels(self) -> int:
+        """Labels since the start, the last suspension or drift: ``min_labels`` of them are
+        needed to (re-)certify."""
+        return self.n_labels - self._fresh_since
+
+    @property
     def n_detections(self) -> int:
         """Drift detections so far (audits and reviews)."""
         return len(self.drift_labels)
@@ -1451,13 +1457,12 @@ class TaskGovernor:
         target = _fmt(controller.target_error)
         if self.mode != "automated":
             self.certificate = lowest
-            fresh = self.n_labels - self._fresh_since
             if (
                 lowest.threshold is None
                 or lowest.upper is None
                 or lowest.upper > (1.0 - self.hysteresis) * controller.target_error
                 or not lowest.survives(controller.target_error, self.hysteresis_errors)
-                or fresh < self.min_labels
+                or self.fresh_labels < self.min_labels
             ):
                 return []
             word = "re-certified" if self.mode == "suspended" else "certified"

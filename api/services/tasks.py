@@ -15,6 +15,7 @@ from api.security import Principal
 from api.services import audit, webhooks
 from api.tables import Task, TaskHistory
 from learner import InvalidSchema, parse_rules, parse_schema, schema_to_json
+from learner.controller import TaskGovernor
 
 
 def get_task(session: Session, name: str) -> Task:
@@ -181,7 +182,10 @@ def effective_state(task: Task, live: LiveModel | None) -> tuple[str, float | No
             return "assist", None, cert.reason
         return "assist", None, f"not automated yet: {cert.reason} must hold after one more error"
     if governor.mode == "automated" and cert.threshold == governor.threshold:
-        return "automated", governor.threshold, f"certified {cert.reason}"  # today's evidence
+        # today's evidence: the threshold's own check ("threshold 0.9 (bound ...)"), or, just
+        # after certifying, the scan's certificate ("certified threshold 0.9 (bound ...)")
+        reason = cert.reason if cert.reason.startswith("certified") else f"certified {cert.reason}"
+        return "automated", governor.threshold, reason
     return governor.mode, governor.threshold, live.mode_reason or cert.reason
 
 
@@ -193,7 +197,21 @@ def current_reason(task: Task, live: LiveModel | None) -> str | None:
     being written to the row on every label.
     """
     mode, threshold, reason = effective_state(task, live)
-    return reason if (mode, threshold) == (task.mode, task.threshold_in_force) else task.mode_reason
+    if (mode, threshold) != (task.mode, task.threshold_in_force):
+        return task.mode_reason
+    if mode == "suspended" and live is not None:  # why, and what it waits for now
+        return f"{reason}; {_to_resume(live.governor)}"
+    return reason
+
+
+def _to_resume(governor: TaskGovernor) -> str:
+    """What a suspended task waits for, on today's evidence."""
+    if governor.fresh_labels < governor.min_labels:
+        return f"resumes after {governor.min_labels} fresh labels ({governor.fresh_labels} so far)"
+    cert = governor.certificate
+    if cert.threshold is None:  # "no threshold certified: best bound ..."
+        return f"not re-certified yet: {cert.reason}"
+    return f"not re-certified yet: {cert.reason} must hold after one more error"
 
 
 def sync_due(task: Task, live: LiveModel) -> bool:

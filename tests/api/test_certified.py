@@ -87,3 +87,38 @@ def test_wrong_labels_suspend_automation_until_fresh_evidence_recertifies(api):
     assert suspended_case["reasons"][0].startswith("suspended")
     history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
     assert any(h["mode"] == "suspended" and h["reason"].startswith("suspended") for h in history)
+
+
+def test_the_reason_right_after_certifying_names_the_certificate_once(api):
+    certified_task(api)
+    rng = random.Random(3)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    while task["mode"] != "automated":  # label by label, reading the task after each
+        x, y = claims_case(rng)
+        case = api.send("claims", x)
+        claim = api.claim("claims")
+        if claim is not None:
+            label = y if claim["case"]["id"] == case["id"] else "approve"
+            assert api.label(claim, label).status_code == 200
+        task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["mode_reason"].startswith("certified threshold "), task["mode_reason"]
+    assert "certified certified" not in task["mode_reason"]
+
+
+def test_a_suspended_task_says_what_it_waits_for(api):
+    certified_task(api)
+    teach_until_automated(api)
+    api.client.patch("/v1/tasks/claims", json={"target_error": 0.0001}, headers=api.admin)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["mode"] == "suspended"
+    why, _, waits_for = task["mode_reason"].partition("; ")
+    assert why.startswith("target changed to 0.0001: suspended: bound ")
+    assert waits_for.startswith("not re-certified yet: no threshold certified"), waits_for
+    # back to a bar today's evidence clears: the reason follows at once, whichever way it goes
+    api.client.patch("/v1/tasks/claims", json={"target_error": 0.1}, headers=api.admin)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    if task["mode"] == "suspended":
+        assert "; not re-certified yet: certified threshold" in task["mode_reason"]
+        assert task["mode_reason"].endswith("must hold after one more error")
+    else:
+        assert task["mode_reason"].startswith("certified threshold ")
