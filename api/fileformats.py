@@ -223,8 +223,23 @@ class Encoder:
         return b""
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text_cell(value: str) -> str:
+    """Text a spreadsheet shows as text: a leading apostrophe before a formula's first
+    character (OWASP's advice for CSV files), whoever wrote the value.
+
+    >>> print(_as_text_cell('=HYPERLINK("http://x")'), _as_text_cell("-5"), _as_text_cell("a=b"))
+    '=HYPERLINK("http://x") '-5 a=b
+    """
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 class CsvEncoder(Encoder):
-    """One flat column per :class:`Column` (``features.amount``), a header first."""
+    """One flat column per :class:`Column` (``features.amount``), a header first; text
+    that a spreadsheet would run as a formula is written as text (:func:`_as_text_cell`)."""
 
     def __init__(self, columns: Sequence[Column]) -> None:
         super().__init__(columns)
@@ -237,7 +252,12 @@ class CsvEncoder(Encoder):
             writer.writerow([c.name for c in self.columns])
             self._started = True
         for record in records:
-            writer.writerow([_text(c.get(record), c.kind) for c in self.columns])
+            row = []
+            for column in self.columns:
+                value = column.get(record)
+                text = _text(value, column.kind)
+                row.append(_as_text_cell(text) if isinstance(value, str) else text)
+            writer.writerow(row)
         return out.getvalue().encode()
 
     def finish(self) -> bytes:

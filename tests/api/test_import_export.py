@@ -112,6 +112,32 @@ def test_http_export_streams_labels_and_cases(api: Api) -> None:
     assert len(header) == 1 and header[0].startswith("case_id,external_id,label")
 
 
+def test_csv_exports_write_formula_like_text_as_text(api: Api) -> None:
+    """CSV injection: text a service or reviewer sent that a spreadsheet would run as a
+    formula is written with a leading apostrophe; numbers, and JSON Lines, stay exact."""
+    api.create_task()
+    features = {"amount": -5.0, "country": "@SUM(1+1)", "note": '=HYPERLINK("http://x","y")',
+                "vip": False}  # fmt: skip
+    case = api.send("claims", features, external_id="+1-2")
+    claim = api.claim("claims")
+    assert claim is not None and claim["case"]["id"] == case["id"]
+    api.client.post(
+        f"/v1/cases/{case['id']}/label",
+        json={"label": "reject", "lease_id": claim["lease_id"], "comment": "-cmd|calc"},
+        headers=api.as_("reviewer", "test-reviewer"),
+    ).raise_for_status()
+    cases = list(csv.DictReader(io.StringIO(export_http(api, "claims", "cases", "csv").text)))
+    labels = list(csv.DictReader(io.StringIO(export_http(api, "claims", "labels", "csv").text)))
+    for row in (cases[0], labels[0]):
+        assert row["external_id"] == "'+1-2"
+        assert row["features.country"] == "'@SUM(1+1)"
+        assert row["features.note"] == "'=HYPERLINK(\"http://x\",\"y\")"
+        assert row["features.amount"] == "-5.0"  # a number: a spreadsheet reads it as one
+    assert labels[0]["comment"] == "'-cmd|calc"
+    exact = jsonl(export_http(api, "claims", "labels", "jsonl").content)[0]
+    assert exact["features"] == features and exact["external_id"] == "+1-2"
+
+
 # --- import labels ------------------------------------------------------------------------
 def test_label_import_is_prequential_and_equals_a_replay_of_the_log(
     client: TestClient, api: Api, tmp_path: Path
