@@ -69,7 +69,9 @@ class LiveModel:
         """Teach one logged label to the model and its evidence to the governor.
 
         Downstream feedback (``kind="feedback"``) teaches the model only: such reports
-        are not a random sample, so they never reach the governor's evidence. After a
+        are not a random sample, so they never reach the governor's evidence; nor do the
+        labels of cases a guardrail rule held for a person (``guarded``): such cases are
+        never automated, so they say nothing about the error of automated decisions. After a
         drift alarm a challenger model learns every label too and replaces the model
         when it predicts the new labels significantly better.
         """
@@ -85,7 +87,7 @@ class LiveModel:
                 moved += self.governor.model_replaced(
                     f"model replaced by one trained since the drift ({challenger.n} labels)"
                 )
-        if row.suggestion is not None and row.kind != "feedback":
+        if row.suggestion is not None and row.kind != "feedback" and not row.guarded:
             correct = row.label == row.suggestion
             if row.kind == "correction":
                 moved += self.governor.correct(row.case_id, correct)

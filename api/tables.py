@@ -8,7 +8,7 @@ folds of it.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -161,6 +161,9 @@ class Label(SQLModel, table=True):
     confidence: float
     propensity: float
     audit: bool
+    # a guardrail rule held the case for a person: it teaches the model, but is no
+    # evidence about automated decisions (learner.rules.held_by_rule)
+    guarded: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class ModelSnapshot(SQLModel, table=True):

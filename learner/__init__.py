@@ -42,7 +42,7 @@ from learner.routing import (
     review_sample_rate,
     route_case,
 )
-from learner.rules import Rule, apply_guardrails, matching_rules, parse_rules
+from learner.rules import Rule, apply_guardrails, held_by_rule, matching_rules, parse_rules
 from learner.schema import (
     FEATURE_KINDS,
     FeatureSpec,
@@ -92,6 +92,7 @@ __all__ = [
     "load_stream",
     "make_classifier",
     "margin",
+    "held_by_rule",
     "matching_rules",
     "parse_rules",
     "parse_schema",

@@ -8,7 +8,7 @@ A rule is ``{"feature": name, "op": op, "value": v}`` with ``op`` one of
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from learner.schema import MAX_MAGNITUDE, FeatureSpec
 
 __all__ = ["Rule", "apply_guardrails", "matching_rules", "parse_rules"]
 
+RULE_REASON = "rule: "  # how a case's reasons name a rule that held it for a person
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -64,9 +65,9 @@ class Rule:
 
     def __str__(self) -> str:
         if self.op == "missing":
-            return f"rule: {self.feature} missing"
+            return f"{RULE_REASON}{self.feature} missing"
         shown = list(self.value) if self.op in ("in", "not_in") else self.value
-        return f"rule: {self.feature} {self.op.replace('_', ' ')} {shown}"
+        return f"{RULE_REASON}{self.feature} {self.op.replace('_', ' ')} {shown}"
 
 
 def _fits(value: Any, kind: str | None) -> Any:
@@ -146,6 +147,21 @@ def parse_rules(raw: list[dict], schema: dict[str, FeatureSpec] | None) -> list[
     return rules
 
 
+def held_by_rule(reasons: Sequence[str]) -> bool:
+    """Whether a guardrail rule sent the case to a person (its reasons name the rule).
+
+    Such a case can never be automated, so its label is no evidence about the error of
+    automated decisions: it teaches the model, not the risk controller (a rule usually
+    singles out cases unlike the rest, and their errors would be mixed into the region's).
+
+    >>> held_by_rule(["rule: amount > 10", "confidence 0.90 >= threshold 0.50"])
+    True
+    >>> held_by_rule(["confidence 0.90 >= threshold 0.50", "audit sample (rate 0.05)"])
+    False
+    """
+    return any(reason.startswith(RULE_REASON) for reason in reasons)
+
+
 def matching_rules(rules: list[Rule], features: dict) -> list[str]:
     """The reasons of every rule that ``features`` match (empty when none do).
 
@@ -160,7 +176,8 @@ def matching_rules(rules: list[Rule], features: dict) -> list[str]:
 def apply_guardrails(
     decision: RoutingDecision, rules: list[Rule], features: dict
 ) -> RoutingDecision:
-    """Send a case that matches any rule to ``assist``, stating the rules in its reasons.
+    """Send a case that matches any rule to ``assist``, the rules first in its reasons
+    (they decided it; the confidence that would have decided it follows).
 
     Examples
     --------
@@ -168,16 +185,16 @@ def apply_guardrails(
     >>> policy = RoutingPolicy(threshold=0.5, min_labels=0)
     >>> d = route_case({"yes": 0.9, "no": 0.1}, policy=policy, n_labels=10, task="t", case_key="c")
     >>> guarded = apply_guardrails(d, [Rule("amount", ">", 10)], {"amount": 50})
-    >>> guarded.route, guarded.reasons[-1], guarded.propensity
+    >>> guarded.route, guarded.reasons[0], guarded.propensity
     ('assist', 'rule: amount > 10', 1.0)
     >>> audited = route_case({"yes": 0.9, "no": 0.1}, policy=policy, n_labels=10, task="t",
     ...                      case_key="c", draw=0.0)
     >>> apply_guardrails(audited, [Rule("amount", ">", 10)], {"amount": 50}).reasons
-    ['confidence 0.90 >= threshold 0.50', 'rule: amount > 10']
+    ['rule: amount > 10', 'confidence 0.90 >= threshold 0.50']
     """
     matched = matching_rules(rules, features)
     if not matched:
         return decision
     # a person decides it anyway: no audit sample of an automated decision to speak of
     kept = [r for r in decision.reasons if not (decision.audit and r.startswith("audit sample"))]
-    return replace(decision, route="assist", audit=False, propensity=1.0, reasons=[*kept, *matched])
+    return replace(decision, route="assist", audit=False, propensity=1.0, reasons=[*matched, *kept])

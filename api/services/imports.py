@@ -69,6 +69,7 @@ from learner import (
     FeatureSpec,
     InvalidFeatures,
     apply_guardrails,
+    held_by_rule,
     id_draw,
     infer_schema,
     parse_schema,
@@ -321,6 +322,7 @@ class _Entry:
     propensity: float
     audit: bool
     route: str
+    guarded: bool  # held for a person by a rule: no evidence (LiveModel.fold)
 
 
 def import_label_batch(
@@ -476,7 +478,10 @@ def _import_labels(
                     "model_version": version,
                 }
             )
-            entry = _Entry(case_id, label, "import", d.suggestion, d.confidence, 1.0, auto, d.route)
+            guarded = held_by_rule(d.reasons)
+            entry = _Entry(
+                case_id, label, "import", d.suggestion, d.confidence, 1.0, auto, d.route, guarded
+            )
             labels.append(
                 {
                     "task_id": task.id,
@@ -492,6 +497,7 @@ def _import_labels(
                     "confidence": d.confidence,
                     "propensity": 1.0,
                     "audit": auto,
+                    "guarded": guarded,
                 }
             )
             live.fold(last, entry, row.features)  # type: ignore[arg-type]

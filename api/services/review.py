@@ -28,6 +28,7 @@ from api.services import audit, quality, webhooks
 from api.services.cases import case_detail, load_case
 from api.services.metrics import record_progress
 from api.tables import Case, Label, Lease, Opinion, Routing, Task
+from learner import held_by_rule
 
 _gold_draws = random.Random()  # gold cases are mixed in at random (not reproducible on purpose)
 
@@ -648,6 +649,7 @@ def append_label(
         "confidence": routing.confidence,
         "propensity": routing.propensity,
         "audit": routing.audit,
+        "guarded": held_by_rule(routing.reasons),
     }
     return session.execute(_APPEND_LABEL, row).one()
 

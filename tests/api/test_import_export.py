@@ -20,7 +20,7 @@ from api.live import ModelStore
 from api.main import create_app
 from api.services.imports import run_import
 from api.settings import Settings, get_settings
-from api.tables import Case, Routing
+from api.tables import Case, Label, Routing
 from tests.utils.factories import CLAIMS_FEATURES, Api, claims_case
 
 
@@ -374,3 +374,31 @@ def test_a_task_without_a_schema_takes_it_from_the_files_first_rows(
     assert set(features) == set(CLAIMS_FEATURES)
     assert features["note"] == {"type": features["note"]["type"], "required": False}
     assert features["amount"] in ("number", {"type": "number", "required": True})
+
+
+def test_labels_of_cases_a_rule_held_teach_the_model_but_are_no_evidence(
+    client: TestClient, api: Api, tmp_path: Path
+) -> None:
+    """A rule singles out cases that are never automated: their errors would be mixed into
+    the evidence about the cases that are (a probe certified a 5% target on easy rule-held
+    cases while the automated rest was 11% wrong)."""
+    rule = {"feature": "amount", "op": ">", "value": 9000}
+    api.create_task(min_labels=20, target_error=0.1, rules=[rule])
+    state = client.app.state.tierline
+    rows = history(600)
+    run_import(state.db, state.store, "claims", write_jsonl(tmp_path / "h.jsonl", rows), "labels")
+    api.teach("claims", 100, seed=3)  # and through the review routes
+    store = state.store
+    live = store.get(store.tasks.get("claims"))
+    with state.db.read() as session:
+        labels = session.exec(select(Label.guarded, Label.suggestion, Routing.reasons).join(
+            Routing, col(Routing.case_id) == Label.case_id)).all()  # fmt: skip
+    guarded = sum(g for g, _, _ in labels)
+    assert guarded == sum(any(r.startswith("rule: ") for r in why) for _, _, why in labels)
+    assert 0 < guarded < len(labels) == live.version  # the model learned every label ...
+    evidence = [g for g, suggestion, _ in labels if suggestion is not None]  # (a model behind)
+    assert live.governor.n_labels == evidence.count(False)  # ... the others are evidence
+    replay = ModelStore(state.db, state.store.secret)
+    rebuilt = replay.new_live(store.tasks.get("claims"))
+    replay.catch_up(rebuilt)
+    assert rebuilt.governor.controller.to_state() == live.governor.controller.to_state()
