@@ -105,6 +105,14 @@ def new_case_id() -> str:
     return f"c_{time.time_ns() // 1_000_000:012x}{_case_token()}"
 
 
+#: While drift is suspected the governor raises the audit rate (TaskGovernor.audit_rate); a
+#: call takes the raised rate for this many automated cases at most. The warning ends on
+#: the labels of those audits, which come back after the call: auditing a whole batch of
+#: 1,000 at the raised rate (every case, at the usual 5%) would spend a thousand labels on
+#: one warning, most of them after it could have ended.
+MAX_CASES_AT_RAISED_AUDIT_RATE = 20
+
+
 def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> RoutingPolicy:
     """The policy in force: the kill switch, cold start, then the fixed or certified rule.
 
@@ -347,6 +355,7 @@ def submit_cases(
     oldest = store.oldest_queued.get(task.id)  # type: ignore[arg-type]
     with live.lock:  # one policy for the whole call (~10 us a case otherwise, in a batch)
         policy = routing_policy(task, live, oldest)
+    boost_left = MAX_CASES_AT_RAISED_AUDIT_RATE if policy.audit_rate > task.audit_rate else None
     for i, item in enumerate(items):
         if item.external_id in existing:
             scored.append(existing[item.external_id])
@@ -360,6 +369,10 @@ def submit_cases(
         clean, decision, version = score(
             task, live, item.features, case_id, max_string_length, _loc(i, batch), policy
         )
+        if boost_left is not None and decision.route == "auto":
+            boost_left -= 1
+            if not boost_left:  # the rest of the call at the task's own rate
+                policy, boost_left = replace(policy, audit_rate=task.audit_rate), None
         scored.append(Scored(case_id, item, clean, decision, version))
     fresh = [s for s in scored if isinstance(s, Scored)]
     fresh = list({s.case_id: s for s in fresh}.values())

@@ -122,3 +122,27 @@ def test_a_suspended_task_says_what_it_waits_for(api):
         assert task["mode_reason"].endswith("must hold after one more error")
     else:
         assert task["mode_reason"].startswith("certified threshold ")
+
+
+def test_a_batch_takes_the_raised_audit_rate_for_its_first_automated_cases_only(api):
+    """While drift is suspected audits are raised (here to every automated case); a batch of
+    a thousand would otherwise all go to people on one warning."""
+    from api.services.cases import MAX_CASES_AT_RAISED_AUDIT_RATE as cap
+
+    certified_task(api)  # audit rate 0.2
+    teach_until_automated(api)
+    store = api.client.app.state.tierline.store
+    governor = store.get(store.tasks.get("claims")).governor
+    governor.audit_rate = lambda base: 1.0  # as while the audit monitor warns
+    rng = random.Random(11)
+    batch = [{"features": claims_case(rng)[0]} for _ in range(300)]
+    results = api.client.post(
+        "/v1/tasks/claims/cases/batch", json={"cases": batch}, headers=api.as_("service")
+    ).json()["results"]
+    auto = [r for r in results if r["route"] == "auto"]
+    assert len(auto) > cap + 20
+    assert all(r["audit"] and r["propensity"] == 1.0 for r in auto[:cap])
+    assert {r["propensity"] for r in auto[cap:]} == {0.2}  # drawn at the task's own rate
+    assert sum(r["audit"] for r in auto[cap:]) < len(auto[cap:])
+    single = api.send("claims", claims_case(rng)[0])  # the next call starts afresh
+    assert single["route"] != "auto" or single["propensity"] == 1.0
