@@ -1486,7 +1486,7 @@ class TaskGovernor:
             verb = "raised" if lowest.threshold > threshold else "moved"
             reason = (
                 f"{prefix}threshold {verb} to {_fmt(lowest.threshold)} ({why}; "
-                f"{lowest.reason.replace('certified threshold', 'certified', 1)[:-1]})"
+                f"{lowest.reason.replace('certified threshold', 'certified', 1)})"
             )
             return self._migrate("automated", lowest.threshold, reason)
         if (

@@ -533,6 +533,9 @@ def test_governor_raises_the_threshold_when_its_region_degrades():
     moves = feed(gov, worse, start=1200)
     raised = [m for m in moves if m.mode == "automated" and m.threshold > 0.9]
     assert raised and raised[0].reason.startswith("threshold raised to 0.999 (bound ")
+    reason = raised[0].reason  # "...; certified 0.999 (bound ..., n=..., ... errors))"
+    assert "; certified 0.999 (bound " in reason and reason.endswith("))")
+    assert reason.count("(") == reason.count(")")
     assert gov.threshold == 0.999
 
 
