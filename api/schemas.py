@@ -251,7 +251,7 @@ class Prediction(BaseModel):
     suggestion: str | None
     confidence: float
     proba: dict[str, float]
-    threshold: float
+    threshold: float | None  # in force for this case; null when nothing was automated
     audit: bool
     reasons: list[str]
     propensity: float

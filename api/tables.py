@@ -118,7 +118,7 @@ class Routing(SQLModel, table=True):
     suggestion: str | None = None
     confidence: float
     proba: dict = Field(sa_column=Column(JSON, nullable=False))
-    threshold: float
+    threshold: float | None = None  # in force for the case; None when nothing was automated
     audit: bool
     reasons: list[str] = Field(sa_column=Column(JSON, nullable=False))
     propensity: float

@@ -111,7 +111,7 @@ class RoutingDecision:
     suggestion: str | None
     confidence: float
     proba: dict[str, float]
-    threshold: float
+    threshold: float | None  # in force for this case; None when nothing is automated
     audit: bool
     reasons: list[str]
     propensity: float
@@ -236,9 +236,10 @@ def route_case(
     >>> route_case({"ok": 0.71, "fraud": 0.29}, policy=policy, n_labels=80, task="fraud",
     ...            case_key="c2").reasons
     ['confidence 0.71 < threshold 0.93']
-    >>> route_case({"ok": 0.99, "fraud": 0.01}, policy=policy, n_labels=12, task="fraud",
-    ...            case_key="c3").reasons
-    ['cold start: 12 of 50 labels']
+    >>> d = route_case({"ok": 0.99, "fraud": 0.01}, policy=policy, n_labels=12, task="fraud",
+    ...                case_key="c3")
+    >>> d.reasons, d.threshold  # nothing is automated yet: no threshold in force
+    (['cold start: 12 of 50 labels'], None)
     >>> d = route_case({"ok": 0.5, "fraud": 0.5}, policy=policy, n_labels=0, task="fraud",
     ...                case_key="c4")
     >>> d.suggestion, d.confidence  # no model yet: no suggestion
@@ -265,7 +266,7 @@ def route_case(
             suggested = None  # an untrained model's even odds suggest nothing
 
     audit = False
-    threshold = policy.threshold
+    threshold: float | None = None  # the assist branches: no threshold is in force
     if not policy.automation_on:
         route, reasons = "assist", ["automation switched off by an admin"]
     elif policy.hold_reason is not None:
@@ -274,7 +275,8 @@ def route_case(
         route, reasons = "assist", [f"cold start: {n_labels} of {policy.min_labels} labels"]
     elif suggested is None:
         route, reasons = "assist", ["no model to score the case"]
-    elif confidence >= threshold:
+    elif confidence >= policy.threshold:
+        threshold = policy.threshold
         reasons = [_reason(confidence, policy, True)]
         if (audit_draw(task, case_key) if draw is None else draw) < policy.audit_rate:
             audit = True
@@ -285,6 +287,7 @@ def route_case(
             policy.audit_rate, margin,
         )  # fmt: skip
     else:
+        threshold = policy.threshold
         route, reasons = "review", [_reason(confidence, policy, False)]
     sample = (
         policy.sample_rate > 0.0

@@ -124,7 +124,7 @@ def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> 
     # while drift is suspected the governor audits more (propensity recorded as drawn)
     audit_rate = live.governor.audit_rate(task.audit_rate) if certified else task.audit_rate
     return RoutingPolicy(
-        threshold=1.0 if threshold is None else threshold,
+        threshold=1.0 if threshold is None else threshold,  # unused: nothing automates then
         min_labels=task.min_labels,
         audit_rate=audit_rate,
         automation_on=task.automation == "on",

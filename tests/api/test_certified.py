@@ -46,10 +46,12 @@ def test_cold_start_and_kill_switch_override_certification(api):
     certified_task(api)
     early = api.send("claims", claims_case(random.Random(1))[0])
     assert early["route"] == "assist" and "cold start" in early["reasons"][0]
+    assert early["threshold"] is None  # nothing is automated: no threshold in force
     teach_until_automated(api)
     api.client.patch("/v1/tasks/claims", json={"automation": "off"}, headers=api.admin)
     case = api.send("claims", claims_case(random.Random(2))[0])
     assert case["route"] == "assist" and "switched off" in case["reasons"][0]
+    assert case["threshold"] is None
     assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode"] == "assist"
     api.client.patch("/v1/tasks/claims", json={"automation": "on"}, headers=api.admin)
     task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
@@ -83,7 +85,7 @@ def test_wrong_labels_suspend_automation_until_fresh_evidence_recertifies(api):
         if suspended_case is not None:
             break
     assert suspended_case is not None, "automation was never suspended"
-    assert suspended_case["route"] == "assist"
+    assert suspended_case["route"] == "assist" and suspended_case["threshold"] is None
     assert suspended_case["reasons"][0].startswith("suspended")
     history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
     assert any(h["mode"] == "suspended" and h["reason"].startswith("suspended") for h in history)

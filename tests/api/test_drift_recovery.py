@@ -58,6 +58,7 @@ def run(n: int) -> tuple[LiveModel, list[tuple[int, SimpleNamespace, dict]]]:
             propensity=d.propensity,
             audit=d.audit,
             route=d.route,
+            guarded=False,
         )
         log.append((len(log) + 1, row, x))
         live.fold(len(log), row, x)
