@@ -152,7 +152,11 @@ def update_task(
                     live.mode_reason = moved[-1].reason
     if changes:
         summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-        sync_task(session, task, live, f"settings changed: {summary}")
+        changed_mode = sync_task(session, task, live, f"settings changed: {summary}")
+        if not changed_mode and {"target_error", "delta"} & changes.keys():
+            # the promise changed though mode and threshold did not: in the history too
+            reason = f"{current_reason(task, live)} (settings changed: {summary})"
+            _history(session, task, reason, **_evidence(task, live))
         audit.record(
             session, actor, "task.changed", task=task, subject=task.name, before=before,
             after=changes,
@@ -223,14 +227,16 @@ def sync_due(task: Task, live: LiveModel) -> bool:
     return (mode, threshold) != (task.mode, task.threshold_in_force)
 
 
-def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) -> None:
-    """Bring the task row's mode and threshold in line with the evidence, recording why.
+def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) -> bool:
+    """Bring the task row's mode and threshold in line with the evidence, recording why;
+    whether anything moved.
 
     Each governor migration becomes a history row; a change that no migration explains
     (the kill switch, a fixed threshold, cold start) gets one row naming ``cause``.
     """
     migrations = live.take_migrations() if live is not None else []
     follows_governor = task.automation == "on" and task.threshold_policy == "certified"
+    moved = follows_governor and bool(migrations)
     for m in migrations if follows_governor else []:
         before = task.mode
         was = {"mode": task.mode, "threshold": task.threshold_in_force}
@@ -240,6 +246,7 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
         _audit_migration(session, task, was, m.reason, n=m.n, errors=m.errors, upper=m.upper)
     mode, threshold, reason = effective_state(task, live)
     if (mode, threshold) != (task.mode, task.threshold_in_force):
+        moved = True
         before = task.mode
         was = {"mode": task.mode, "threshold": task.threshold_in_force}
         task.mode, task.threshold_in_force, task.mode_reason = mode, threshold, reason
@@ -248,6 +255,7 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
         _mode_event(session, task, before, f"{reason} ({cause})")
         _audit_migration(session, task, was, f"{reason} ({cause})", **evidence)
     session.add(task)  # written only if something changed (see current_reason)
+    return moved
 
 
 def _evidence(task: Task, live: LiveModel | None) -> dict[str, Any]:

@@ -148,3 +148,24 @@ def test_a_batch_takes_the_raised_audit_rate_for_its_first_automated_cases_only(
     assert sum(r["audit"] for r in auto[cap:]) < len(auto[cap:])
     single = api.send("claims", claims_case(rng)[0])  # the next call starts afresh
     assert single["route"] != "auto" or single["propensity"] == 1.0
+
+
+def test_a_new_target_is_in_the_history_even_when_mode_and_threshold_stay(api):
+    certified_task(api)
+    teach_until_automated(api)
+    threshold = api.client.get("/v1/tasks/claims", headers=api.admin).json()["threshold_in_force"]
+    before = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+    # a hair stricter: the same threshold still holds (a looser target would lower it)
+    api.client.patch("/v1/tasks/claims", json={"delta": 0.049}, headers=api.admin)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+    assert len(history) == len(before) + 1
+    row = history[-1]
+    assert (row["mode"], row["threshold"]) == ("automated", threshold)
+    assert row["reason"].startswith("certified threshold ")
+    assert row["reason"].endswith("(settings changed: delta=0.049)")
+    assert row["n"] > 0 and row["upper"] <= 0.1
+    assert (task["mode"], task["threshold_in_force"]) == ("automated", threshold)
+    api.client.patch("/v1/tasks/claims", json={"audit_rate": 0.3}, headers=api.admin)
+    after = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+    assert len(after) == len(history)  # other settings: the audit log has them
