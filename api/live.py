@@ -31,7 +31,7 @@ from api.errors import NotFound
 from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
 from learner import LearnerError, Rule, TaskModel, parse_schema
-from learner.challenger import Challenger
+from learner.challenger import Challenger, suspends
 from learner.controller import Evidence, Migration, TaskGovernor
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class LiveModel:
         are not a random sample, so they never reach the governor's evidence; nor do the
         labels of cases a guardrail rule held for a person (``guarded``): such cases are
         never automated, so they say nothing about the error of automated decisions. After a
-        drift alarm a challenger model learns every label too and replaces the model
+        drift alarm, or a suspension because the bound broke (a sudden change can show
+        there first), a challenger model learns every label too and replaces the model
         when it predicts the new labels significantly better.
         """
         moved: list[Migration] = []
@@ -94,8 +95,11 @@ class LiveModel:
             else:
                 evidence = Evidence(row.confidence, correct, row.propensity, row.audit, row.route)
                 before = self.governor.n_detections
-                moved += self.governor.observe(row.case_id, evidence)
-                if self.governor.n_detections > before:
+                observed = self.governor.observe(row.case_id, evidence)
+                moved += observed
+                if self.governor.n_detections > before or (
+                    self.challenger is None and suspends(observed)
+                ):
                     self.challenger = Challenger(self.model)
         if moved:
             self.migrations += moved

@@ -33,11 +33,23 @@ from __future__ import annotations
 
 from scipy.stats import binom
 
+from learner.controller import Migration
 from learner.errors import LearnerError
 from learner.model import TaskModel
 from learner.uncertainty import suggestion
 
-__all__ = ["Challenger"]
+__all__ = ["Challenger", "suspends"]
+
+
+def suspends(moved: list[Migration]) -> bool:
+    """Whether a label's migrations suspended automation: with a drift alarm, the other
+    occasion to race a fresh model (a sudden change, seen first as a broken bound, e.g.
+    rotated labels in a task of several classes, where audits find errors only bit by bit).
+
+    >>> suspends([Migration("suspended", None, "suspended: bound 0.061 > 0.05", 9, 3, 0.061)])
+    True
+    """
+    return any(m.mode == "suspended" for m in moved)
 
 
 class Challenger:

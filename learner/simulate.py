@@ -31,7 +31,7 @@ import pandas as pd
 from scipy.special import betainc
 from scipy.stats import binom
 
-from learner.challenger import Challenger
+from learner.challenger import Challenger, suspends
 from learner.controller import (
     DEFAULT_GRID,
     MIN_DELTA,
@@ -604,15 +604,20 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             if verdict is not None:
                 challenger = None
             before = governor.n_detections
-            if j not in unsuggested:
-                moved += governor.observe(str(j), evidence)
+            observed = governor.observe(str(j), evidence) if j not in unsuggested else []
+            moved += observed
             for m in moved:
                 migrations.append(m)
                 migration_cases.append(i)
-            if governor.n_detections > before:
+            detected = governor.n_detections > before
+            if detected:
                 drift_cases.append(i)
-                if config.challenger and config.policy == "certified":
-                    challenger = Challenger(model)
+            if (
+                config.challenger
+                and config.policy == "certified"
+                and (detected or (challenger is None and suspends(observed)))
+            ):
+                challenger = Challenger(model)
 
         labels_so_far[i] = n_labels
         # --- curve ----------------------------------------------------------------------

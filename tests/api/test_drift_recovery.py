@@ -111,3 +111,33 @@ def test_replaying_the_log_or_resuming_a_snapshot_ends_in_the_same_model():
     for label_id, row, x in log[cut + 1 :]:
         resumed.fold(label_id, row, x)
     assert state(resumed) == state(live)
+
+
+def test_a_suspension_by_the_bound_alone_also_starts_a_challenger():
+    """A sudden change can break the bound before the drift monitor fires (audits find
+    errors bit by bit): the fresh model races the live one from that suspension too."""
+    live = fresh()
+    label_id = 0
+
+    def fold(x: dict, y: str) -> None:
+        nonlocal label_id
+        proba = live.model.predict_proba_one(x)
+        suggestion = max(proba, key=proba.get) if live.version else None
+        row = SimpleNamespace(
+            label=y, suggestion=suggestion, kind="review", case_id=f"c{label_id}",
+            confidence=max(proba.values()), propensity=1.0, audit=False, route="review",
+            guarded=False,
+        )  # fmt: skip
+        label_id += 1
+        live.fold(label_id, row, x)
+
+    i = 0
+    while live.governor.mode != "automated":
+        fold(*case(i))
+        i += 1
+    while live.governor.mode == "automated":  # reviewed cases of the region turn wrong
+        x, y = case(i)
+        fold(x, "a" if y == "b" else "b")
+        i += 1
+    assert live.governor.mode == "suspended" and live.governor.n_detections == 0
+    assert live.challenger is not None
