@@ -95,7 +95,7 @@ class LiveModel:
             else:
                 evidence = Evidence(row.confidence, correct, row.propensity, row.audit, row.route)
                 before = self.governor.n_detections
-                observed = self.governor.observe(row.case_id, evidence)
+                observed = self.governor.observe(row.case_id, evidence, self.version)
                 moved += observed
                 if self.governor.n_detections > before or (
                     self.challenger is None and suspends(observed)

@@ -1383,8 +1383,15 @@ class TaskGovernor:
         return len(self.drift_labels)
 
     # --- inputs ---------------------------------------------------------------------------
-    def observe(self, key: str, evidence: Evidence) -> list[Migration]:
-        """Feed one label (in label-log order); the migrations it caused, usually none."""
+    def observe(
+        self, key: str, evidence: Evidence, label_number: int | None = None
+    ) -> list[Migration]:
+        """Feed one label (in label-log order); the migrations it caused, usually none.
+
+        ``label_number``: the label's place in the caller's label log, which also holds
+        labels that are no evidence (before any model, feedback, rule-held cases), for a
+        drift reason to name (default: the evidence counted here).
+        """
         self.controller.observe(key, evidence)
         self.n_labels += 1
         error = not evidence.correct
@@ -1397,7 +1404,7 @@ class TaskGovernor:
         else:
             detected = False
         if detected:
-            return self._on_drift(source)
+            return self._on_drift(source, self.n_labels if label_number is None else label_number)
         return self._update()
 
     def correct(self, key: str, correct: bool) -> list[Migration]:
@@ -1435,14 +1442,14 @@ class TaskGovernor:
         log.info("migration at label %d: %s", self.n_labels, reason)
         return [Migration(mode, threshold, reason, c.n, c.errors, c.upper, self.n_labels)]
 
-    def _on_drift(self, source: str) -> list[Migration]:
+    def _on_drift(self, source: str, label_number: int) -> list[Migration]:
         self.drift_labels.append(self.n_labels)
         self.controller.restart()
         self.audit_monitor.reset()
         self.review_monitor.reset()
         self._fresh_since = self.n_labels
         self.certificate = self.controller.certify()
-        reason = f"suspended: drift detected at label {self.n_labels:,} ({source})"
+        reason = f"suspended: drift detected at label {label_number:,} ({source})"
         log.info("drift at label %d (%s)", self.n_labels, source)
         if self.mode == "automated":
             return self._migrate("suspended", None, reason)

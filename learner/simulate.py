@@ -604,7 +604,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             if verdict is not None:
                 challenger = None
             before = governor.n_detections
-            observed = governor.observe(str(j), evidence) if j not in unsuggested else []
+            observed = governor.observe(str(j), evidence, n_labels) if j not in unsuggested else []
             moved += observed
             for m in moved:
                 migrations.append(m)

@@ -81,6 +81,10 @@ def test_after_rotated_labels_a_challenger_replaces_the_model_and_it_recertifies
     live, _ = run(4500)
     reasons = [m.reason for m in live.migrations]
     drift = next(i for i, r in enumerate(reasons) if "drift detected" in r)
+    # the reason names the label's place in the log: the governor saw one label fewer
+    # (the first, before any model, is no evidence)
+    at = live.migrations[drift].at_label
+    assert reasons[drift].startswith(f"suspended: drift detected at label {at + 1:,} (")
     replaced = next(i for i, r in enumerate(reasons) if "model replaced" in r)
     assert drift < replaced
     assert any(m.mode == "automated" for m in live.migrations[replaced:])  # re-certified
