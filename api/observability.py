@@ -20,8 +20,10 @@ from starlette.exceptions import HTTPException
 from api.db import Database
 from api.live import ModelStore
 from api.services import quality
+from api.services.metrics import error_bound
 from api.tables import Task
 from api.text import unstorable
+from learner.controller import MODES
 
 
 class Instruments:
@@ -69,12 +71,19 @@ class TaskCollector(Collector):
                 ("model_version", "Labels applied to the live model"),
                 ("automation_rate", "Share of cases decided automatically"),
                 ("threshold", "Confidence threshold in force"),
+                ("target_error", "Promised error rate of automated decisions"),
+                ("auto_error_estimate", "Estimated error of automated decisions"),
+                ("auto_error_upper", "Upper bound on the error of automated decisions"),
                 ("second_opinion_share", "Share of labels that got a second opinion"),
                 ("escalated_cases", "Cases sent to a lead after their reviewers disagreed"),
                 ("reviewer_agreement", "Raw agreement between reviewers on the same case"),
                 ("reviewer_kappa", "Fleiss' kappa between reviewers on the same case"),
             ]
         }
+        # one series per mode, 1 for the task's (alert on suspended == 1)
+        modes = GaugeMetricFamily(
+            "tierline_task_mode", "The task's mode (1 for its own)", labels=["task", "mode"]
+        )
         with self.db.read() as session:
             tasks = session.exec(select(Task)).all()
             agreement = {t.id: quality.agreement_headline(session, t) for t in tasks}
@@ -88,6 +97,12 @@ class TaskCollector(Collector):
             )
             in_force = task.threshold_in_force
             gauges["threshold"].add_metric([task.name], math.nan if in_force is None else in_force)
+            gauges["target_error"].add_metric([task.name], task.target_error)
+            estimate, upper = error_bound(task, live)
+            for name, value in (("auto_error_estimate", estimate), ("auto_error_upper", upper)):
+                gauges[name].add_metric([task.name], math.nan if value is None else value)
+            for mode in MODES:
+                modes.add_metric([task.name, mode], float(task.mode == mode))
             gauges["second_opinion_share"].add_metric(
                 [task.name], quality.second_opinion_share(task)
             )
@@ -96,6 +111,7 @@ class TaskCollector(Collector):
             gauges["reviewer_agreement"].add_metric([task.name], math.nan if raw is None else raw)
             gauges["reviewer_kappa"].add_metric([task.name], math.nan if kappa is None else kappa)
         yield from gauges.values()
+        yield modes
 
 
 class MetricsMiddleware:

@@ -10,12 +10,13 @@ from api.deps import StateDep
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+# HEAD too: load balancers and uptime checks often probe with it
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 def readyz(request: Request) -> Response:
     state = getattr(request.app.state, "tierline", None)
     if state is None or not getattr(request.app.state, "ready", False):

@@ -30,7 +30,9 @@ PUBLIC = "public"  # no key needed
 # (METHOD, path template) -> the roles that may call it (the contract, CONTRACT.md)
 RULES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
+    ("HEAD", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("HEAD", "/readyz"): PUBLIC,
     ("GET", "/v1/me"): ALL,
     # keys
     ("GET", "/v1/keys"): ADMIN,

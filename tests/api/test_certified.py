@@ -169,3 +169,14 @@ def test_a_new_target_is_in_the_history_even_when_mode_and_threshold_stay(api):
     api.client.patch("/v1/tasks/claims", json={"audit_rate": 0.3}, headers=api.admin)
     after = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
     assert len(after) == len(history)  # other settings: the audit log has them
+
+
+def test_prometheus_carries_the_mode_and_the_bound_to_alert_on(api):
+    certified_task(api)
+    teach_until_automated(api)
+    text = api.client.get("/metrics").text
+    assert 'tierline_task_mode{mode="automated",task="claims"} 1.0' in text
+    assert 'tierline_task_mode{mode="suspended",task="claims"} 0.0' in text
+    assert 'tierline_target_error{task="claims"} 0.1' in text
+    metrics = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
+    assert f'tierline_auto_error_upper{{task="claims"}} {metrics["auto_error_upper"]!r}' in text

@@ -1,6 +1,7 @@
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
+    assert client.head("/healthz").status_code == client.head("/readyz").status_code == 200
 
 
 def test_prometheus_metrics_per_route_and_task(api):
