@@ -14,12 +14,18 @@ class LearnerError(Exception):
 
 
 class _FieldError(LearnerError):
-    """An error about one named field; ``str(e) == f"{field}: {reason}"``."""
+    """An error about one named field; ``str(e) == f"{field}: {reason}"``. An empty
+    ``field`` is the whole object (the features, the schema): ``str(e) == reason``."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+        super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+
+    @property
+    def loc(self) -> tuple[str, ...]:
+        """Where, below the object: ``(field,)``, or ``()`` for the object itself."""
+        return (self.field,) if self.field else ()
 
     def __reduce__(self):  # keep pickling (e.g. across processes) working
         return (type(self), (self.field, self.reason))

@@ -178,9 +178,9 @@ def infer_schema(features: dict) -> dict[str, FeatureSpec]:
     'text'
     """
     if not isinstance(features, dict) or not features:
-        raise InvalidFeatures("features", "expected a non-empty object to infer a schema from")
+        raise InvalidFeatures("", "expected a non-empty object to infer a schema from")
     if len(features) > MAX_FEATURES:
-        raise InvalidFeatures("features", f"at most {MAX_FEATURES} features, got {len(features)}")
+        raise InvalidFeatures("", f"at most {MAX_FEATURES} features, got {len(features)}")
     schema = {}
     for name, value in features.items():
         problem = _name_problem(name)
@@ -246,7 +246,7 @@ def validate_features(
     learner.errors.InvalidFeatures: amount: expected a number within ±1e+100, got 1e+155
     """
     if not isinstance(features, dict):
-        raise InvalidFeatures("features", "expected an object mapping feature names to values")
+        raise InvalidFeatures("", "expected an object mapping feature names to values")
     for name in features:
         if name not in schema:
             names = list(schema)

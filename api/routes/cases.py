@@ -61,6 +61,7 @@ def submit_batch(task: str, body: CaseBatch, state: StateDep) -> Response:
         task,
         body.cases,
         max_string_length=state.settings.max_string_length,
+        batch=True,
     )
     routed = Counter(case["route"] for case, created in results if created)
     for route, n in routed.items():  # one increment per route, not per case

@@ -168,7 +168,7 @@ def _inferred(
         try:
             schema = infer_schema(features)
         except InvalidFeatures as exc:
-            raise InvalidInput([*loc, exc.field], exc.reason) from exc
+            raise InvalidInput([*loc, *exc.loc], exc.reason) from exc
     try:
         parse_rules(task.rules, schema)
     except InvalidSchema as exc:
@@ -198,7 +198,7 @@ def _validated(
     try:
         return validate_features(schema, features, max_string_length=max_string_length)
     except InvalidFeatures as exc:
-        raise InvalidInput([*loc, exc.field], exc.reason) from exc
+        raise InvalidInput([*loc, *exc.loc], exc.reason) from exc
 
 
 def score(
@@ -254,12 +254,13 @@ def prepare(
     *,
     max_string_length: int = 10_000,
     persist: bool = True,
+    batch: bool = False,
 ) -> tuple[Task, LiveModel]:
     """The task and its model, the task's schema fixed from the first case when none was
     declared: only once every case of the call fits it (a rejected call fixes nothing),
-    and never by a prediction (``persist=False``: it stores nothing)."""
+    and never by a prediction (``persist=False``: it stores nothing). ``batch``: the
+    items came as a body's ``cases`` (errors name ``cases``, the index, ``features``)."""
     task = store.tasks.get(task_name)
-    batch = len(items) > 1
     if task.features is None:
         schema = _inferred(task, items[0].features, _loc(0, batch))
         for i, item in enumerate(items):
@@ -340,15 +341,18 @@ def submit_cases(
     items: Sequence[CaseCreate],
     *,
     max_string_length: int,
+    batch: bool = False,
     retry: bool = True,
 ) -> list[tuple[dict[str, Any], bool]]:
     """Route and store cases; returns each case with ``True`` when it was created now.
 
     A case whose ``external_id`` was seen before is returned as first stored. Every
     case is validated before anything is written: one bad case rejects the call.
+    ``batch``: as for :func:`prepare`.
     """
-    task, live = prepare(db, store, task_name, items, max_string_length=max_string_length)
-    batch = len(items) > 1
+    task, live = prepare(
+        db, store, task_name, items, max_string_length=max_string_length, batch=batch
+    )
     existing = _existing(db, task, items)
     scored: list[Scored | dict[str, Any]] = []
     first_of: dict[str, int] = {}
@@ -382,8 +386,9 @@ def submit_cases(
         if not retry:
             raise
         return submit_cases(
-            db, store, task_name, items, max_string_length=max_string_length, retry=False
-        )
+            db, store, task_name, items, max_string_length=max_string_length, batch=batch,
+            retry=False,
+        )  # fmt: skip
     results: list[tuple[dict[str, Any], bool]] = []
     seen: set[str] = set()
     for s in scored:

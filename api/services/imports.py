@@ -257,13 +257,13 @@ class RowParser:
             try:
                 self.schema = infer_schema(features)
             except InvalidFeatures as exc:
-                raise RowError(f"features.{exc.field}: {exc.reason}") from None
+                raise _bad_features(exc) from None
         try:
             clean = validate_features(
                 self.schema, features, max_string_length=self.max_string_length
             )
         except InvalidFeatures as exc:
-            raise RowError(f"features.{exc.field}: {exc.reason}") from None
+            raise _bad_features(exc) from None
         for name, value in clean.items():
             if isinstance(value, str) and (what := unstorable(value)) is not None:
                 raise RowError(f"features.{name}: not storable text: {what}")
@@ -304,6 +304,11 @@ def import_case_batch(
     results = submit_cases(db, store, task_name, items, max_string_length=max_string_length)
     created = sum(1 for _, new in results if new)
     return created, len(results) - created
+
+
+def _bad_features(exc: InvalidFeatures) -> RowError:
+    """``features.amount: expected a number, ...`` (``features: ...`` for the object)."""
+    return RowError(f"{'.'.join(('features', *exc.loc))}: {exc.reason}")
 
 
 class _Raced(Exception):

@@ -232,7 +232,7 @@ def create_gold(db: Database, store: ModelStore, task_name: str, body: GoldBatch
             raise InvalidInput(
                 ["cases", i, "label"], f"{item.label!r} is not a label of task {task_name!r}"
             )
-    task, live = prepare(db, store, task_name, body.cases)  # type: ignore[arg-type]
+    task, live = prepare(db, store, task_name, body.cases, batch=True)  # type: ignore[arg-type]
     now = time.time()
     rows: list[GoldPublic] = []
     with db.write() as session:

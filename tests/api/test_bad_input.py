@@ -235,6 +235,18 @@ def test_a_rejected_first_call_leaves_an_inferred_schema_open(api):
     assert task["features"] == {"note": "category"}
 
 
+def test_an_empty_first_case_names_the_features_once(api):
+    api.create_task("open", features=None)
+    for path, body, loc in [
+        ("cases", {"features": {}}, ["body", "features"]),
+        ("cases/batch", {"cases": [{"features": {}}]}, ["body", "cases", 0, "features"]),
+    ]:
+        response = api.client.post(f"/v1/tasks/open/{path}", json=body, headers=api.admin)
+        assert response.status_code == 422
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == loc and "non-empty object" in detail["msg"], detail
+
+
 @pytest.mark.parametrize(
     "query",
     [
