@@ -34,7 +34,10 @@ def iso(ts: float | None) -> str | None:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and a NaN or infinite number too (JSON has
+    none; Python's parser reads them) with "Input should be a finite number"."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- keys -------------------------------------------------------------------------------

@@ -84,6 +84,16 @@ def test_nan_and_infinity_where_json_has_none_are_422_echoing_them_as_text(ready
     assert error["input"] in ("NaN", "Infinity", "-Infinity")
 
 
+@pytest.mark.parametrize("setting", ["target_error", "audit_rate", "delta", "threshold"])
+def test_a_setting_that_is_nan_is_called_not_finite(ready, setting):
+    headers = {**ready.admin, "content-type": "application/json"}
+    raw = b'{"' + setting.encode() + b'": NaN}'
+    response = ready.client.patch("/v1/tasks/claims", content=raw, headers=headers)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", setting] and error["msg"] == "Input should be a finite number"
+
+
 def rejected_raw(api, path, raw):
     """POST a raw JSON body as admin; assert a 422 with one error that stored nothing."""
     headers = {**api.admin, "content-type": "application/json"}
