@@ -58,13 +58,17 @@ def _name_problem(name: object) -> str | None:
 
     >>> _name_problem("sepal length (cm)") is None, _name_problem("a=b")
     (True, "feature names may not contain '=', ':' or control characters")
+    >>> _name_problem("  ")
+    'feature names may not be blank (spaces only)'
     """
     if not isinstance(name, str) or not name:
         return "feature names must be non-empty strings"
     if len(name) > MAX_NAME_LENGTH:
         return f"feature names must be at most {MAX_NAME_LENGTH} characters"
-    if _RESERVED.search(name) or not name.strip():
+    if _RESERVED.search(name):
         return "feature names may not contain '=', ':' or control characters"
+    if not name.strip():
+        return "feature names may not be blank (spaces only)"
     return None
 
 
