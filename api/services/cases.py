@@ -346,7 +346,7 @@ def submit_cases(
 ) -> list[tuple[dict[str, Any], bool]]:
     """Route and store cases; returns each case with ``True`` when it was created now.
 
-    A case whose ``external_id`` was seen before is returned as first stored. Every
+    A case whose ``external_id`` was seen before is returned as first answered. Every
     case is validated before anything is written: one bad case rejects the call.
     ``batch``: as for :func:`prepare`.
     """
@@ -410,7 +410,16 @@ def _existing(db: Database, task: Task, items: Sequence[CaseCreate]) -> dict[str
             .join(Routing, col(Routing.case_id) == Case.id)
             .where(Case.task_id == task.id, col(Case.external_id).in_(ids))
         ).all()
-    return {c.external_id: case_public(task, c, r) for c, r in rows}  # type: ignore[misc]
+    return {c.external_id: _as_first_answered(case_public(task, c, r), c) for c, r in rows}  # type: ignore[misc]
+
+
+def _as_first_answered(answer: dict[str, Any], case: Case) -> dict[str, Any]:
+    """A repeated ``external_id`` gets the first result (CONTRACT.md), as any retried call
+    should: a case decided after it was created reads ``pending`` again, as it was
+    answered then (``GET /v1/cases/{id}`` tells its state now)."""
+    if case.decided_at is None or case.decided_at > case.created_at:
+        answer.update(status="pending", decision=None)
+    return answer
 
 
 def _store(

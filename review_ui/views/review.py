@@ -155,7 +155,7 @@ def suggestion_panel(case: dict[str, Any]) -> None:
         st.markdown(f"Model suggests **{escape_markdown(str(suggestion))}**")
     if confidence is not None and suggestion is not None:
         text = f"Confidence {format_percent(confidence)}"
-        if threshold is not None and threshold < 1.0:  # 1.0: nothing is automated now
+        if threshold is not None and threshold < 1.0:  # None (1.0 before): nothing automated
             text += f" · automation threshold {format_percent(threshold)}"
         st.progress(min(max(float(confidence), 0.0), 1.0), text=text)
     proba = case.get("proba") or {}

@@ -59,6 +59,22 @@ def test_external_id_makes_the_call_idempotent(api):
     assert first.status_code == 201 and again.status_code == 200
     assert again.json() == first.json()
     assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["cases"] == 1
+    # decided by a reviewer since: a repeat still gets the first result, in a batch too
+    claim = api.claim("claims")
+    assert claim is not None and claim["case"]["id"] == first.json()["id"]
+    assert api.label(claim, "reject").status_code == 200
+    repeat = api.client.post(
+        "/v1/tasks/claims/cases", json={"external_id": "ext-1", "features": CASE}, headers=headers
+    )
+    assert repeat.status_code == 200 and repeat.json() == first.json()
+    batch = api.client.post(
+        "/v1/tasks/claims/cases/batch",
+        json={"cases": [{"external_id": "ext-1", "features": CASE}]},
+        headers=headers,
+    )
+    assert batch.json()["results"] == [first.json()]
+    now = api.client.get(f"/v1/cases/{first.json()['id']}", headers=headers).json()
+    assert (now["status"], now["decision"], now["label"]) == ("decided", "reject", "reject")
 
 
 def test_batch_keeps_order_and_dedupes_external_ids(api):
