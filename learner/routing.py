@@ -58,6 +58,9 @@ class RoutingPolicy:
         labels include a random sample of every confidence level even when reviewers
         cannot keep up and the margin order would only ever reach the uncertain cases
         (:func:`review_sample_rate`: the service samples only under a backlog).
+    audit_note
+        Why the audit rate is what it is, when that needs saying in an audit's reason
+        (``"raised: audited errors may be rising"``).
 
     Examples
     --------
@@ -74,6 +77,7 @@ class RoutingPolicy:
     threshold_note: str = "threshold"
     hold_reason: str | None = None
     sample_rate: float = 0.0
+    audit_note: str | None = None
 
     def __post_init__(self) -> None:
         if math.isnan(self.threshold):
@@ -280,7 +284,8 @@ def route_case(
         reasons = [_reason(confidence, policy, True)]
         if (audit_draw(task, case_key) if draw is None else draw) < policy.audit_rate:
             audit = True
-            reasons.append(f"audit sample (rate {policy.audit_rate:g})")
+            note = f"; {policy.audit_note}" if policy.audit_note else ""
+            reasons.append(f"audit sample (rate {policy.audit_rate:g}{note})")
         # positional: the fields' order (keywords cost ~0.2 µs more per case)
         return RoutingDecision(
             "auto", suggested, confidence, proba, threshold, audit, reasons,

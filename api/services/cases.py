@@ -111,6 +111,7 @@ def new_case_id() -> str:
 #: 1,000 at the raised rate (every case, at the usual 5%) would spend a thousand labels on
 #: one warning, most of them after it could have ended.
 MAX_CASES_AT_RAISED_AUDIT_RATE = 20
+RAISED_AUDIT_NOTE = "raised: audited errors may be rising"
 
 
 def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> RoutingPolicy:
@@ -123,6 +124,7 @@ def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> 
     certified = task.threshold_policy == "certified"
     # while drift is suspected the governor audits more (propensity recorded as drawn)
     audit_rate = live.governor.audit_rate(task.audit_rate) if certified else task.audit_rate
+    raised = audit_rate > task.audit_rate
     return RoutingPolicy(
         threshold=1.0 if threshold is None else threshold,  # unused: nothing automates then
         min_labels=task.min_labels,
@@ -131,6 +133,7 @@ def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> 
         threshold_note="certified threshold" if certified else "threshold",
         hold_reason=None if mode == "automated" else reason,
         sample_rate=review_sample_rate(task.audit_rate, oldest, time.time()),
+        audit_note=RAISED_AUDIT_NOTE if raised else None,
     )
 
 
@@ -376,7 +379,8 @@ def submit_cases(
         if boost_left is not None and decision.route == "auto":
             boost_left -= 1
             if not boost_left:  # the rest of the call at the task's own rate
-                policy, boost_left = replace(policy, audit_rate=task.audit_rate), None
+                policy = replace(policy, audit_rate=task.audit_rate, audit_note=None)
+                boost_left = None
         scored.append(Scored(case_id, item, clean, decision, version))
     fresh = [s for s in scored if isinstance(s, Scored)]
     fresh = list({s.case_id: s for s in fresh}.values())

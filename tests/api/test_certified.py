@@ -144,6 +144,9 @@ def test_a_batch_takes_the_raised_audit_rate_for_its_first_automated_cases_only(
     auto = [r for r in results if r["route"] == "auto"]
     assert len(auto) > cap + 20
     assert all(r["audit"] and r["propensity"] == 1.0 for r in auto[:cap])
+    raised = "audit sample (rate 1; raised: audited errors may be rising)"
+    assert all(raised in r["reasons"] for r in auto[:cap])
+    assert all(r["reasons"][-1] == "audit sample (rate 0.2)" for r in auto[cap:] if r["audit"])
     assert {r["propensity"] for r in auto[cap:]} == {0.2}  # drawn at the task's own rate
     assert sum(r["audit"] for r in auto[cap:]) < len(auto[cap:])
     single = api.send("claims", claims_case(rng)[0])  # the next call starts afresh
