@@ -105,18 +105,32 @@ def format_number(value: float | int) -> str:
     return text.rstrip("0").rstrip(".")
 
 
-def format_value(value: Any) -> str:
-    """A feature value as plain text: yes/no, formatted numbers, a dash for missing.
+def format_exact(value: float | int) -> str:
+    """Every digit of a number as sent, with thousands separators (a value a rule compares
+    must not be rounded across the rule's edge: 10,000.004 is not 10,000).
 
-    >>> [format_value(v) for v in (True, None, 1500, "fr", [1, 2])]
-    ['yes', '—', '1,500', 'fr', '[1, 2]']
+    >>> format_exact(10000.004), format_exact(7800.123456), format_exact(2.0), format_exact(-3)
+    ('10,000.004', '7,800.123456', '2', '-3')
+    >>> format_exact(0.000123456), format_exact(1e99)
+    ('0.000123456', '1e+99')
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,}"
+
+
+def format_value(value: Any) -> str:
+    """A feature value as plain text: yes/no, numbers exactly as sent, a dash for missing.
+
+    >>> [format_value(v) for v in (True, None, 1500, 99999.999, "fr", [1, 2])]
+    ['yes', '—', '1,500', '99,999.999', 'fr', '[1, 2]']
     """
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int | float):
-        return format_number(value)
+        return format_exact(value)
     if isinstance(value, str):
         return value if value.strip() else "(empty)"
     return json.dumps(value, ensure_ascii=False, default=str)

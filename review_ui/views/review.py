@@ -214,9 +214,17 @@ def lease_clock(state: Any) -> None:
     clock()
 
 
+def _correcting(state: Any) -> bool:
+    return bool(state[rv.CORRECTING] and state[rv.DONE])
+
+
 def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, Any]) -> None:
-    """Comment, one button per label (keys 1–9), Skip, Not sure and Undo/correct last."""
-    busy = bool(state[rv.PENDING])
+    """Comment, one button per label (keys 1–9), Skip, Not sure and Undo/correct last.
+
+    While the correction panel is open its buttons own the number keys: the case on
+    screen waits (it has not been read yet), and only ``u`` (close the panel) acts here.
+    """
+    busy = bool(state[rv.PENDING]) or _correcting(state)
     st.text_input(
         "Comment (optional)",
         key=rv.COMMENT,
@@ -228,7 +236,7 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
         column.button(
             label_button_text(index, label),
             key=f"rv_label_{index}",
-            shortcut=str(index + 1) if index < 9 else None,
+            shortcut=str(index + 1) if index < 9 and not busy else None,
             type="primary" if label == case.get("suggestion") else "secondary",
             on_click=rv.submit_label,
             args=(tl, state, label),
@@ -239,7 +247,7 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
     skip.button(
         "s · Skip",
         key="rv_skip",
-        shortcut="s",
+        shortcut=None if busy else "s",
         on_click=rv.skip,
         args=(tl, state),
         disabled=busy,
@@ -249,7 +257,7 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
     unsure.button(
         "n · Not sure",
         key="rv_unsure",
-        shortcut="n",
+        shortcut=None if busy else "n",
         on_click=rv.skip,
         args=(tl, state, "unsure"),
         disabled=busy,
@@ -262,7 +270,7 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
         shortcut="u",
         on_click=_toggle_correct,
         args=(state,),
-        disabled=busy or not state[rv.DONE],
+        disabled=bool(state[rv.PENDING]) or not state[rv.DONE],
         width="stretch",
     )
 
@@ -272,7 +280,7 @@ def _toggle_correct(state: Any) -> None:
 
 
 def correction_panel(tl: TierlineClient, state: Any, tasks: dict[str, dict[str, Any]]) -> None:
-    """Relabel the previous case."""
+    """Relabel the previous case: its buttons take the number keys (``u`` closes it)."""
     last = state[rv.DONE][-1]
     labels = (tasks.get(last["task"]) or {}).get("labels") or [last["label"]]
     with st.container(border=True):
@@ -282,9 +290,11 @@ def correction_panel(tl: TierlineClient, state: Any, tasks: dict[str, dict[str, 
         )
         columns = button_columns(len(labels) + 1)
         for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
+            text = f"→ {escape_markdown(label)}"
             column.button(
-                f"→ {escape_markdown(label)}",
+                f"{index + 1} · {text}" if index < 9 else text,
                 key=f"rv_fix_{index}",
+                shortcut=str(index + 1) if index < 9 and label != last["label"] else None,
                 disabled=label == last["label"],
                 on_click=rv.correct_last,
                 args=(tl, state, label),

@@ -73,13 +73,20 @@ def test_reviewer_labels_three_cases_with_the_keyboard_and_skips_one(stack, brow
             wait_until_idle(page)
             press(page, key)
             labelled[shown] = label
-            shown = wait_for_case(page, previous=shown)
+            last, shown = shown, wait_for_case(page, previous=shown)
         wait_until_idle(page)
         skipped = shown
         press(page, "s")
         shown = wait_for_case(page, previous=skipped)
         wait_until_idle(page)
         expect(page.get_by_role("button", name="u · Undo/correct last")).to_be_enabled()
+        # u, then a number: corrects the last label, never labels the unread case on screen
+        press(page, "u")
+        expect(page.get_by_role("button", name="2 · → reject")).to_be_enabled()
+        wait_until_idle(page)
+        press(page, "2")
+        expect(page.get_by_text(f"Case {last} relabelled approve → reject.")).to_be_visible()
+        labelled[last] = "reject"
         counter = page.get_by_test_id("stMetric").filter(has_text="Labelled this session")
         expect(counter.get_by_test_id("stMetricValue")).to_have_text("3")
         page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)

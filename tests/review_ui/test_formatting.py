@@ -23,6 +23,7 @@ def test_values_read_naturally() -> None:
     assert format_value(0.5) == "0.5"
     assert format_value(float("nan")) == "nan"
     assert format_value("  ") == "(empty)"
+    assert format_value(10000.004) == "10,000.004"  # not 10,000: a rule says amount > 10000
     assert format_value({"a": "é"}) == '{"a": "é"}'
 
 

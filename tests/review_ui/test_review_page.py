@@ -156,13 +156,17 @@ def test_undo_corrects_the_last_label(reviewer, fake_api) -> None:
     button(at, "1 · approve").click().run()
     button(at, "u · Undo/correct last").click().run()
     assert "you chose **approve**" in texts(at)
-    assert button(at, "→ approve").disabled
-    button(at, "→ reject").click().run()
+    assert button(at, "1 · → approve").disabled
+    # the case on screen waits: its buttons (and their keys) are off while correcting
+    assert all(button(at, b).disabled for b in ("1 · approve", "2 · reject", "s · Skip"))
+    assert not button(at, "u · Undo/correct last").disabled  # u closes the panel
+    button(at, "2 · → reject").click().run()
     assert not at.exception
     assert fake_api.called("correct") == [("c_1", "reject", None)]
     assert at.success[0].value == "Case c_1 relabelled approve → reject."
     assert on_screen(at) == "c_2"  # the case on screen is untouched
     assert at.session_state[rv.DONE][-1]["label"] == "reject"
+    assert not button(at, "1 · approve").disabled  # the panel closed: labelling again
 
 
 def test_empty_queue_says_so(app, fake_api) -> None:
