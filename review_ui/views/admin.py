@@ -203,16 +203,24 @@ def key_list(tl: TierlineClient) -> None:
     active = {k["id"]: k for k in keys if not k.get("revoked")}
     if not active:
         return
+    mine = session.me().get("id")
     with st.form("ad_revoke_key"):
         st.markdown("**Revoke a key**")
         key_id = st.selectbox(
             "Key",
             list(active),
-            format_func=lambda i: f"{active[i]['name']} ({active[i]['role']}) {i}",
+            index=None,  # nothing chosen for you: the first key listed may be your own
+            placeholder="Choose a key",
+            format_func=lambda i: (
+                f"{active[i]['name']} ({active[i]['role']}) {i}" + (" — you" if i == mine else "")
+            ),
         )
         sure = st.checkbox("Yes, revoke it: its holder loses access at once")
         submitted = st.form_submit_button("Revoke key")
     if not submitted:
+        return
+    if key_id is None:
+        st.error("Choose the key to revoke.")
         return
     if not sure:
         st.error("Tick the box to confirm.")
@@ -222,7 +230,7 @@ def key_list(tl: TierlineClient) -> None:
     except TierlineError as error:
         st.error(f"The key was not revoked: {session.describe(error)}")
         return
-    own = " (the key you are signed in with)" if key_id == session.me().get("id") else ""
+    own = " (the key you are signed in with)" if key_id == mine else ""
     st.session_state["ad_notice"] = ("success", f"Key {key_id} revoked{own}.")
     st.rerun()
 

@@ -87,9 +87,10 @@ def _line(
 ) -> alt.LayerChart | alt.FacetChart:
     """A share (accuracy, automation rate, threshold) on a fixed 0-1 axis."""
     scale = alt.Scale(domain=[0, 1])
+    shown = frame.dropna(subset=[y])
     line = (
-        alt.Chart(frame.dropna(subset=[y]))
-        .mark_line(point=len(frame) < 40)
+        alt.Chart(shown)
+        .mark_line(point=len(shown) < 40)  # points while few: one alone draws no line
         .encode(
             x=alt.X(f"{x}:Q", title=x, axis=alt.Axis(format=",d", tickMinStep=1)),
             y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=alt.Axis(format=".2~f")),
@@ -132,7 +133,7 @@ def error_chart(
     )
     layers: list[alt.Chart] = [
         alt.Chart(long)
-        .mark_line()
+        .mark_line(point=len(long) < 80)  # points while few: one alone draws no line
         .encode(
             x=alt.X("labels:Q", title="labels", axis=alt.Axis(format=",d", tickMinStep=1)),
             y=alt.Y("error:Q", title="error (automated)"),

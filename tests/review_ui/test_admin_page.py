@@ -98,6 +98,11 @@ def test_automation_switch_patches_the_task(admin, fake_api) -> None:
 def test_admin_revokes_a_key(admin, fake_api) -> None:
     at = admin
     revoke = next(s for s in at.selectbox if s.label == "Key")
+    assert revoke.value is None  # nothing preselected: the first key may be one's own
+    next(c for c in at.checkbox if c.label.startswith("Yes, revoke")).check()
+    form_button(at, "Revoke key").click().run()
+    assert at.error[0].value == "Choose the key to revoke." and not fake_api.called("revoke_key")
+    revoke = next(s for s in at.selectbox if s.label == "Key")
     revoke.select("k_an")
     next(c for c in at.checkbox if c.label.startswith("Yes, revoke")).check()
     form_button(at, "Revoke key").click().run()
