@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import streamlit as st
+from streamlit.components.v1 import html as run_script
 
 from api.client import TierlineClient, TierlineError
 from review_ui import reviewing as rv
@@ -88,7 +89,16 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
         depth = status.get("queue_depth")
         second.metric("Waiting in queue", "—" if depth is None else f"{depth:,}")
         share = status.get("automation_rate") if status.get("cases") else None
-        third.metric("Decided automatically", format_percent(share))  # no cases yet: "—"
+        third.metric(
+            "Decided automatically",
+            format_percent(share),  # no cases yet: "—"
+            help="Share of all this task's cases so far",
+        )
+        if status.get("mode") == "suspended":
+            st.warning(
+                "Automation is suspended for this task: every new case comes to people "
+                "until fresh labels certify it again."
+            )
 
     counter()
 
@@ -341,8 +351,15 @@ def empty_queue(tl: TierlineClient, state: Any, task: str) -> None:
 
 
 # --- page -------------------------------------------------------------------------------
+#: Set when the task was switched: the dropdown keeps the keyboard focus, where number keys
+#: would type into it instead of labelling, so the page gives the focus back once.
+RELEASE_FOCUS = "rv_release_focus"
+_BLUR = "<script>const a = window.parent.document.activeElement; if (a) a.blur();</script>"
+
+
 def _on_task_change(tl: TierlineClient, state: Any) -> None:
     rv.switch_task(tl, state, state.get("rv_task_select"))
+    state[RELEASE_FOCUS] = True
 
 
 def main() -> None:
@@ -376,6 +393,8 @@ def main() -> None:
     )
     with counter:
         session_counter(tl, state, task["name"])
+    if state.pop(RELEASE_FOCUS, False):
+        run_script(_BLUR, height=0)
 
     rv.resume_interrupted(tl, state)
     show_notice(state)

@@ -84,6 +84,7 @@ class FakeApi:
         self.cases: dict[str, dict[str, Any]] = {}
         self.leases: dict[str, str] = {}  # case id → lease id
         self.n_cases = 1200  # what the queue status reports as the task's cases so far
+        self.mode = "automated"  # what the queue status reports as the task's mode
         self.labels: dict[str, tuple[str, str]] = {}  # case id → (label, key id)
         self.keys: list[dict[str, Any]] = [
             {
@@ -219,7 +220,7 @@ class FakeClient:
         waiting = len(self.api.waiting())
         return {
             "task": task,
-            "mode": "automated",
+            "mode": self.api.mode,
             "queue_depth": waiting,
             "automation_rate": 0.75 if self.api.n_cases else 0.0,
             "cases": self.api.n_cases,

@@ -153,7 +153,8 @@ def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None
             },
         ).raise_for_status()
         case = {"body": text, "sender": "support@bank.example.com"}
-        admin.post("/v1/tasks/mail/cases", json={"features": case}).raise_for_status()
+        sent = admin.post("/v1/tasks/mail/cases", json={"features": case})
+        sent.raise_for_status()
     with first_case_of(browser, stack, "mail", "lee-e2e", "phish") as page:
         main = page.locator("[data-testid='stMain']").first
         assert main.locator("a").count() == 0
@@ -164,6 +165,12 @@ def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None
             "<b>not bold</b>",
         ):
             assert part in shown
+        # straight after choosing the task: the dropdown gave the keyboard back, so the key
+        # labels the case (it typed into the dropdown)
+        page.keyboard.press("1")
+        page.get_by_text("Nothing is waiting in “mail”").wait_for(timeout=30_000)
+    with stack.admin() as admin:
+        assert admin.get(f"/v1/cases/{sent.json()['id']}").json()["label"] == "phish"
 
 
 @contextmanager

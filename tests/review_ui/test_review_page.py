@@ -325,3 +325,13 @@ def test_a_long_label_is_clipped_in_the_probability_table_and_whole_on_its_butto
     assert not at.exception
     assert list(at.dataframe[0].value["label"]) == ["ok", "L" * 13 + "…"]
     assert any(b.label == f"1 · {long}" for b in at.button)
+
+
+def test_a_suspended_task_is_said_to_be_so(app, fake_api) -> None:
+    fake_api.mode = "suspended"
+    at = app("reviewer").run()
+    assert not at.exception
+    assert any("Automation is suspended for this task" in w.value for w in at.warning)
+    fake_api.mode = "automated"
+    at = app("reviewer").run()
+    assert not any("suspended" in w.value for w in at.warning)
