@@ -253,7 +253,7 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
             disabled=busy,
             width="stretch",
         )
-    skip, unsure, undo, _ = st.columns([1, 1, 1, 2])
+    skip, unsure, undo = st.columns([2, 3, 4])
     skip.button(
         "s · Skip",
         key="rv_skip",
@@ -427,12 +427,12 @@ def main() -> None:
         + (f" · {escape_markdown(str(case['external_id']))}" if case.get("external_id") else "")
     )
     left, right = st.columns([3, 2], gap="large")
-    with left:
+    with left:  # the buttons under the case, on the first screen (the right side runs long)
         feature_card(case, task.get("features"))
+        actions(tl, state, task.get("labels") or [], case)
         lease_clock(state)
     with right:
         suggestion_panel(case)
-    actions(tl, state, task.get("labels") or [], case)
     rv.prefetch(tl, state)
 
 

@@ -69,6 +69,11 @@ def test_reviewer_labels_three_cases_with_the_keyboard_and_skips_one(stack, brow
 
         labelled: dict[str, str] = {}
         shown = wait_for_case(page)
+        wait_until_idle(page)
+        # the label buttons sit under the case, on a laptop's first screen (1366 × 768):
+        # below both columns the model's explanation pushed them past 900 px
+        box = page.get_by_role("button", name="1 · approve").bounding_box()
+        assert box is not None and box["y"] + box["height"] < 768, box
         for key, label in [("1", "approve"), ("2", "reject"), ("1", "approve")]:
             wait_until_idle(page)
             press(page, key)
