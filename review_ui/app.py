@@ -101,6 +101,10 @@ def main() -> None:
     page = st.navigation(pages, position="sidebar" if len(pages) > 1 else "hidden")
     if session.signed_in():
         account_box()
+        if page.url_path != "review":  # held cases go back to the queue, not idle here
+            state = session.state()
+            if state.get(reviewing.CURRENT) or state.get(reviewing.PREFETCHED):
+                reviewing.release_all(session.client(), state)
     page.run()
 
 

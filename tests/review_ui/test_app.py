@@ -85,3 +85,15 @@ def test_sign_out_releases_leases_and_forgets_the_key(app, fake_api) -> None:
     assert sorted(args[0] for args in fake_api.called("release")) == sorted(held)
     assert session.KEY not in at.session_state
     assert at.sidebar.text_input(key="signin_key").value == ""
+
+
+def test_leaving_the_review_page_gives_held_cases_back(app, fake_api) -> None:
+    """An admin lands on Review (which claims a case and prefetches the next); on the Admin
+    page those cases would sit held, shown to nobody, until sign-out or lease expiry."""
+    fake_api.add_cases(3)
+    at = sign_in(app(), "tl_admin")
+    assert fake_api.leases  # the case on screen and the prefetched one
+    at.switch_page("views/admin.py").run()
+    assert not at.exception
+    assert fake_api.leases == {}
+    assert fake_api.called("release")
