@@ -101,7 +101,8 @@ def main() -> None:
     page = st.navigation(pages, position="sidebar" if len(pages) > 1 else "hidden")
     if session.signed_in():
         account_box()
-        if page.url_path != "review":  # held cases go back to the queue, not idle here
+        if page.title != PAGES["review"][1]:  # held cases go back to the queue, not idle here
+            # (by title: a default page's url_path is "")
             state = session.state()
             if state.get(reviewing.CURRENT) or state.get(reviewing.PREFETCHED):
                 reviewing.release_all(session.client(), state)

@@ -335,6 +335,15 @@ def empty_queue(tl: TierlineClient, state: Any, task: str) -> None:
         )
         return
     st.success(f"Nothing is waiting in “{task}”. New cases will appear here by themselves.")
+    try:
+        held = tl.queue(task).get("queue_depth") or 0
+    except TierlineError:
+        held = 0
+    if held:  # the queue counts them, but none can be yours now
+        st.caption(
+            f"The {held:,} in the queue are held by other reviewers, or are cases you "
+            "already gave an opinion on; a held case comes back when its lease expires."
+        )
     st.button("Check again", key="rv_check_again", on_click=rv.retry_claim, args=(tl, state))
     state.setdefault(EMPTY_AT, time.time())
 

@@ -85,6 +85,7 @@ class FakeApi:
         self.leases: dict[str, str] = {}  # case id → lease id
         self.n_cases = 1200  # what the queue status reports as the task's cases so far
         self.mode = "automated"  # what the queue status reports as the task's mode
+        self.held_elsewhere = 0  # queued cases other reviewers hold (counted in the depth)
         self.labels: dict[str, tuple[str, str]] = {}  # case id → (label, key id)
         self.keys: list[dict[str, Any]] = [
             {
@@ -217,7 +218,7 @@ class FakeClient:
 
     def queue(self, task: str) -> dict[str, Any]:
         self._enter("queue", task)
-        waiting = len(self.api.waiting())
+        waiting = len(self.api.waiting()) + self.api.held_elsewhere
         return {
             "task": task,
             "mode": self.api.mode,

@@ -173,6 +173,11 @@ def test_empty_queue_says_so(app, fake_api) -> None:
     at = app("reviewer").run()
     assert not at.exception
     assert "Nothing is waiting in “claims”" in at.success[0].value
+    assert not any("held by other reviewers" in c.value for c in at.caption)
+    fake_api.held_elsewhere = 17  # the queue counts them; none can be this reviewer's now
+    at.run()
+    assert any(c.value.startswith("The 17 in the queue are held") for c in at.caption)
+    fake_api.held_elsewhere = 0
     fake_api.add_cases(1)
     button(at, "Check again").click().run()
     assert on_screen(at) == "c_1"
