@@ -97,6 +97,61 @@ def task_list(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
         )
 
 
+def settings_form(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
+    """Change an existing task's promise, audits, cold start and rules (``PATCH``)."""
+    if not tasks:
+        return
+    by_name = {t["name"]: t for t in tasks}
+    name = st.selectbox("Change the settings of", list(by_name), key="ad_settings_task")
+    task = by_name[name]
+    with st.form(f"ad_settings_{name}"):
+        first, second, third, fourth = st.columns(4)
+        target_error = first.number_input(
+            "Target error", 0.0001, 0.5, float(task["target_error"]), step=0.01, format="%.4f"
+        )
+        audit_rate = second.number_input(
+            "Audit rate", 0.001, 1.0, float(task["audit_rate"]), step=0.01, format="%.3f"
+        )
+        min_labels = third.number_input("Min labels", 0, 1_000_000, int(task["min_labels"]))
+        delta = fourth.number_input(
+            "δ (1 − confidence)", 0.000001, 0.5, float(task["delta"]), step=0.01, format="%.3f"
+        )
+        rules = st.text_area(
+            "Guardrail rules (JSON; [] removes them)",
+            value=json.dumps(task.get("rules") or []),
+            help=RULES_HELP,
+            height=80,
+        )
+        submitted = st.form_submit_button("Save settings")
+    if not submitted:
+        return
+    try:
+        wanted: dict[str, Any] = {
+            "target_error": target_error,
+            "audit_rate": audit_rate,
+            "min_labels": int(min_labels),
+            "delta": delta,
+            "rules": parse_json(rules, "rules", list) or [],
+        }
+        changes = {k: v for k, v in wanted.items() if v != task.get(k)}
+        if not changes:
+            st.info("Nothing changed.")
+            return
+        updated = tl.update_task(name, **changes)
+    except FormError as error:
+        st.error(str(error))
+        return
+    except TierlineError as error:
+        st.error(f"The settings were not saved: {session.describe(error)}")
+        return
+    logger.info("task %s settings changed: %s", name, sorted(changes))
+    st.session_state["ad_notice"] = (
+        "success",
+        f"“{name}” changed ({', '.join(sorted(changes))}); mode {updated.get('mode')}.",
+    )
+    st.rerun()
+
+
 def create_task_form(tl: TierlineClient) -> None:
     """A form for a new task."""
     with st.form("ad_create_task"):
@@ -267,6 +322,7 @@ def main() -> None:
             st.error(session.describe(error))
             tasks = []
         task_list(tl, tasks)
+        settings_form(tl, tasks)
     with keys_tab:
         create_key_form(tl)
         key_list(tl)

@@ -125,3 +125,20 @@ def test_history_table(admin, fake_api) -> None:
     ]
     at = admin.run()
     assert list(at.dataframe[-1].value["reason"]) == ["bound 0.04 <= 0.05"]
+
+
+def test_admin_changes_a_tasks_settings(admin, fake_api) -> None:
+    at = admin
+    target = [n for n in at.number_input if n.label == "Target error"][-1]  # after the new-task form
+    assert target.value == 0.05  # the task's own settings, to start from
+    target.set_value(0.02)
+    next(t for t in at.text_area if t.label.startswith("Guardrail rules (JSON; [] removes")).input(
+        '[{"feature": "amount", "op": ">", "value": 10000}]'
+    )
+    form_button(at, "Save settings").click().run()
+    assert not at.exception
+    rule = {"feature": "amount", "op": ">", "value": 10000}
+    assert fake_api.called("update_task") == [("claims", {"target_error": 0.02, "rules": [rule]})]
+    assert at.success[0].value.startswith("“claims” changed (rules, target_error)")
+    form_button(at, "Save settings").click().run()  # the same again: nothing to send
+    assert len(fake_api.called("update_task")) == 1 and at.info[0].value == "Nothing changed."
