@@ -129,7 +129,7 @@ def test_history_table(admin, fake_api) -> None:
 
 def test_admin_changes_a_tasks_settings(admin, fake_api) -> None:
     at = admin
-    target = [n for n in at.number_input if n.label == "Target error"][-1]  # after the new-task form
+    target = [n for n in at.number_input if n.label == "Target error"][-1]  # after the new form
     assert target.value == 0.05  # the task's own settings, to start from
     target.set_value(0.02)
     next(t for t in at.text_area if t.label.startswith("Guardrail rules (JSON; [] removes")).input(
