@@ -361,4 +361,8 @@ def skip(client: TierlineClient, state: State, reason: str = "skip") -> None:
     state[CORRECTING] = False
     ensure_case(client, state)  # claims the next one while we still hold this one
     _release(client, claim)
-    state[NOTICE] = ("info", "Left for another reviewer.") if reason == "unsure" else None
+    state[NOTICE] = (
+        ("info", "Left for another reviewer.")
+        if reason == "unsure"
+        else ("info", "Skipped: it goes back to the queue, and comes to you again last.")
+    )

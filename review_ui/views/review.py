@@ -169,7 +169,7 @@ def suggestion_panel(case: dict[str, Any]) -> None:
             text += f" · automation threshold {format_percent(threshold)}"
         st.progress(min(max(float(confidence), 0.0), 1.0), text=text)
     proba = case.get("proba") or {}
-    if proba:
+    if proba and suggestion is not None:  # an untrained model's even odds say nothing
         rows = sorted(proba.items(), key=lambda item: -item[1])
         st.dataframe(
             {
@@ -190,18 +190,21 @@ def suggestion_panel(case: dict[str, Any]) -> None:
     explanation = case.get("explanation") or []
     if explanation and suggestion is not None:
         features = case.get("features") or {}
-        st.markdown("**What drove the suggestion**")
         lines = []
         for item in explanation[:6]:
             name, weight = str(item.get("feature")), float(item.get("contribution") or 0.0)
+            if abs(weight) < 0.0005:  # shows as ±0.000: it drove nothing
+                continue
             arrow = "▲" if weight >= 0 else "▼"
             value = features.get(name)
             shown = f" = {format_value(value)}" if name in features and not is_long(value) else ""
             lines.append(
                 f"- {arrow} {escape_markdown(name + shown)} `{format_contribution(weight)}`"
             )
-        st.markdown("\n".join(lines))
-        st.caption("▲ pushed toward the suggestion, ▼ pushed against it.")
+        if lines:
+            st.markdown("**What drove the suggestion**")
+            st.markdown("\n".join(lines))
+            st.caption("▲ pushed toward the suggestion, ▼ pushed against it.")
 
 
 def lease_clock(state: Any) -> None:

@@ -340,3 +340,20 @@ def test_a_suspended_task_is_said_to_be_so(app, fake_api) -> None:
     fake_api.mode = "automated"
     at = app("reviewer").run()
     assert not any("suspended" in w.value for w in at.warning)
+
+
+def test_what_says_nothing_is_not_shown(app, fake_api) -> None:
+    """A case before any model: no probability table of even odds; a driver that rounds
+    to ±0.000 is no driver."""
+    fake_api.add_cases(1, suggestion=None, proba={"approve": 0.5, "reject": 0.5})
+    drivers = [{"feature": "country", "contribution": -0.0001}, {"feature": "amount",
+               "contribution": 0.4}]  # fmt: skip
+    fake_api.add_cases(1, explanation=drivers)
+    at = app("reviewer").run()
+    assert not at.exception
+    assert "The model has no suggestion yet (too few labels)." in texts(at)
+    assert not at.dataframe
+    button(at, "s · Skip").click().run()
+    assert at.info[0].value.startswith("Skipped: it goes back to the queue")
+    shown = texts(at)
+    assert "▲ amount" in shown and "country =" not in shown.split("What drove")[-1]
