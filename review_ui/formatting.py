@@ -150,6 +150,24 @@ def format_percent(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def table_rows(rows: list[dict[str, Any]], times: tuple[str, ...] = ("at",)) -> list[dict]:
+    """Rows as a table shows them: the ``times`` columns to the second, in UTC (a table
+    printed ``2030-01-01T10:02:24.252601+00:00``).
+
+    >>> table_rows([{"at": "2030-01-01T12:02:24.252601+02:00", "mode": "assist"}])
+    [{'at': '2030-01-01 10:02:24 UTC', 'mode': 'assist'}]
+    """
+    shown = []
+    for row in rows:
+        out = dict(row)
+        for name in times:
+            moment = parse_time(out[name]) if isinstance(out.get(name), str) else None
+            if moment is not None:
+                out[name] = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        shown.append(out)
+    return shown
+
+
 def parse_time(text: str | None) -> datetime | None:
     """An ISO 8601 timestamp from the API (naive means UTC), or ``None``."""
     if not text:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from api.client import TierlineClient, TierlineError
 from review_ui import session
-from review_ui.formatting import escape_markdown
+from review_ui.formatting import escape_markdown, table_rows
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,8 @@ def key_list(tl: TierlineClient) -> None:
     if not keys:
         st.caption("No keys yet.")
         return
-    st.dataframe(keys, hide_index=True, width="stretch")
+    times = ("created_at", "last_used_at", "revoked_at", "expires_at")
+    st.dataframe(table_rows(keys, times), hide_index=True, width="stretch")
     active = {k["id"]: k for k in keys if not k.get("revoked")}
     if not active:
         return
@@ -302,7 +303,7 @@ def history_table(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
         st.error(session.describe(error))
         return
     if entries:
-        st.dataframe(entries, hide_index=True, width="stretch")
+        st.dataframe(table_rows(entries), hide_index=True, width="stretch")
     else:
         st.caption("No threshold or mode changes yet.")
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from api.client import TierlineClient, TierlineError, curve_frame, to_dataframe
 from review_ui import session
-from review_ui.formatting import format_number, format_percent
+from review_ui.formatting import format_number, format_percent, table_rows
 
 MODE_COLOURS = {"assist": "violet", "automated": "green", "suspended": "red"}
 
@@ -336,7 +336,7 @@ def main() -> None:
     if history.empty:
         st.caption("No threshold or mode changes yet.")
     else:
-        st.dataframe(history, hide_index=True, width="stretch")
+        st.dataframe(table_rows(events), hide_index=True, width="stretch")
     if not curve.empty:
         st.download_button(
             "Download curve (CSV)",

@@ -114,7 +114,7 @@ def test_admin_revokes_a_key(admin, fake_api) -> None:
 def test_history_table(admin, fake_api) -> None:
     fake_api.history = [
         {
-            "at": "2030-01-01T00:00:00+00:00",
+            "at": "2030-01-01T00:00:00.252601+00:00",
             "mode": "automated",
             "threshold": 0.93,
             "reason": "bound 0.04 <= 0.05",
@@ -125,6 +125,7 @@ def test_history_table(admin, fake_api) -> None:
     ]
     at = admin.run()
     assert list(at.dataframe[-1].value["reason"]) == ["bound 0.04 <= 0.05"]
+    assert list(at.dataframe[-1].value["at"]) == ["2030-01-01 00:00:00 UTC"]
 
 
 def test_admin_changes_a_tasks_settings(admin, fake_api) -> None:
