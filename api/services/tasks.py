@@ -205,6 +205,11 @@ def current_reason(task: Task, live: LiveModel | None) -> str | None:
         return task.mode_reason
     if mode == "suspended" and live is not None:  # why, and what it waits for now
         return f"{reason}; {_to_resume(live.governor)}"
+    if mode == "automated" and live is not None and task.threshold_policy == "certified":
+        governor = live.governor
+        raised = governor.audit_rate(task.audit_rate)
+        if raised > task.audit_rate:  # the drift warning's audits: say why so many
+            return f"{reason}; audits raised to rate {raised:g}: audited errors may be rising"
     return reason
 
 

@@ -151,6 +151,8 @@ def test_a_batch_takes_the_raised_audit_rate_for_its_first_automated_cases_only(
     assert sum(r["audit"] for r in auto[cap:]) < len(auto[cap:])
     single = api.send("claims", claims_case(rng)[0])  # the next call starts afresh
     assert single["route"] != "auto" or single["propensity"] == 1.0
+    reason = api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode_reason"]
+    assert reason.endswith("; audits raised to rate 1: audited errors may be rising"), reason
 
 
 def test_a_new_target_is_in_the_history_even_when_mode_and_threshold_stay(api):
