@@ -10,7 +10,7 @@ import streamlit as st
 
 from api.client import TierlineClient, TierlineError, curve_frame, to_dataframe
 from review_ui import session
-from review_ui.formatting import format_number, format_percent, table_rows
+from review_ui.formatting import escape_markdown, format_number, format_percent, table_rows
 
 MODE_COLOURS = {"assist": "violet", "automated": "green", "suspended": "red"}
 
@@ -53,6 +53,10 @@ def tiles(metrics: dict[str, Any], task: dict[str, Any]) -> None:
                 f"The error bound {format_percent(upper, 2)} is above the target "
                 f"{format_percent(target, 2)}."
             )
+    reason = task.get("mode_reason")
+    if mode in ("assist", "suspended") and reason:  # why nothing is automated now
+        say = st.warning if mode == "suspended" else st.info
+        say(f"{mode.capitalize()}: {escape_markdown(str(reason))}")
 
 
 def _fixed(value: float | None, digits: int) -> str:

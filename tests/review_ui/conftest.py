@@ -238,7 +238,7 @@ class FakeClient:
             "labels": len(self.api.labels),
             "automation_rate": 0.75,
             "threshold": 0.93,
-            "mode": "automated",
+            "mode": self.api.mode,
             "model_version": 412,
             "auto_error_estimate": 0.021,
             "auto_error_upper": 0.041,

@@ -146,3 +146,13 @@ def test_dashboard_label_quality_without_opinions_or_rights(dashboard, fake_api)
     captions = [c.value for c in at.caption]
     assert any("No case has two opinions yet" in c for c in captions)
     assert any(c.startswith("Reviewer figures:") for c in captions)
+
+
+def test_a_suspended_task_shows_why(dashboard, fake_api) -> None:
+    fake_api.mode = "suspended"
+    fake_api.tasks[0]["mode"] = "suspended"
+    fake_api.tasks[0]["mode_reason"] = "suspended: drift detected at label 1,234 (cusum)"
+    at = dashboard()
+    assert not at.exception
+    shown = [w.value.replace("\\", "") for w in at.warning]  # markdown escapes taken off
+    assert "Suspended: suspended: drift detected at label 1,234 (cusum)" in shown
