@@ -56,7 +56,7 @@ def tiles(metrics: dict[str, Any], task: dict[str, Any]) -> None:
     reason = task.get("mode_reason")
     if mode in ("assist", "suspended") and reason:  # why nothing is automated now
         say = st.warning if mode == "suspended" else st.info
-        say(f"{mode.capitalize()}: {escape_markdown(str(reason))}")
+        say(escape_markdown(str(reason)))
 
 
 def _fixed(value: float | None, digits: int) -> str:

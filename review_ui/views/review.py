@@ -94,11 +94,6 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
             format_percent(share),  # no cases yet: "—"
             help="Share of all this task's cases so far",
         )
-        if status.get("mode") == "suspended":
-            st.warning(
-                "Automation is suspended for this task: every new case comes to people "
-                "until fresh labels certify it again."
-            )
 
     counter()
 
@@ -434,9 +429,15 @@ def main() -> None:
         badge, colour = ROUTE_BADGES["auto"]
     elif any(reason.startswith("review sample") for reason in case.get("reasons", [])):
         badge, colour = SAMPLE_BADGE
+    suspended = (  # in the case's line: a banner above pushed the buttons off the screen
+        " &nbsp; :red-badge[Automation suspended: every new case comes to people]"
+        if task.get("mode") == "suspended"
+        else ""
+    )
     st.markdown(
         f":{colour}-badge[{badge}] &nbsp; `{case['id']}`"
         + (f" · {escape_markdown(str(case['external_id']))}" if case.get("external_id") else "")
+        + suspended
     )
     left, right = st.columns([3, 2], gap="large")
     with left:  # the buttons under the case, on the first screen (the right side runs long)

@@ -155,4 +155,4 @@ def test_a_suspended_task_shows_why(dashboard, fake_api) -> None:
     at = dashboard()
     assert not at.exception
     shown = [w.value.replace("\\", "") for w in at.warning]  # markdown escapes taken off
-    assert "Suspended: suspended: drift detected at label 1,234 (cusum)" in shown
+    assert "suspended: drift detected at label 1,234 (cusum)" in shown

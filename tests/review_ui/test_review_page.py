@@ -333,13 +333,14 @@ def test_a_long_label_is_clipped_in_the_probability_table_and_whole_on_its_butto
 
 
 def test_a_suspended_task_is_said_to_be_so(app, fake_api) -> None:
-    fake_api.mode = "suspended"
+    fake_api.add_cases(1)
+    fake_api.tasks[0]["mode"] = "suspended"
     at = app("reviewer").run()
     assert not at.exception
-    assert any("Automation is suspended for this task" in w.value for w in at.warning)
-    fake_api.mode = "automated"
+    assert ":red-badge[Automation suspended: every new case comes to people]" in texts(at)
+    fake_api.tasks[0]["mode"] = "automated"
     at = app("reviewer").run()
-    assert not any("suspended" in w.value for w in at.warning)
+    assert "Automation suspended" not in texts(at)
 
 
 def test_what_says_nothing_is_not_shown(app, fake_api) -> None:
