@@ -223,6 +223,7 @@ def lease_clock(state: Any) -> None:
 
 
 def _correcting(state: Any) -> bool:
+    """The correction panel is open (and there is a last label to correct)."""
     return bool(state[rv.CORRECTING] and state[rv.DONE])
 
 
@@ -407,7 +408,7 @@ def main() -> None:
     show_notice(state)
     if state[rv.PENDING]:
         pending_banner(tl, state)
-    if state[rv.CORRECTING] and state[rv.DONE]:
+    if _correcting(state):
         correction_panel(tl, state, by_name)
 
     rv.ensure_case(tl, state)
