@@ -31,7 +31,7 @@ from api.errors import NotFound
 from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
 from learner import LearnerError, Rule, TaskModel, parse_schema
-from learner.challenger import Challenger, suspends
+from learner.challenger import Challenger, starts_challenger
 from learner.controller import Evidence, Migration, TaskGovernor
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,8 @@ class LiveModel:
                 before = self.governor.n_detections
                 observed = self.governor.observe(row.case_id, evidence, self.version)
                 moved += observed
-                if self.governor.n_detections > before or (
-                    self.challenger is None and suspends(observed)
-                ):
+                drift = self.governor.n_detections > before
+                if starts_challenger(drift, self.challenger, observed):
                     self.challenger = Challenger(self.model)
         if moved:
             self.migrations += moved

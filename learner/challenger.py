@@ -38,18 +38,22 @@ from learner.errors import LearnerError
 from learner.model import TaskModel
 from learner.uncertainty import suggestion
 
-__all__ = ["Challenger", "suspends"]
+__all__ = ["Challenger", "starts_challenger"]
 
 
-def suspends(moved: list[Migration]) -> bool:
-    """Whether a label's migrations suspended automation: with a drift alarm, the other
-    occasion to race a fresh model (a sudden change, seen first as a broken bound, e.g.
-    rotated labels in a task of several classes, where audits find errors only bit by bit).
+def starts_challenger(drift: bool, running: Challenger | None, moved: list[Migration]) -> bool:
+    """Whether a label starts a (new) challenger: on a drift alarm, or when its
+    migrations suspended automation and none races yet (a sudden change can show first
+    as a broken bound: rotated labels in a task of several classes, where audits find
+    the errors only bit by bit). The service and the simulator both ask this.
 
-    >>> suspends([Migration("suspended", None, "suspended: bound 0.061 > 0.05", 9, 3, 0.061)])
+    >>> broke = [Migration("suspended", None, "suspended: bound 0.061 > 0.05", 9, 3, 0.061)]
+    >>> starts_challenger(False, None, broke), starts_challenger(False, None, [])
+    (True, False)
+    >>> starts_challenger(True, None, [])  # a drift alarm always does
     True
     """
-    return any(m.mode == "suspended" for m in moved)
+    return drift or (running is None and any(m.mode == "suspended" for m in moved))
 
 
 class Challenger:

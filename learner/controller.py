@@ -1371,6 +1371,9 @@ class TaskGovernor:
             return min(1.0, base * self.audit_boost)
         return base
 
+    #: Why audits run above the task's rate (``audit_rate``), as reasons say it
+    RAISED_AUDITS = "audited errors may be rising"
+
     @property
     def fresh_labels(self) -> int:
         """Labels since the start, the last suspension or drift: ``min_labels`` of them are

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy.special import betainc
 from scipy.stats import binom
 
-from learner.challenger import Challenger, suspends
+from learner.challenger import Challenger, starts_challenger
 from learner.controller import (
     DEFAULT_GRID,
     MIN_DELTA,
@@ -612,11 +612,8 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             detected = governor.n_detections > before
             if detected:
                 drift_cases.append(i)
-            if (
-                config.challenger
-                and config.policy == "certified"
-                and (detected or (challenger is None and suspends(observed)))
-            ):
+            racing = config.challenger and config.policy == "certified"
+            if racing and starts_challenger(detected, challenger, observed):
                 challenger = Challenger(model)
 
         labels_so_far[i] = n_labels

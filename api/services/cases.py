@@ -30,6 +30,7 @@ from learner import (
     RoutingDecision,
     RoutingPolicy,
     Rule,
+    TaskGovernor,
     apply_guardrails,
     id_draw,
     infer_schema,
@@ -111,7 +112,6 @@ def new_case_id() -> str:
 #: 1,000 at the raised rate (every case, at the usual 5%) would spend a thousand labels on
 #: one warning, most of them after it could have ended.
 MAX_CASES_AT_RAISED_AUDIT_RATE = 20
-RAISED_AUDIT_NOTE = "raised: audited errors may be rising"
 
 
 def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> RoutingPolicy:
@@ -133,7 +133,7 @@ def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> 
         threshold_note="certified threshold" if certified else "threshold",
         hold_reason=None if mode == "automated" else reason,
         sample_rate=review_sample_rate(task.audit_rate, oldest, time.time()),
-        audit_note=RAISED_AUDIT_NOTE if raised else None,
+        audit_note=f"raised: {TaskGovernor.RAISED_AUDITS}" if raised else None,
     )
 
 

@@ -209,7 +209,7 @@ def current_reason(task: Task, live: LiveModel | None) -> str | None:
         governor = live.governor
         raised = governor.audit_rate(task.audit_rate)
         if raised > task.audit_rate:  # the drift warning's audits: say why so many
-            return f"{reason}; audits raised to rate {raised:g}: audited errors may be rising"
+            return f"{reason}; audits raised to rate {raised:g}: {governor.RAISED_AUDITS}"
     return reason
 
 

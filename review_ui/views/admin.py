@@ -97,6 +97,30 @@ def task_list(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
         )
 
 
+def promise_inputs(now: dict[str, Any]) -> dict[str, Any]:
+    """Target error, audit rate, min labels and δ in one row, starting from ``now`` (the
+    task's settings, or the defaults of a new task); the API's floors are the inputs'."""
+    first, second, third, fourth = st.columns(4)
+    return {
+        "target_error": first.number_input(
+            "Target error", 0.0001, 0.5, float(now["target_error"]), step=0.01, format="%.4f"
+        ),
+        "audit_rate": second.number_input(
+            "Audit rate", 0.001, 1.0, float(now["audit_rate"]), step=0.01, format="%.3f"
+        ),
+        "min_labels": int(
+            third.number_input("Min labels", 0, 1_000_000, int(now["min_labels"]), step=10)
+        ),
+        "delta": fourth.number_input(
+            "δ (1 − confidence)", 0.000001, 0.5, float(now["delta"]), step=0.01, format="%.3f"
+        ),
+    }
+
+
+#: A new task's settings, as the API defaults them
+NEW_TASK = {"target_error": 0.05, "audit_rate": 0.05, "min_labels": 50, "delta": 0.05}
+
+
 def settings_form(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
     """Change an existing task's promise, audits, cold start and rules (``PATCH``)."""
     if not tasks:
@@ -105,17 +129,7 @@ def settings_form(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
     name = st.selectbox("Change the settings of", list(by_name), key="ad_settings_task")
     task = by_name[name]
     with st.form(f"ad_settings_{name}"):
-        first, second, third, fourth = st.columns(4)
-        target_error = first.number_input(
-            "Target error", 0.0001, 0.5, float(task["target_error"]), step=0.01, format="%.4f"
-        )
-        audit_rate = second.number_input(
-            "Audit rate", 0.001, 1.0, float(task["audit_rate"]), step=0.01, format="%.3f"
-        )
-        min_labels = third.number_input("Min labels", 0, 1_000_000, int(task["min_labels"]))
-        delta = fourth.number_input(
-            "δ (1 − confidence)", 0.000001, 0.5, float(task["delta"]), step=0.01, format="%.3f"
-        )
+        promise = promise_inputs(task)
         rules = st.text_area(
             "Guardrail rules (JSON; [] removes them)",
             value=json.dumps(task.get("rules") or []),
@@ -126,13 +140,7 @@ def settings_form(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
     if not submitted:
         return
     try:
-        wanted: dict[str, Any] = {
-            "target_error": target_error,
-            "audit_rate": audit_rate,
-            "min_labels": int(min_labels),
-            "delta": delta,
-            "rules": parse_json(rules, "rules", list) or [],
-        }
+        wanted = {**promise, "rules": parse_json(rules, "rules", list) or []}
         changes = {k: v for k, v in wanted.items() if v != task.get(k)}
         if not changes:
             st.info("Nothing changed.")
@@ -163,13 +171,8 @@ def create_task_form(tl: TierlineClient) -> None:
             help="Comma-separated, in the order reviewers see them (keys 1–9).",
         )
         features = st.text_area("Features (JSON, optional)", help=FEATURES_HELP, height=100)
+        promise = promise_inputs(NEW_TASK)
         first, second, third = st.columns(3)
-        target_error = first.number_input(
-            "Target error", 0.001, 0.5, 0.05, step=0.01, format="%.3f"
-        )
-        audit_rate = second.number_input("Audit rate", 0.001, 1.0, 0.05, step=0.01, format="%.3f")
-        min_labels = third.number_input("Min labels", 0, 1_000_000, 50, step=10)
-        first, second, third, fourth = st.columns(4)
         policy = first.selectbox(
             "Threshold policy",
             ["certified", "fixed"],
@@ -185,20 +188,16 @@ def create_task_form(tl: TierlineClient) -> None:
             format="%.3f",
             help="Used only with the fixed policy.",
         )
-        delta = third.number_input("δ (1 − confidence)", 0.001, 0.5, 0.05, step=0.01, format="%.3f")
-        model = fourth.selectbox("Model", ["linear", "forest"])
+        model = third.selectbox("Model", ["linear", "forest"])
         rules = st.text_area("Guardrail rules (JSON, optional)", help=RULES_HELP, height=100)
         submitted = st.form_submit_button("Create task", type="primary")
     if not submitted:
         return
     try:
         body: dict[str, Any] = {
-            "target_error": target_error,
-            "audit_rate": audit_rate,
-            "min_labels": int(min_labels),
+            **promise,
             "threshold_policy": policy,
             "threshold": threshold,
-            "delta": delta,
             "model": model,
         }
         parsed_rules = parse_json(rules, "rules", list)
