@@ -32,7 +32,7 @@ from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
 from learner import LearnerError, Rule, TaskModel, parse_schema
 from learner.challenger import Challenger, starts_challenger
-from learner.controller import Evidence, Migration, TaskGovernor
+from learner.controller import AuditTally, Evidence, Migration, TaskGovernor
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK = 1000
@@ -64,6 +64,8 @@ class LiveModel:
     # the task's guardrail rules parsed against the model's schema, with what they were
     # parsed from (api.services.cases.guardrails)
     rules: tuple[Any, Any, list[Rule]] | None = None
+    # the automated cases of each confidence bin since its last audit, in this process
+    tally: AuditTally = field(default_factory=AuditTally)
 
     def fold(self, label_id: int, row: Label | Row, features: dict) -> None:
         """Teach one logged label to the model and its evidence to the governor.
@@ -93,7 +95,9 @@ class LiveModel:
             if row.kind == "correction":
                 moved += self.governor.correct(row.case_id, correct)
             else:
-                evidence = Evidence(row.confidence, correct, row.propensity, row.audit, row.route)
+                evidence = Evidence(
+                    row.confidence, correct, row.propensity, row.audit, row.route, row.audit_weight
+                )
                 before = self.governor.n_detections
                 observed = self.governor.observe(row.case_id, evidence, self.version)
                 moved += observed

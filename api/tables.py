@@ -122,6 +122,9 @@ class Routing(SQLModel, table=True):
     audit: bool
     reasons: list[str] = Field(sa_column=Column(JSON, nullable=False))
     propensity: float
+    # an audit: the automated cases of its confidence bin it stands for, itself included
+    # (learner.controller.AuditTally; per process); None for other routes
+    audit_weight: int | None = None
     margin: float
     model_version: int
 
@@ -161,6 +164,7 @@ class Label(SQLModel, table=True):
     confidence: float
     propensity: float
     audit: bool
+    audit_weight: int | None = None
     # a guardrail rule held the case for a person: it teaches the model, but is no
     # evidence about automated decisions (learner.rules.held_by_rule)
     guarded: bool = Field(default=False, sa_column_kwargs={"server_default": false()})

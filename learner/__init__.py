@@ -11,6 +11,7 @@ labels are strings, and every model is a deterministic fold of its labels
 from learner.controller import (
     DEFAULT_GRID,
     MODES,
+    AuditTally,
     Certificate,
     DriftMonitor,
     Evidence,
@@ -59,6 +60,7 @@ __all__ = [
     "MODEL_FAMILIES",
     "MODES",
     "ROUTES",
+    "AuditTally",
     "STREAM_NAMES",
     "Certificate",
     "DriftMonitor",

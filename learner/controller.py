@@ -26,7 +26,9 @@ bin the labelled cases are therefore a plain random sample of the bin's cases, a
 error rate is estimated without weights (pre-automation reviews and later audits count
 alike, which keeps far more evidence than weighting each case by ``1 / propensity``).
 The bins of a region are mixed in proportion to the number of cases that arrived in
-each, estimated without bias by the importance weights ``sum(1 / propensity)``.
+each: the labels' :attr:`Evidence.stands_for` summed, where an audit counts the automated
+cases of its bin since the bin's previous audit (:class:`AuditTally`, exact) or, when
+not counted, ``1 / propensity`` (their expectation: unbiased, but noisy with few audits).
 
 *The bound.* The region's error estimate is the weighted mean of its labelled cases'
 errors with case weights ``arrivals_b / labelled_b`` (constant within a bin). Its upper
@@ -114,6 +116,7 @@ import functools
 import logging
 import math
 import operator
+import threading
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -126,6 +129,7 @@ from learner.routing import ROUTES
 
 __all__ = [
     "DEFAULT_GRID",
+    "AuditTally",
     "DEFAULT_WINDOWS",
     "MIN_DELTA",
     "MIN_TARGET_ERROR",
@@ -195,11 +199,20 @@ class Evidence:
         Whether this is an audit of an automated case.
     route
         ``"auto"``, ``"review"`` or ``"assist"``.
+    weight
+        The cases of its confidence bin this label stands for: for an audit, the
+        automated cases of its bin routed since the previous audit there, itself
+        included (:class:`AuditTally`); ``None``: ``1 / propensity``, the number's
+        expectation (:attr:`stands_for`).
 
     Examples
     --------
     >>> Evidence(confidence=0.97, correct=True, propensity=0.05, audit=True, route="auto")
-    Evidence(confidence=0.97, correct=True, propensity=0.05, audit=True, route='auto')
+    Evidence(confidence=0.97, correct=True, propensity=0.05, audit=True, route='auto', weight=None)
+    >>> Evidence(0.97, True, 0.05, True, "auto").stands_for
+    20.0
+    >>> Evidence(0.97, True, 0.05, True, "auto", weight=7).stands_for
+    7.0
     >>> Evidence(confidence=0.97, correct=True, propensity=0.0, audit=True, route="auto")
     Traceback (most recent call last):
     ...
@@ -211,6 +224,7 @@ class Evidence:
     propensity: float
     audit: bool
     route: str
+    weight: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:
@@ -219,11 +233,68 @@ class Evidence:
             raise LearnerError(f"propensity must be in (0, 1], got {self.propensity}")
         if self.route not in ROUTES:
             raise LearnerError(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
+        if self.weight is not None and not self.weight >= 1.0:
+            raise LearnerError(f"weight must be >= 1, got {self.weight}")
 
-    def __reduce__(self) -> tuple[type[Evidence], tuple[float, bool, float, bool, str]]:
+    @property
+    def stands_for(self) -> float:
+        """The cases of its bin this label stands for (``weight``, else ``1 / propensity``)."""
+        return 1.0 / self.propensity if self.weight is None else float(self.weight)
+
+    def __reduce__(self) -> tuple[type[Evidence], tuple]:
         # Pickled as its constructor's arguments: a snapshot holds thousands, and this is a
         # third smaller and faster to write than the default (which still loads).
-        return Evidence, (self.confidence, self.correct, self.propensity, self.audit, self.route)
+        args = (self.confidence, self.correct, self.propensity, self.audit, self.route)
+        return Evidence, args if self.weight is None else (*args, self.weight)
+
+
+class AuditTally:
+    """Counts the automated cases of each confidence bin since that bin's last audit, so
+    an audit's label can say how many cases it stands for (:attr:`Evidence.weight`).
+
+    The controller mixes its bins in proportion to the cases that arrived in each. An
+    audit drawn at rate ``r`` stands for ``1 / r`` automated cases on average, but the
+    actual gaps between audits vary widely (from 1 to 60 and more at 5%): with a few
+    audits in a bin, that noise made the bins' weights unequal and the bound wide for
+    nothing (a task could be suspended on right audits). The tally gives the exact
+    count instead. It is kept per process: each process's audits stand for its own
+    cases, so the counts of several processes add up. It starts again whenever the
+    threshold in force changes (the bins automated change with it); cases automated after
+    a bin's last audit are counted by its next one.
+
+    Examples
+    --------
+    >>> tally = AuditTally()
+    >>> [tally.count("auto", False, 0.97, 0.9) for _ in range(6)]
+    [None, None, None, None, None, None]
+    >>> tally.count("auto", True, 0.972, 0.9)  # the same bin: six cases and itself
+    7
+    >>> tally.count("auto", True, 0.97, 0.9), tally.count("review", False, 0.5, 0.9)
+    (1, None)
+    >>> tally.count("auto", False, 0.97, 0.9), tally.count("auto", True, 0.97, 0.85)
+    (None, 1)
+    """
+
+    def __init__(self, grid: tuple[float, ...] | list[float] = DEFAULT_GRID) -> None:
+        self.grid = tuple(grid)
+        self._threshold: float | None = None
+        self._since: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def count(
+        self, route: str, audit: bool, confidence: float, threshold: float | None
+    ) -> int | None:
+        """Count one routed case; for an audit, the automated cases of its bin it stands
+        for (itself included), else ``None``."""
+        if route != "auto":
+            return None
+        b = bisect.bisect_right(self.grid, confidence) - 1
+        with self._lock:
+            if threshold != self._threshold:
+                self._threshold, self._since = threshold, {}
+            n = self._since.get(b, 0) + 1
+            self._since[b] = 0 if audit else n
+        return n if audit else None
 
 
 @dataclass(frozen=True)
@@ -311,14 +382,14 @@ class _Window:
     is pickled: a window unpickles unread).
     """
 
-    _STATE = ("arrivals", "by_propensity", "count", "errors", "labelled", "size", "start")
+    _STATE = ("arrivals", "by_weight", "count", "errors", "labelled", "size", "start")
     __slots__ = (*_STATE, "memo", "touched")
 
     def __init__(self, size: int, bins: int, start: int = 0) -> None:
         self.size, self.start, self.count = size, start, 0
         self.labelled = [0] * bins
         self.errors = [0] * bins
-        self.by_propensity: list[dict[float, int]] = [{} for _ in range(bins)]
+        self.by_weight: list[dict[float, int]] = [{} for _ in range(bins)]
         self.arrivals = [0.0] * bins
         self.memo: _Analysis | None = None
         self.touched: set[int] = set()
@@ -330,25 +401,23 @@ class _Window:
         self.touched.add(b)
         self.labelled[b] += sign
         self.errors[b] += sign * (not evidence.correct)
-        counts = self.by_propensity[b]
-        p = evidence.propensity
-        counts[p] = counts.get(p, 0) + sign
-        if not counts[p]:
-            del counts[p]
+        counts = self.by_weight[b]
+        w = evidence.stands_for
+        counts[w] = counts.get(w, 0) + sign
+        if not counts[w]:
+            del counts[w]
         # Recomputed from counts (not updated in place) so that float rounding never
-        # depends on the order in which evidence came and went (one propensity: the
-        # same float as the sum, which adds it to 0).
-        if len(counts) == 1:
-            ((q, count),) = counts.items()
-            self.arrivals[b] = count / q
-        else:
-            self.arrivals[b] = sum(count / q for q, count in sorted(counts.items()))
+        # depends on the order in which evidence came and went.
+        self.arrivals[b] = sum(count * w for w, count in sorted(counts.items()))
 
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._STATE}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.memo, self.touched = None, set()
+        if "by_propensity" in state:  # pickled before weights: counts by propensity
+            old = state.pop("by_propensity")
+            state["by_weight"] = [{1.0 / q: c for q, c in counts.items()} for counts in old]
         for name, value in state.items():
             setattr(self, name, value)
 
@@ -1043,7 +1112,7 @@ class RiskController:
             "point_min_n": self.point_min_n,
             "n_observed": self.n_observed,
             "evidence": [
-                [key, e.confidence, e.correct, e.propensity, e.audit, e.route]
+                [key, e.confidence, e.correct, e.propensity, e.audit, e.route, e.weight]
                 for key, e in self._evidence()
             ],
         }
@@ -1069,8 +1138,8 @@ class RiskController:
             wide_start=state.get("wide_start", False),
             point_min_n=state["point_min_n"],
         )
-        for key, confidence, correct, propensity, audit, route in state["evidence"]:
-            controller.observe(key, Evidence(confidence, correct, propensity, audit, route))
+        for key, *fields in state["evidence"]:  # saved before weights: five fields
+            controller.observe(key, Evidence(*fields))
         controller.n_observed = state["n_observed"]
         return controller
 

@@ -36,6 +36,7 @@ from learner.controller import (
     DEFAULT_GRID,
     MIN_DELTA,
     MIN_TARGET_ERROR,
+    AuditTally,
     Evidence,
     Migration,
     TaskGovernor,
@@ -497,6 +498,9 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         **config.tuning,
     )
     task = f"sim-{config.dataset}-{config.seed}"
+    # the certified policy's audits carry the exact count of cases they stand for, as in
+    # the service; the point-estimate baseline keeps the plain importance weights
+    tally = AuditTally(governor.controller.grid) if config.policy == "certified" else None
     rng = random.Random(config.seed)
     panel = _review_panel(config, labels)
     suggested: dict[int, str | None] = {}  # the suggestion at routing time (noisy reviewers)
@@ -558,9 +562,19 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             audited[i] = decision.audit
             auto_cases += 1
             auto_errors += not right
+        weight = (
+            tally.count(decision.route, decision.audit, decision.confidence, decision.threshold)
+            if tally
+            else None
+        )
         if decision.route != "auto" or decision.audit:
             evidence = Evidence(
-                decision.confidence, right, decision.propensity, decision.audit, decision.route
+                decision.confidence,
+                right,
+                decision.propensity,
+                decision.audit,
+                decision.route,
+                weight,
             )
             if decision.suggestion is None:  # nothing learned yet: as in the service, its
                 unsuggested.add(i)  # label teaches the model but is no evidence about it

@@ -332,7 +332,8 @@ async def submit_case_ready(
     clean, decision, version = score(
         task, live, item.features, case_id, max_string_length, ["features"], oldest=oldest
     )
-    publics, write = _case_writes(task, [Scored(case_id, item, clean, decision, version)], oldest)
+    scored = [Scored(case_id, item, clean, decision, version)]
+    publics, write = _case_writes(task, live, scored, oldest)
     await asyncio.wrap_future(db.group.submit(write))
     return publics[case_id]
 
@@ -385,7 +386,7 @@ def submit_cases(
     fresh = [s for s in scored if isinstance(s, Scored)]
     fresh = list({s.case_id: s for s in fresh}.values())
     try:
-        publics = _store(db, task, fresh, oldest)
+        publics = _store(db, task, live, fresh, oldest)
     except IntegrityError:  # an external_id stored concurrently: answer with that one
         if not retry:
             raise
@@ -427,21 +428,24 @@ def _as_first_answered(answer: dict[str, Any], case: Case) -> dict[str, Any]:
 
 
 def _store(
-    db: Database, task: Task, fresh: list[Scored], oldest: float | None = None
+    db: Database, task: Task, live: LiveModel, fresh: list[Scored], oldest: float | None = None
 ) -> dict[str, dict[str, Any]]:
-    publics, write = _case_writes(task, fresh, oldest)
+    publics, write = _case_writes(task, live, fresh, oldest)
     if fresh:
         db.group.run(write)
     return publics
 
 
 def _case_writes(
-    task: Task, fresh: list[Scored], oldest: float | None = None
+    task: Task, live: LiveModel, fresh: list[Scored], oldest: float | None = None
 ) -> tuple[dict[str, dict[str, Any]], CaseWrite]:
     """The cases as answered, and the write that stores them (for the group commit).
 
     ``oldest`` (the creation time of the task's oldest queued case) bounds the queue
-    ageing under a backlog (:func:`learner.routing.queue_priority`)."""
+    ageing under a backlog (:func:`learner.routing.queue_priority`). Automated cases are
+    counted in the model's :class:`~learner.controller.AuditTally`, so that an audit
+    records the cases it stands for."""
+    tally = live.tally
     now = time.time()
     publics: dict[str, dict[str, Any]] = {}
     write = CaseWrite(task, audit.acting())
@@ -475,6 +479,7 @@ def _case_writes(
             "audit": d.audit,
             "reasons": list(d.reasons),
             "propensity": d.propensity,
+            "audit_weight": tally.count(d.route, d.audit, d.confidence, d.threshold),
             "margin": d.margin,
             "model_version": s.model_version,
         }

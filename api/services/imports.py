@@ -328,6 +328,7 @@ class _Entry:
     audit: bool
     route: str
     guarded: bool  # held for a person by a rule: no evidence (LiveModel.fold)
+    audit_weight: None = None  # every imported label stands for itself (propensity 1)
 
 
 def import_label_batch(

@@ -649,6 +649,7 @@ def append_label(
         "confidence": routing.confidence,
         "propensity": routing.propensity,
         "audit": routing.audit,
+        "audit_weight": routing.audit_weight,
         "guarded": held_by_rule(routing.reasons),
     }
     return session.execute(_APPEND_LABEL, row).one()

@@ -185,3 +185,59 @@ def test_prometheus_carries_the_mode_and_the_bound_to_alert_on(api):
     assert 'tierline_target_error{task="claims"} 0.1' in text
     metrics = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
     assert f'tierline_auto_error_upper{{task="claims"}} {metrics["auto_error_upper"]!r}' in text
+
+
+def test_an_audit_records_the_automated_cases_of_its_bin_since_the_last_audit(api):
+    """Each audit stands for the automated cases of its confidence bin routed since that
+    bin's previous audit (itself included): the exact count, which the governor's evidence
+    carries from the label, where ``1 / audit rate`` would only be its expectation."""
+    from sqlmodel import col, select
+
+    from api.tables import Label, Routing
+    from learner import DEFAULT_GRID
+
+    certified_task(api)  # audit rate 0.2
+    teach_until_automated(api)
+    state = api.client.app.state.tierline
+    with state.db.read() as session:
+        before = set(session.exec(select(Routing.case_id)).all())
+    rng = random.Random(12)
+    batch = [{"features": claims_case(rng)[0]} for _ in range(400)]
+    ids = [
+        r["id"]
+        for r in api.client.post(
+            "/v1/tasks/claims/cases/batch", json={"cases": batch}, headers=api.as_("service")
+        ).json()["results"]
+    ]
+    with state.db.read() as session:
+        rows = {r.case_id: r for r in session.exec(select(Routing)).all()}
+    assert not set(ids) & before
+    threshold = {rows[i].threshold for i in ids if rows[i].route == "auto"}
+    assert len(threshold) == 1  # one threshold in force for the whole batch
+    since: dict[int, int] = {}
+    audits = 0
+    for case_id in ids:
+        row = rows[case_id]
+        if row.route != "auto":
+            assert row.audit_weight is None
+            continue
+        b = sum(g <= row.confidence for g in DEFAULT_GRID) - 1
+        since[b] = since.get(b, 0) + 1
+        if row.audit:
+            audits += 1
+            assert row.propensity == 0.2 and row.audit_weight == since[b]
+            since[b] = 0
+        else:
+            assert row.audit_weight is None
+    assert audits >= 10
+    assert any(rows[i].audit_weight not in (None, 1) for i in ids)
+    while (claim := api.claim("claims")) is not None:  # the labels carry the count on
+        assert api.label(claim, claim["case"]["suggestion"] or "approve").status_code == 200
+    with state.db.read() as session:
+        labels = session.exec(select(Label).where(col(Label.case_id).in_(ids))).all()
+    assert {lab.case_id: lab.audit_weight for lab in labels if lab.audit} == {
+        i: rows[i].audit_weight for i in ids if rows[i].audit
+    }
+    evidence = [e for _, e in state.store.get(state.store.tasks.get("claims")).governor
+                .controller._evidence() if e.audit]  # fmt: skip
+    assert evidence and all(e.weight is not None and e.weight >= 1 for e in evidence)

@@ -59,6 +59,7 @@ def run(n: int) -> tuple[LiveModel, list[tuple[int, SimpleNamespace, dict]]]:
             audit=d.audit,
             route=d.route,
             guarded=False,
+            audit_weight=None,
         )
         log.append((len(log) + 1, row, x))
         live.fold(len(log), row, x)
@@ -131,6 +132,7 @@ def test_a_suspension_by_the_bound_alone_also_starts_a_challenger():
             label=y, suggestion=suggestion, kind="review", case_id=f"c{label_id}",
             confidence=max(proba.values()), propensity=1.0, audit=False, route="review",
             guarded=False,
+            audit_weight=None,
         )  # fmt: skip
         label_id += 1
         live.fold(label_id, row, x)

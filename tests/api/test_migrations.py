@@ -57,5 +57,7 @@ def test_the_newest_migrations_go_down_and_up_again_over_stored_data(
             assert conn.execute(text("SELECT count(*) FROM label")).scalar_one() == before
             guarded = conn.execute(text("SELECT count(*) FROM label WHERE guarded")).scalar_one()
             assert guarded == 0  # the column came back with its default (old rows: evidence)
+            counted = "SELECT count(*) FROM label WHERE audit_weight IS NOT NULL"
+            assert conn.execute(text(counted)).scalar_one() == 0  # back as 1 / propensity
     finally:
         engine.dispose()
