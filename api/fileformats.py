@@ -125,6 +125,10 @@ def _read_csv(path: Path, progress: Callable[[int], None] | None) -> Iterator[Re
             if None in row:
                 yield Record(reader.line_num, None, "more values than the header has columns")
                 continue
+            if None in row.values():
+                yield Record(reader.line_num, None, "fewer values than the header has columns")
+                continue
+            row = {key: _from_text_cell(cell) for key, cell in row.items()}
             yield Record(reader.line_num, row, text=True)
             count += 1
             if progress is not None and count % 1000 == 0:
@@ -227,14 +231,35 @@ class Encoder:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+_ESCAPED_START = (*_FORMULA_START, "'")
+
+
 def _as_text_cell(value: str) -> str:
     """Text a spreadsheet shows as text: a leading apostrophe before a formula's first
-    character (OWASP's advice for CSV files), whoever wrote the value.
+    character (OWASP's advice for CSV files), whoever wrote the value. Text that already
+    starts with an apostrophe before such a character (or another apostrophe) gets one
+    more, so that :func:`_from_text_cell` reads every value back as it was.
 
     >>> print(_as_text_cell('=HYPERLINK("http://x")'), _as_text_cell("-5"), _as_text_cell("a=b"))
     '=HYPERLINK("http://x") '-5 a=b
+    >>> print(_as_text_cell("'=x"), _as_text_cell("'quoted"), _as_text_cell("'"))
+    ''=x 'quoted '
     """
-    return "'" + value if value.startswith(_FORMULA_START) else value
+    escape = value.startswith(_FORMULA_START) or (
+        value.startswith("'") and value[1:2].startswith(_ESCAPED_START)
+    )
+    return "'" + value if escape else value
+
+
+def _from_text_cell(cell: str) -> str:
+    """A CSV cell as it was before :func:`_as_text_cell`: one leading apostrophe before a
+    formula's first character, or before another apostrophe, is taken off.
+
+    >>> [_from_text_cell(_as_text_cell(v)) for v in ("=x", "'=x", "''", "'a", "'", "-")]
+    ['=x', "'=x", "''", "'a", "'", '-']
+    """
+    escaped = cell.startswith("'") and cell[1:2].startswith(_ESCAPED_START)
+    return cell[1:] if escaped else cell
 
 
 class CsvEncoder(Encoder):
@@ -247,7 +272,9 @@ class CsvEncoder(Encoder):
 
     def chunk(self, records: Sequence[dict[str, Any]]) -> bytes:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        # CRLF, as RFC 4180 says: the writer quotes a field holding any character of the line
+        # end, and a lone CR is a line end to CSV readers
+        writer = csv.writer(out, lineterminator="\r\n")
         if not self._started:
             writer.writerow([c.name for c in self.columns])
             self._started = True

@@ -138,6 +138,50 @@ def test_csv_exports_write_formula_like_text_as_text(api: Api) -> None:
     assert exact["features"] == features and exact["external_id"] == "+1-2"
 
 
+def test_csv_reads_back_formula_like_text_line_breaks_and_apostrophes_exactly(
+    client: TestClient, api: Api, tmp_path: Path
+) -> None:
+    """The apostrophe that keeps a formula from running comes off again on import (an
+    apostrophe the text itself began with is kept), and a lone carriage return is quoted:
+    a CSV export imports back as it was, and into its own task as nothing new."""
+    tricky = ["=cmd", "'=x", "''", "'quoted", "'", "\rcr", "a\r\nb", "-neg", "+1 555", "@h", "\tx"]
+    rows = history(len(tricky))
+    for row, text in zip(rows, tricky, strict=True):
+        row["external_id"] = text + row["external_id"]
+        row["features"].update(country=text, note=text)
+    state = client.app.state.tierline
+    api.create_task(min_labels=5, threshold=0.7)
+    api.create_task("copy", min_labels=5, threshold=0.7)
+    run_import(state.db, state.store, "claims", write_jsonl(tmp_path / "h.jsonl", rows), "labels")
+    exported = tmp_path / "labels.csv"
+    exported.write_bytes(export_http(api, "claims", "labels", "csv").content)
+    assert len(list(csv.DictReader(io.StringIO(exported.read_text(), newline="")))) == len(rows)
+    copied = run_import(state.db, state.store, "copy", exported, "labels")
+    assert (copied.imported, copied.bad) == (len(rows), 0), copied.errors
+
+    def stored(task: str) -> list[tuple]:
+        rows = jsonl(export_http(api, task, "labels", "jsonl").content)
+        return [(r["external_id"], r["features"], r["label"]) for r in rows]
+
+    assert stored("copy") == stored("claims")
+    assert [r[1]["note"] for r in stored("copy")] == tricky
+    again = run_import(state.db, state.store, "claims", exported, "labels")
+    assert again.imported == 0
+
+
+def test_a_csv_row_with_fewer_values_than_the_header_is_a_bad_row(
+    client: TestClient, api: Api, tmp_path: Path
+) -> None:
+    api.create_task()
+    path = tmp_path / "short.csv"
+    path.write_text("external_id,amount,country,note,vip,label\nh-1,5,fr\n")
+    report = run_import(client.app.state.tierline.db, client.app.state.tierline.store,
+                        "claims", path, "labels")  # fmt: skip
+    assert report.bad == 1 and report.errors == [
+        "line 2: fewer values than the header has columns"
+    ], report.errors
+
+
 # --- import labels ------------------------------------------------------------------------
 def test_label_import_is_prequential_and_equals_a_replay_of_the_log(
     client: TestClient, api: Api, tmp_path: Path
