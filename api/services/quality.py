@@ -199,13 +199,20 @@ def add_opinion(
     )
 
 
-def settle_opinions(session: Session, case_id: str, final: str) -> None:
-    """Record the case's final label on its opinions, and whether each agreed."""
-    session.exec(  # type: ignore[call-overload]
-        update(Opinion)
-        .where(col(Opinion.case_id) == case_id, col(Opinion.role) != "gold")
-        .values(final_label=final, agrees=col(Opinion.label) == final)
-    )
+def settle_opinions(
+    session: Session, case_id: str, final: str, reviser: str | None = None
+) -> None:
+    """Record the case's final label on its opinions, and whether each agreed.
+
+    ``reviser``: the key of a reviewer who corrected their own label to ``final``. Their
+    answer changed, which is no check on them: their opinions take the new label and
+    stay settled (or not) as they were.
+    """
+    opinions = update(Opinion).where(col(Opinion.case_id) == case_id, col(Opinion.role) != "gold")
+    if reviser is not None:
+        session.exec(opinions.where(col(Opinion.key_id) == reviser).values(label=final))  # type: ignore[call-overload]
+        opinions = opinions.where(col(Opinion.key_id) != reviser)
+    session.exec(opinions.values(final_label=final, agrees=col(Opinion.label) == final))  # type: ignore[call-overload]
 
 
 def final_author(prior: Sequence[Opinion], label: str, final: str, who: Principal) -> Principal:

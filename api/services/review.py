@@ -547,7 +547,8 @@ def correct_label(
             comment=body.comment,
             corrects=previous.id,
         )
-        quality.settle_opinions(session, case_id, body.label)
+        reviser = who.id if previous.key_id == who.id else None
+        quality.settle_opinions(session, case_id, body.label, reviser)
         values: dict = {
             "label": body.label,
             "labelled_by": who.name,

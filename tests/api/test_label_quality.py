@@ -297,6 +297,34 @@ def test_reviewers_route_reports_agreement_speed_and_is_for_analysts(api):
     assert denied.status_code == 403
 
 
+def test_correcting_ones_own_label_is_no_check_on_oneself(api):
+    """A reviewer who corrects their own label changed their answer: it does not count
+    against their agreement (nor send their next labels to a second opinion); a
+    correction by someone else does."""
+    api.create_task()
+    _make_lead(api, "lead")
+    for i in range(3):
+        api.send("claims", dict(CASE, amount=float(100 + i)))
+    ids = []
+    for _ in range(3):
+        claim = api.claim("claims", "alice")
+        ids.append(claim["case"]["id"])
+        assert api.label(claim, "approve", "alice").status_code == 200
+    for case_id, who in ((ids[0], "alice"), (ids[1], "alice"), (ids[2], "lead")):
+        response = api.client.post(
+            f"/v1/cases/{case_id}/correct",
+            json={"label": "reject"},
+            headers=api.as_("reviewer", who),
+        )
+        assert response.status_code == 200, response.text
+    rows = {r["reviewer"]: r for r in api.client.get(
+        "/v1/tasks/claims/reviewers", headers=api.admin).json()["data"]}  # fmt: skip
+    assert rows["alice"]["checked"] == 1 and rows["alice"]["agreement_with_final"] == 0.0
+    assert rows["alice"]["audited"] == 1  # the lead's correction only
+    mine = {o.case_id: o.label for o in _opinions(api.client) if o.reviewer == "alice"}
+    assert mine == {ids[0]: "reject", ids[1]: "reject", ids[2]: "approve"}
+
+
 def test_agreement_route_and_metrics_report_kappa_and_confusion(api):
     api.create_task(labels_per_case=2)
     for i in range(4):
