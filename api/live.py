@@ -45,7 +45,8 @@ class LiveModel:
     """A task's model and governor, the last label id folded into them, and their lock.
 
     ``migrations`` holds the governor's mode and threshold changes not yet written to
-    the task's history.
+    the task's history, each with the id of the label that caused it (``None``: a
+    settings change).
     """
 
     task_id: int
@@ -54,7 +55,7 @@ class LiveModel:
     last_label_id: int = 0
     last_snapshot_version: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    migrations: list[Migration] = field(default_factory=list)
+    migrations: list[tuple[int | None, Migration]] = field(default_factory=list)
     mode_reason: str | None = None  # why the governor is in its mode (its last migration)
     published_version: int = 0  # the version of the newest snapshot of this lineage we know
     ephemeral_snapshot_id: int | None = None  # our last published, not-kept snapshot
@@ -105,11 +106,11 @@ class LiveModel:
                 if starts_challenger(drift, self.challenger, observed):
                     self.challenger = Challenger(self.model)
         if moved:
-            self.migrations += moved
+            self.migrations += [(label_id, m) for m in moved]
             self.mode_reason = moved[-1].reason
         self.last_label_id = label_id
 
-    def take_migrations(self) -> list[Migration]:
+    def take_migrations(self) -> list[tuple[int | None, Migration]]:
         with self.lock:
             taken, self.migrations = self.migrations, []
         return taken
@@ -207,8 +208,7 @@ class ModelStore:
 
     def _load(self, task: Task) -> LiveModel:
         live = self._from_snapshot(task) or self.new_live(task)
-        replayed = self.catch_up(live)
-        live.migrations.clear()  # history was recorded when they first happened
+        replayed = self.catch_up(live)  # its migrations: those not recorded yet are due
         if live.mode_reason is None:
             live.mode_reason = task.mode_reason
         log.info(
@@ -410,7 +410,7 @@ class ModelStore:
             if (governor.target_error, governor.delta) != (task.target_error, task.delta):
                 moved = governor.set_target(task.target_error, task.delta)
                 if moved:
-                    live.migrations += moved
+                    live.migrations += [(None, m) for m in moved]
                     live.mode_reason = moved[-1].reason
                     return True
         return False

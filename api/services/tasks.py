@@ -148,7 +148,7 @@ def update_task(
             if {"target_error", "delta"} & changes.keys():
                 moved = live.governor.set_target(task.target_error, task.delta)
                 if moved:
-                    live.migrations += moved
+                    live.migrations += [(None, m) for m in moved]
                     live.mode_reason = moved[-1].reason
     if changes:
         summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
@@ -236,10 +236,14 @@ def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) 
     """Bring the task row's mode and threshold in line with the evidence, recording why;
     whether anything moved.
 
-    Each governor migration becomes a history row; a change that no migration explains
-    (the kill switch, a fixed threshold, cold start) gets one row naming ``cause``.
+    Each governor migration becomes a history row, once: one caused by a label the
+    history already covers (``task.history_label_id``; another process folded it first)
+    is skipped. A change that no migration explains (the kill switch, a fixed threshold,
+    cold start) gets one row naming ``cause``.
     """
-    migrations = live.take_migrations() if live is not None else []
+    taken = live.take_migrations() if live is not None else []
+    migrations = [m for at, m in taken if at is None or at > task.history_label_id]
+    task.history_label_id = max([task.history_label_id, *(at for at, _ in taken if at)])
     follows_governor = task.automation == "on" and task.threshold_policy == "certified"
     moved = follows_governor and bool(migrations)
     for m in migrations if follows_governor else []:

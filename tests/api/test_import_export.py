@@ -234,6 +234,31 @@ def test_label_import_is_prequential_and_equals_a_replay_of_the_log(
     assert (again.imported, again.existing) == (0, 1500)
 
 
+def test_an_import_by_another_process_is_in_the_history_once(
+    client: TestClient, api: Api, tmp_path: Path
+) -> None:
+    """The command line imports with its own model store while the API runs; the API folds
+    the same labels at its next label and must not record their migrations again."""
+    api.create_task(threshold_policy="certified", min_labels=20, target_error=0.1)
+    state = client.app.state.tierline
+
+    def recorded() -> list[tuple]:
+        rows = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+        return [(h["reason"], h["mode"], h["threshold"]) for h in rows]
+
+    api.teach("claims", 5)  # the API's model is loaded and has folded its own labels
+    cli_store = ModelStore(state.db, state.store.secret)
+    path = write_jsonl(tmp_path / "h.jsonl", history(1500, seed=4))
+    run_import(state.db, cli_store, "claims", path, "labels")
+    imported = recorded()
+    assert any(mode == "automated" for _, mode, _ in imported)
+    api.teach("claims", 40, seed=9)  # the API catches up on the imported labels
+    later = recorded()
+    assert later[: len(imported)] == imported
+    certified = [row for row in imported if row[0].startswith("certified threshold")]
+    assert certified and all(later.count(row) == 1 for row in certified)
+
+
 def test_bad_rows_are_reported_by_line_and_skipped_or_rejected(
     api: Api, cli_env: None, tmp_path: Path
 ) -> None:
