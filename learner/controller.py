@@ -1567,7 +1567,7 @@ class TaskGovernor:
                 f"{prefix}threshold {verb} to {_fmt(lowest.threshold)} ({why}; "
                 f"{lowest.reason.replace('certified threshold', 'certified', 1)})"
             )
-            return self._migrate("automated", lowest.threshold, reason)
+            return self._migrate("automated", lowest.threshold, reason, lowest)
         if (
             lowest.threshold is not None
             and lowest.threshold < threshold
@@ -1581,7 +1581,7 @@ class TaskGovernor:
                 f"{lowest.upper:.3f} <= {target}, "
                 f"{_counts(lowest.n, lowest.errors, lowest.n_effective)})"
             )
-            return self._migrate("automated", lowest.threshold, reason)
+            return self._migrate("automated", lowest.threshold, reason, lowest)
         self.certificate = in_force
         return []
 

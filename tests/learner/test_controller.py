@@ -589,6 +589,25 @@ def test_governor_raises_the_threshold_when_its_region_degrades():
     assert gov.threshold == 0.999
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_migration_records_the_bound_and_counts_its_reason_quotes(seed):
+    """A history row's numbers are the certificate its reason names: for a threshold
+    lowered or raised, the scan's certificate (not the new threshold's own check, whose
+    bound at the full delta is smaller)."""
+    rng = random.Random(seed)
+    gov = TaskGovernor(target_error=0.05, window=1000)
+    confidences = (0.55, 0.7, 0.85, 0.95, 0.99)
+    evidence = []
+    for _ in range(6000):  # near the target wherever it is certified: it moves a lot
+        c = rng.choice(confidences)
+        evidence.append(review(c, rng.random() >= 0.045 * (1.0 - c) / 0.45 + 0.03))
+    moves = [m for m in feed(gov, evidence) if m.mode == "automated"]
+    assert {m.reason.split(" ")[1] for m in moves} >= {"lowered", "raised"}
+    for m in moves:
+        assert m.upper is not None, m.reason
+        assert f"bound {m.upper:.3f} <=" in m.reason and f"n={m.n}, {m.errors} errors" in m.reason
+
+
 def test_governor_does_not_churn_on_a_stationary_stream():
     gov = TaskGovernor(target_error=0.05, window=1000)
     moves = feed(gov, stream(6000, seed=11))
