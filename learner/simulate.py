@@ -76,6 +76,8 @@ DRIFT_KINDS = ("auto", "concept", "rotate")
 _CONCEPT_DRIFT = ("hyperplane", "randomrbf", "sea")
 #: How long after a drift the realized error of automated decisions is reported.
 POST_DRIFT_CASES = 2000
+#: The learning curve's ``recent_*`` columns cover at least this many cases
+RECENT_CASES = 100
 
 
 @dataclass
@@ -193,11 +195,15 @@ class SimulationResult:
 
     ``curve`` has one row per ``cases // curve_points`` cases: ``cases``, ``labels``,
     ``automation_rate`` (cumulative share of cases decided automatically),
-    ``recent_automation`` (share since the previous row), ``auto_cases``,
+    ``recent_automation`` (share of the last :data:`RECENT_CASES` cases, or of the cases
+    since the previous row where that is more), ``auto_cases``,
     ``auto_errors``, ``realized_auto_error`` (cumulative error of automated decisions),
     ``estimated_error`` and ``bound`` (of the region in force, from the governor),
     ``threshold`` (in force; NaN when nothing is automated), ``mode``, ``accuracy``
-    (prequential, cumulative) and ``recent_accuracy``.
+    (prequential, cumulative) and ``recent_accuracy`` (over the same recent cases).
+    ``estimated_error`` and ``bound`` are the governor's current certificate: before
+    anything is automated, and while suspended, the best region's (not yet certified, or
+    waiting for fresh labels).
     """
 
     config: SimulationConfig
@@ -523,7 +529,6 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     challenger: Challenger | None = None
     n_labels = auto_cases = auto_errors = n_correct = 0
     curve: list[dict[str, Any]] = []
-    last_row = {"cases": 0, "auto_cases": 0, "correct": 0}
 
     for i, (x, y) in enumerate(rows):
         # --- route ------------------------------------------------------------------------
@@ -635,13 +640,13 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         done = i + 1
         if done % step == 0 or done == n_cases:
             cert = governor.certificate
-            span = done - last_row["cases"]
+            recent = slice(max(0, done - max(step, RECENT_CASES)), done)
             curve.append(
                 {
                     "cases": done,
                     "labels": n_labels,
                     "automation_rate": auto_cases / done,
-                    "recent_automation": (auto_cases - last_row["auto_cases"]) / span,
+                    "recent_automation": float(automated[recent].mean()),
                     "auto_cases": auto_cases,
                     "auto_errors": auto_errors,
                     "realized_auto_error": auto_errors / auto_cases if auto_cases else math.nan,
@@ -650,10 +655,9 @@ def simulate(config: SimulationConfig) -> SimulationResult:
                     "threshold": threshold if on and threshold is not None else math.nan,
                     "mode": governor.mode if config.policy == "certified" else config.policy,
                     "accuracy": n_correct / done,
-                    "recent_accuracy": (n_correct - last_row["correct"]) / span,
+                    "recent_accuracy": float(correct[recent].mean()),
                 }
             )
-            last_row = {"cases": done, "auto_cases": auto_cases, "correct": n_correct}
 
     return SimulationResult(
         config=config,
@@ -714,7 +718,8 @@ def write_outputs(result: SimulationResult, out_dir: Path) -> tuple[Path, Path]:
     curve = result.curve
     fig, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
     ax = axes[0]
-    ax.plot(curve["cases"], curve["recent_automation"], label="automation rate (recent)")
+    recent = f"last {RECENT_CASES}+ cases"
+    ax.plot(curve["cases"], curve["recent_automation"], label=f"automation rate ({recent})")
     ax.plot(curve["cases"], curve["automation_rate"], label="automation rate (cumulative)")
     ax.plot(curve["cases"], curve["threshold"], label="threshold in force", linestyle="--")
     ax.set_ylabel("share of cases / confidence")
@@ -724,8 +729,12 @@ def write_outputs(result: SimulationResult, out_dir: Path) -> tuple[Path, Path]:
 
     ax = axes[1]
     ax.plot(curve["cases"], curve["realized_auto_error"], label="realized error (cumulative)")
-    ax.plot(curve["cases"], curve["estimated_error"], label="estimated error")
-    ax.plot(curve["cases"], curve["bound"], label=f"upper bound (1 - delta = {1 - config.delta:g})")
+    ax.plot(curve["cases"], curve["estimated_error"], label="estimated error (best region)")
+    ax.plot(
+        curve["cases"],
+        curve["bound"],
+        label=f"upper bound, 1 - delta = {1 - config.delta:g} (best region)",
+    )
     ax.axhline(config.target_error, color="black", linestyle=":", label="target error")
     if config.drift_at:
         for a in axes:
@@ -737,7 +746,7 @@ def write_outputs(result: SimulationResult, out_dir: Path) -> tuple[Path, Path]:
     ax.legend(loc="upper right")
 
     ax = axes[2]
-    ax.plot(curve["cases"], curve["recent_accuracy"], label="prequential accuracy (recent)")
+    ax.plot(curve["cases"], curve["recent_accuracy"], label=f"prequential accuracy ({recent})")
     ax.set_ylabel("accuracy (share correct)")
     ax.set_ylim(0, 1.02)
     twin = ax.twinx()
@@ -767,25 +776,67 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simulate", description="Replay a labelled stream through tierline's loop."
     )
-    parser.add_argument("--dataset", required=True, choices=STREAM_NAMES)
-    parser.add_argument("--target-error", type=float, default=0.05)
+    parser.add_argument("--dataset", required=True, choices=STREAM_NAMES, help="the stream")
+    parser.add_argument(
+        "--target-error", type=float, default=0.05, help="the promised error (default 0.05)"
+    )
     parser.add_argument("--seeds", type=int, default=1, help="run seeds 0 .. N-1")
-    parser.add_argument("--reviewer-capacity", type=float, default=1.0)
-    parser.add_argument("--out", type=Path, default=Path("simulations"))
+    parser.add_argument(
+        "--reviewer-capacity",
+        type=float,
+        default=1.0,
+        help="cases a reviewer labels per arriving case (default 1: every routed case)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("simulations"),
+        help="directory for the CSV and PNG of each seed (default ./simulations)",
+    )
     parser.add_argument(
         "--n",
         type=int,
         default=None,
         help=f"cases (default: whole file, {SYNTHETIC_DEFAULT_N} synthetic)",
     )
-    parser.add_argument("--delta", type=float, default=0.05)
-    parser.add_argument("--audit-rate", type=float, default=0.05)
-    parser.add_argument("--policy", choices=POLICIES, default="certified")
-    parser.add_argument("--fixed-threshold", type=float, default=0.9)
-    parser.add_argument("--queue-order", choices=QUEUE_ORDERS, default="margin")
-    parser.add_argument("--family", choices=MODEL_FAMILIES, default="linear")
-    parser.add_argument("--drift-at", type=int, default=None)
-    parser.add_argument("--drift-kind", choices=DRIFT_KINDS, default="auto")
+    parser.add_argument(
+        "--delta", type=float, default=0.05, help="1 - the promise's confidence (default 0.05)"
+    )
+    parser.add_argument(
+        "--audit-rate",
+        type=float,
+        default=0.05,
+        help="share of automated cases sent for an audit (default 0.05)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="certified",
+        help="certified (the service's), fixed (--fixed-threshold) or point (a point "
+        "estimate within the target; the unsafe baseline)",
+    )
+    parser.add_argument(
+        "--fixed-threshold", type=float, default=0.9, help="for --policy fixed (default 0.9)"
+    )
+    parser.add_argument(
+        "--queue-order",
+        choices=QUEUE_ORDERS,
+        default="margin",
+        help="order reviewers take cases in (default margin: least certain first)",
+    )
+    parser.add_argument(
+        "--family", choices=MODEL_FAMILIES, default="linear", help="model (default linear)"
+    )
+    parser.add_argument(
+        "--drift-at", type=int, default=None, help="abrupt drift at this case (default none)"
+    )
+    parser.add_argument(
+        "--drift-kind",
+        choices=DRIFT_KINDS,
+        default="auto",
+        help="concept: the generator's concept changes; rotate: every label maps to the "
+        "next; auto: concept where the stream has one (default)",
+    )
     return parser
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from learner import LearnerError
 from learner.risk import clopper_pearson_upper
 from learner.simulate import (
+    RECENT_CASES,
     SimulationConfig,
     clairvoyant_automation,
     hindsight_threshold,
@@ -87,6 +88,11 @@ def test_curve_columns_and_monotone_counts():
     assert curve["labels"].is_monotonic_increasing
     assert curve["auto_cases"].is_monotonic_increasing
     assert result.labels + result.auto_cases >= result.cases  # every case decided or labelled
+    # "recent" is the last RECENT_CASES cases (rows are 10 cases apart here)
+    row = curve.iloc[30]
+    last = slice(row["cases"] - RECENT_CASES, row["cases"])
+    assert row["recent_automation"] == result.automated[last].mean()
+    assert row["recent_accuracy"] == result.correct[last].mean()
 
 
 @pytest.mark.parametrize("order", ["margin", "fifo", "random"])
