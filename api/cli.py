@@ -378,8 +378,9 @@ def _import(
         )
         raise typer.Exit(1)
     skipped = f", {report.bad:,} bad rows skipped" if report.bad else ""
+    noun = what.removesuffix("s") if report.imported == 1 else what
     typer.echo(
-        f"imported {report.imported:,} {what} into {report.task} ({report.existing:,} already "
+        f"imported {report.imported:,} {noun} into {report.task} ({report.existing:,} already "
         f"there{skipped}) in {report.seconds:.1f} s ({report.rate:,.0f}/s)"
     )
 

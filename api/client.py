@@ -295,6 +295,8 @@ class TierlineClient:
         while True:
             try:
                 response = self._http.request(method, path, json=json, params=params)
+            except ValueError as exc:  # NaN or infinity: JSON has no such numbers
+                raise InvalidInput(None, f"not sendable as JSON: {exc}") from exc
             except httpx.TransportError as exc:
                 # Timeouts after sending may have reached the server: repeat only safe calls.
                 if idempotent and attempt < retries:

@@ -387,7 +387,7 @@ WEBHOOK_EVENT_TYPES: tuple[str, ...] = WebhookEventType.__args__  # type: ignore
 class WebhookSet(StrictModel):
     """``PUT /v1/tasks/{task}/webhook``: where to POST the task's events, and which."""
 
-    url: Annotated[str, StringConstraints(min_length=8, max_length=2048)]
+    url: Annotated[str, StringConstraints(max_length=2048)]  # the scheme and host: below
     events: Annotated[list[WebhookEventType], Field(min_length=1)] | None = None
 
     @field_validator("url")

@@ -239,6 +239,13 @@ def test_422_detail_list_is_flattened() -> None:
     assert info.value.detail == detail
 
 
+def test_a_number_json_cannot_carry_is_invalid_input_before_any_call() -> None:
+    handler, seen = sequence(httpx.Response(201, json={}))
+    with pytest.raises(InvalidInput, match="not sendable as JSON") as info:
+        make(handler).predict("claims", {"amount": float("nan")})
+    assert info.value.status is None and not seen
+
+
 def test_format_detail_handles_odd_shapes() -> None:
     assert format_detail(None) == "no detail given"
     assert format_detail({"msg": "bad"}) == "bad"
