@@ -598,7 +598,8 @@ SCHEMA_SAMPLE = 1000
 
 def infer_file_schema(head: Sequence[Record], parser: RowParser) -> dict[str, FeatureSpec] | None:
     """The schema of a file's first rows (``parser`` holds no schema): every feature any
-    readable row carries, of the kind its first value gives, required only when every
+    readable row carries, of the kind its first value gives (a string feature is text
+    when any of its values reads as text, not only its first), required only when every
     such row has it; ``None`` when no row gives one.
 
     A feature whose first value gives no kind is left out (the rows that carry it then
@@ -617,11 +618,14 @@ def infer_file_schema(head: Sequence[Record], parser: RowParser) -> dict[str, Fe
         readable += 1
         for name, value in features.items():
             present[name] = present.get(name, 0) + 1
-            if name not in kinds:
+            known = kinds.get(name)
+            if known is None or (known.kind == "category" and isinstance(value, str)):
                 try:
-                    kinds[name] = infer_schema({name: value})[name]
+                    kind = infer_schema({name: value})[name]
                 except InvalidFeatures:
                     continue
+                if known is None or kind.kind == "text":
+                    kinds[name] = kind
     if not kinds:
         return None
     return {name: FeatureSpec(spec.kind, present[name] == readable) for name, spec in kinds.items()}

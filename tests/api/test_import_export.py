@@ -445,6 +445,24 @@ def test_a_task_without_a_schema_takes_it_from_the_files_first_rows(
     assert features["amount"] in ("number", {"type": "number", "required": True})
 
 
+def test_a_string_feature_is_text_when_any_of_the_first_rows_reads_as_text(
+    api: Api, cli_env: None, tmp_path: Path
+) -> None:
+    """Free text whose first value happens to be short is still text (TF-IDF), not a
+    category of whole sentences."""
+    api.client.post(
+        "/v1/tasks", json={"name": "bare", "labels": ["approve", "reject"]}, headers=api.admin
+    ).raise_for_status()
+    rows = history(50, seed=3)
+    rows[0]["features"]["note"] = "short"
+    rows[7]["features"]["note"] = "the windscreen cracked on the motorway near Lyon"
+    code, output = run("import", "labels", write_jsonl(tmp_path / "h.jsonl", rows), "--task",
+                       "bare", "--no-progress")  # fmt: skip
+    assert code == 0, output
+    features = api.client.get("/v1/tasks/bare", headers=api.admin).json()["features"]
+    assert features["note"] == "text" and features["country"] == "category"
+
+
 def test_labels_of_cases_a_rule_held_teach_the_model_but_are_no_evidence(
     client: TestClient, api: Api, tmp_path: Path
 ) -> None:
