@@ -129,11 +129,11 @@ from learner.routing import ROUTES
 
 __all__ = [
     "DEFAULT_GRID",
-    "AuditTally",
     "DEFAULT_WINDOWS",
     "MIN_DELTA",
     "MIN_TARGET_ERROR",
     "MODES",
+    "AuditTally",
     "Certificate",
     "DriftMonitor",
     "Evidence",
