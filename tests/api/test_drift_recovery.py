@@ -74,21 +74,22 @@ def state(live: LiveModel) -> tuple:
         live.governor.threshold,
         live.governor.controller.to_state(),
         live.challenger is None,
-        [m.reason for m in live.migrations],
+        live.migrations,  # each with the label that caused it
     )
 
 
 def test_after_rotated_labels_a_challenger_replaces_the_model_and_it_recertifies():
     live, _ = run(4500)
-    reasons = [m.reason for m in live.migrations]
+    migrations = [m for _, m in live.migrations]
+    reasons = [m.reason for m in migrations]
     drift = next(i for i, r in enumerate(reasons) if "drift detected" in r)
     # the reason names the label's place in the log: the governor saw one label fewer
     # (the first, before any model, is no evidence)
-    at = live.migrations[drift].at_label
+    at = migrations[drift].at_label
     assert reasons[drift].startswith(f"suspended: drift detected at label {at + 1:,} (")
     replaced = next(i for i, r in enumerate(reasons) if "model replaced" in r)
     assert drift < replaced
-    assert any(m.mode == "automated" for m in live.migrations[replaced:])  # re-certified
+    assert any(m.mode == "automated" for m in migrations[replaced:])  # re-certified
     x, y = case(4499)
     proba = live.model.predict_proba_one(x)
     assert max(proba, key=proba.get) == y  # the new concept
