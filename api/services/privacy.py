@@ -15,14 +15,14 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from api.db import Database
 from api.live import ModelStore
 from api.security import Principal
 from api.services import audit
 from api.services.cases import load_case
-from api.tables import Case, Task
+from api.tables import Case, Label, Task
 
 
 def erase_case(db: Database, store: ModelStore, case_id: str, who: Principal) -> bool:
@@ -32,8 +32,11 @@ def erase_case(db: Database, store: ModelStore, case_id: str, who: Principal) ->
         if case.erased_at is not None:
             return False
         erased = sorted(case.features)
+        dequeued = case.queued  # read before the update below changes the loaded row
+        # any label of the case, feedback too: replays must start after it
+        learned = session.exec(select(Label.id).where(Label.case_id == case_id)).first()
         values: dict = {"features": {}, "erased_at": time.time()}
-        if case.queued:
+        if dequeued:
             values.update(queued=False, lease_id=None, lease_expires_at=None, leased_by=None)
             session.exec(  # type: ignore[call-overload]
                 update(Task).where(col(Task.id) == task.id).values(n_queued=Task.n_queued - 1)
@@ -42,9 +45,9 @@ def erase_case(db: Database, store: ModelStore, case_id: str, who: Principal) ->
         redacted = audit.redact(session, case_id)
         audit.record(
             session, who, "case.erased", task=task, subject=case_id,
-            after={"fields": erased, "audit_rows_redacted": redacted, "dequeued": case.queued},
+            after={"fields": erased, "audit_rows_redacted": redacted, "dequeued": dequeued},
         )  # fmt: skip
     live = store.get(task)
-    if live is not None and store.leader and case.label_id is not None:
+    if live is not None and store.leader and learned is not None:
         store.save_snapshot(live)  # replays start after this case's labels
     return True

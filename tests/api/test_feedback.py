@@ -53,6 +53,37 @@ def test_feedback_is_learned_and_counted_but_kept_out_of_the_evidence(
 PROBE = {"amount": 12_000.0, "country": "es", "note": "stolen phone abroad", "vip": False}
 
 
+def test_erasing_a_case_known_only_by_its_feedback_writes_a_snapshot_past_it(
+    api: Api,
+) -> None:
+    """A decided case whose only labels are feedback reports: once its features are erased,
+    a restart (even ``kill -9``, which writes no snapshot) must start after those reports
+    rather than replay them on empty features."""
+    from sqlmodel import col, func, select
+
+    from api.tables import Label, ModelSnapshot
+
+    labelled_task(api)
+    rng = random.Random(3)
+    decided = [c for c in (api.send("claims", claims_case(rng)[0]) for _ in range(30))
+               if c["status"] == "decided"][:3]  # fmt: skip
+    assert decided
+    for case in decided:
+        wrong = "reject" if case["decision"] == "approve" else "approve"
+        api.client.post(
+            f"/v1/cases/{case['id']}/feedback", json={"label": wrong}, headers=api.as_("service")
+        ).raise_for_status()
+    db = api.client.app.state.tierline.db
+    for case in decided:
+        assert api.client.delete(f"/v1/cases/{case['id']}", headers=api.admin).status_code == 204
+        with db.read() as session:
+            newest = session.exec(select(func.max(ModelSnapshot.last_label_id))).one()
+            reports = session.exec(
+                select(func.max(Label.id)).where(col(Label.case_id) == case["id"])
+            ).one()
+        assert newest is not None and newest >= reports
+
+
 def _give_feedback(client: TestClient) -> tuple[dict, dict, dict]:
     api = Api(client)
     labelled_task(api)

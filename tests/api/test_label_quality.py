@@ -614,6 +614,10 @@ def test_an_erased_waiting_case_leaves_the_queue_and_teaches_nothing(api):
     assert after["pending"] == before["pending"] and _version(api) == 0
     detail = api.client.get(f"/v1/cases/{waiting['id']}", headers=api.admin).json()
     assert detail["status"] == "pending" and detail["features"] == {}
+    erased = api.client.get(
+        "/v1/audit", params={"action": "case.erased"}, headers=api.admin
+    ).json()["data"]
+    assert [row["after"]["dequeued"] for row in erased] == [True, True]
 
 
 def test_a_labelled_case_once_erased_takes_no_correction_nor_feedback(api):
