@@ -230,7 +230,10 @@ class ModelStore:
                     "task %s: snapshot %d has a bad signature; not loading it", task.name, snap.id
                 )
                 continue
-            return self._live_from(snap)
+            try:
+                return self._live_from(snap)
+            except Exception:  # signed, yet not one of ours: never a reason not to start
+                log.exception("task %s: snapshot %d does not load; not using it", task.name, snap.id)
         return None
 
     def _live_from(self, snap: ModelSnapshot) -> LiveModel:
@@ -386,7 +389,11 @@ class ModelStore:
         if not verify(snap.blob, snap.signature, self.secret):
             log.warning("snapshot %d has a bad signature; replaying the label log", snap.id)
             return self.catch_up(live) > 0
-        fresh = self._live_from(snap)
+        try:
+            fresh = self._live_from(snap)
+        except Exception:
+            log.exception("snapshot %d does not load; replaying the label log", snap.id)
+            return self.catch_up(live) > 0
         with live.lock:
             if fresh.last_label_id <= live.last_label_id:
                 return False

@@ -93,6 +93,27 @@ class Exploit:
         return (open, (self.path, "w"))
 
 
+def test_a_signed_snapshot_that_does_not_load_is_skipped_not_fatal(settings, caplog):
+    """Signed with the secret yet not a snapshot of ours: the process still starts, from
+    an older snapshot or the label log."""
+    from api.security import sign
+
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        seen = taught(api, 30)
+    blob = pickle.dumps(12345)
+    engine = create_engine(settings.database_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE model_snapshot SET blob = :blob, signature = :signature"),
+            {"blob": blob, "signature": sign(blob, settings.signing_secret)},
+        )
+    engine.dispose()
+    with caplog.at_level(logging.ERROR), TestClient(create_app(settings)) as client:
+        assert served(Api(client)) == seen[30]
+    assert "does not load" in caplog.text
+
+
 def test_a_snapshot_with_a_bad_signature_is_never_unpickled(settings, tmp_path, caplog):
     with TestClient(create_app(settings)) as client:
         api = Api(client)
