@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.load_all()
         instruments.watch_tasks(db, store)
         keys = TTLCache(KEY_TTL_SECONDS, partial(_principal_of, db))
-        dispatcher = _webhook_dispatcher(settings, db, secret)
+        dispatcher = _webhook_dispatcher(settings, db, settings.webhook_signing_secret)
         app.state.tierline = AppState(settings, db, store, instruments, keys, dispatcher)
         app.state.ready = True
         # what start-up built (modules, models) lives as long as the process: keep it out

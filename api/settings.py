@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     admin_key: str | None = None
     secret: str | None = None
+    # signs webhook deliveries instead of ``secret`` when set: a receiver then never holds
+    # the key that signs model snapshots (which the API unpickles)
+    webhook_secret: str | None = None
     env: str = "prod"
     api_url: str = "http://127.0.0.1:8000"
 
@@ -66,6 +69,12 @@ class Settings(BaseSettings):
         if self.is_dev:
             return DEV_SECRET.encode()
         raise RuntimeError("TIERLINE_SECRET must be set unless TIERLINE_ENV=dev")
+
+    @property
+    def webhook_signing_secret(self) -> bytes:
+        """Secret that signs webhook deliveries: ``TIERLINE_WEBHOOK_SECRET``, else the
+        signing secret (receivers then hold the key that signs snapshots too)."""
+        return self.webhook_secret.encode() if self.webhook_secret else self.signing_secret
 
 
 @lru_cache

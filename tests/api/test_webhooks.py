@@ -119,6 +119,24 @@ def event_statuses(api: Api) -> list[str]:
     return [e["status"] for e in events["data"]]
 
 
+def test_a_webhook_secret_of_its_own_keeps_the_snapshot_key_from_receivers(
+    hook_settings: Settings, receiver: WebhookReceiver
+) -> None:
+    """With TIERLINE_WEBHOOK_SECRET set, deliveries are signed with it: a receiver cannot
+    sign a model snapshot (which the API unpickles)."""
+    own = hook_settings.model_copy(update={"webhook_secret": "for-receivers-only"})
+    with TestClient(create_app(own)) as client:
+        api = Api(client)
+        small_task(api)
+        set_hook(api, receiver.url, ["case.decided"])
+        decide_pending(api, "reject")
+        receiver.wait_for(lambda r: len(r.delivered()) == 1)
+    request = receiver.delivered()[0]
+    header = request.headers["Tierline-Signature"]
+    assert verify_webhook(request.body, header, b"for-receivers-only")
+    assert not verify_webhook(request.body, header, own.signing_secret)
+
+
 def test_decided_case_is_delivered_signed_after_failed_attempts(
     hook_api: Api, hook_settings: Settings, receiver: WebhookReceiver
 ) -> None:
