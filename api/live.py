@@ -233,7 +233,9 @@ class ModelStore:
             try:
                 return self._live_from(snap)
             except Exception:  # signed, yet not one of ours: never a reason not to start
-                log.exception("task %s: snapshot %d does not load; not using it", task.name, snap.id)
+                log.exception(
+                    "task %s: snapshot %d does not load; not using it", task.name, snap.id
+                )
         return None
 
     def _live_from(self, snap: ModelSnapshot) -> LiveModel:
