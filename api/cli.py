@@ -39,6 +39,8 @@ def _logging() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every webhook request with its full URL, credentials and tokens included
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _exit_cleanly_on_signals() -> None:

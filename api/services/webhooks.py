@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import bindparam, update
 from sqlalchemy import select as sa_select
@@ -125,13 +126,29 @@ def _public(task: Task, hook: TaskWebhook) -> WebhookPublic:
     )
 
 
+def shown_url(url: str) -> str:
+    """A webhook URL as the audit trail records it: without the user information or the
+    query, which often carry a receiver's token (analysts read the trail; only admins
+    read webhooks).
+
+    >>> shown_url("https://bot:s3cret@hooks.example/in?token=abc#x")
+    'https://***@hooks.example/in?***'
+    >>> shown_url("http://127.0.0.1:9000/hook")
+    'http://127.0.0.1:9000/hook'
+    """
+    parts = urlsplit(url)
+    _, at, host = parts.netloc.rpartition("@")
+    netloc = f"***@{host}" if at else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
 def set_webhook(session: Session, task_name: str, body: WebhookSet) -> WebhookPublic:
     """Register (or replace) the task's webhook; pending events go to the new URL."""
     task = get_task(session, task_name)
     now = time.time()
     events = list(dict.fromkeys(body.events or WEBHOOK_EVENT_TYPES))
     hook = session.get(TaskWebhook, task.id)
-    before = None if hook is None else {"url": hook.url, "events": list(hook.events)}
+    before = None if hook is None else {"url": shown_url(hook.url), "events": list(hook.events)}
     if hook is None:
         hook = TaskWebhook(
             task_id=task.id,  # type: ignore[arg-type]
@@ -143,7 +160,7 @@ def set_webhook(session: Session, task_name: str, body: WebhookSet) -> WebhookPu
     else:
         hook.url, hook.events, hook.updated_at = body.url, events, now
     session.add(hook)
-    after = {"url": body.url, "events": events}
+    after = {"url": shown_url(body.url), "events": events}
     audit.record(
         session, audit.acting(), "webhook.set", task=task, subject=task.name, before=before,
         after=after,
@@ -165,7 +182,7 @@ def delete_webhook(session: Session, task_name: str) -> None:
     hook = session.get(TaskWebhook, task.id)
     if hook is None:
         raise NotFound(f"task {task_name!r} has no webhook")
-    before = {"url": hook.url, "events": list(hook.events)}
+    before = {"url": shown_url(hook.url), "events": list(hook.events)}
     session.delete(hook)
     session.exec(  # type: ignore[call-overload]
         update(WebhookEvent)

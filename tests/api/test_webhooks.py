@@ -119,6 +119,19 @@ def event_statuses(api: Api) -> list[str]:
     return [e["status"] for e in events["data"]]
 
 
+def test_the_audit_trail_keeps_no_token_of_a_webhook_url(hook_api: Api) -> None:
+    small_task(hook_api)
+    url = "https://bot:s3cret@hooks.example/in?token=abc"
+    set_hook(hook_api, url, ["case.decided"])
+    rows = hook_api.client.get(
+        "/v1/audit", params={"action": "webhook.set"}, headers=hook_api.as_("analyst")
+    ).json()["data"]
+    assert rows and rows[0]["after"]["url"] == "https://***@hooks.example/in?***"
+    assert "s3cret" not in str(rows) and "abc" not in str(rows)
+    shown = hook_api.client.get("/v1/tasks/claims/webhook", headers=hook_api.admin).json()
+    assert shown["url"] == url  # admins still read the URL they set
+
+
 def test_a_webhook_secret_of_its_own_keeps_the_snapshot_key_from_receivers(
     hook_settings: Settings, receiver: WebhookReceiver
 ) -> None:
