@@ -39,6 +39,7 @@ def list_audit(
             before=before,
             limit=limit,
             tasks_in_scope=who.tasks,
+            with_keys=who.can("keys:manage"),  # keys are admin-only, so are their rows
         )
 
 

@@ -364,9 +364,14 @@ def list_audit(
     before: int | None = None,
     limit: int = 100,
     tasks_in_scope: frozenset[str] | None = None,
+    with_keys: bool = True,
 ) -> AuditPage:
-    """A page of the audit trail, newest first; ``before`` pages on (a row id)."""
+    """A page of the audit trail, newest first; ``before`` pages on (a row id).
+    ``with_keys=False`` leaves out the rows about keys (for callers who may not read keys).
+    """
     query = select(AuditLog)
+    if not with_keys:
+        query = query.where(~col(AuditLog.action).startswith("key."))
     if task is not None:
         query = query.where(AuditLog.task == task)
     if tasks_in_scope is not None:
