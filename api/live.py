@@ -68,8 +68,14 @@ class LiveModel:
     # the automated cases of each confidence bin since its last audit, in this process
     tally: AuditTally = field(default_factory=AuditTally)
 
-    def fold(self, label_id: int, row: Label | Row, features: dict) -> None:
+    def fold(
+        self, label_id: int, row: Label | Row, features: dict, *, logged: bool = True
+    ) -> None:
         """Teach one logged label to the model and its evidence to the governor.
+
+        ``logged=False``: the label is not in the log yet (an import folds before it
+        stores), so its migrations carry no label id; the caller records them with the
+        labels (:func:`api.services.tasks.sync_task`'s ``covers``).
 
         Downstream feedback (``kind="feedback"``) teaches the model only: such reports
         are not a random sample, so they never reach the governor's evidence; nor do the
@@ -106,7 +112,7 @@ class LiveModel:
                 if starts_challenger(drift, self.challenger, observed):
                     self.challenger = Challenger(self.model)
         if moved:
-            self.migrations += [(label_id, m) for m in moved]
+            self.migrations += [(label_id if logged else None, m) for m in moved]
             self.mode_reason = moved[-1].reason
         self.last_label_id = label_id
 

@@ -506,7 +506,7 @@ def _import_labels(
                     "guarded": guarded,
                 }
             )
-            live.fold(last, entry, row.features)  # type: ignore[arg-type]
+            live.fold(last, entry, row.features, logged=False)  # type: ignore[arg-type]
             window.append(entry)
             n_labels = counts.n_labels + i + 1
             if curve_due(n_labels):
@@ -564,7 +564,7 @@ def _import_labels(
         with live.lock:
             live.last_label_id = newest_id or last
         row_task = get_task(session, task.name)
-        sync_task(session, row_task, live, f"import of {n} labelled cases")
+        sync_task(session, row_task, live, f"import of {n} labelled cases", covers=newest_id)
         audit.record(  # one row per chunk: the cases and labels it stored
             session, audit.acting(), "labels.imported", task=row_task, subject=task.name,
             after={"cases": n, "first_case": cases[0]["id"], "last_case": cases[-1]["id"],

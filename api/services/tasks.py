@@ -232,18 +232,23 @@ def sync_due(task: Task, live: LiveModel) -> bool:
     return (mode, threshold) != (task.mode, task.threshold_in_force)
 
 
-def sync_task(session: Session, task: Task, live: LiveModel | None, cause: str) -> bool:
+def sync_task(
+    session: Session, task: Task, live: LiveModel | None, cause: str, covers: int | None = None
+) -> bool:
     """Bring the task row's mode and threshold in line with the evidence, recording why;
     whether anything moved.
 
     Each governor migration becomes a history row, once: one caused by a label the
     history already covers (``task.history_label_id``; another process folded it first)
-    is skipped. A change that no migration explains (the kill switch, a fixed threshold,
-    cold start) gets one row naming ``cause``.
+    is skipped. ``covers``: the caller folded the log up to this label id and its
+    migrations are all in ``live`` (an import, in the transaction that stores the labels).
+    A change that no migration explains (the kill switch, a fixed threshold, cold start)
+    gets one row naming ``cause``.
     """
     taken = live.take_migrations() if live is not None else []
     migrations = [m for at, m in taken if at is None or at > task.history_label_id]
-    task.history_label_id = max([task.history_label_id, *(at for at, _ in taken if at)])
+    causes = [at for at, _ in taken if at is not None]
+    task.history_label_id = max([task.history_label_id, covers or 0, *causes])
     follows_governor = task.automation == "on" and task.threshold_policy == "certified"
     moved = follows_governor and bool(migrations)
     for m in migrations if follows_governor else []:

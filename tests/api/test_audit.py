@@ -142,10 +142,15 @@ def test_analyst_reads_the_trail_and_other_roles_do_not(busy):
 def test_the_table_refuses_deletes_and_edits(busy, database_url):
     engine = create_engine(database_url, poolclass=NullPool)
     try:
-        for statement in (
+        statements = [
             "DELETE FROM audit_log",
             "UPDATE audit_log SET action = 'nothing' WHERE id = 1",
-        ):
+            "UPDATE audit_log SET actor_name = 'someone else' WHERE id = 1",
+            "UPDATE audit_log SET subject = 'another' WHERE id = 1",
+        ]
+        if engine.dialect.name == "postgresql":
+            statements.append("TRUNCATE audit_log")
+        for statement in statements:
             with pytest.raises(Exception, match="audit_log"), engine.begin() as conn:
                 conn.execute(text(statement))
     finally:
