@@ -1,11 +1,13 @@
 import os
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import StateDep
+from api.deps import StateDep, require
+from api.security import Principal
 
 router = APIRouter(tags=["operations"])
 
@@ -30,5 +32,15 @@ def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-def prometheus_metrics(state: StateDep) -> Response:
+def prometheus_metrics(
+    state: StateDep, who: Annotated[Principal, require("metrics:read")]
+) -> Response:
+    """Prometheus text, for a key that may read every task's metrics (the series name the
+    tasks, their automation and their bounds: not for anyone on the network)."""
+    if who.tasks is not None:
+        raise HTTPException(
+            403,
+            "the Prometheus metrics cover every task: a key scoped to tasks reads "
+            "GET /v1/tasks/{task}/metrics",
+        )
     return Response(generate_latest(state.instruments.registry), media_type=CONTENT_TYPE_LATEST)

@@ -179,7 +179,7 @@ def test_a_new_target_is_in_the_history_even_when_mode_and_threshold_stay(api):
 def test_prometheus_carries_the_mode_and_the_bound_to_alert_on(api):
     certified_task(api)
     teach_until_automated(api)
-    text = api.client.get("/metrics").text
+    text = api.client.get("/metrics", headers=api.as_("analyst")).text
     assert 'tierline_task_mode{mode="automated",task="claims"} 1.0' in text
     assert 'tierline_task_mode{mode="suspended",task="claims"} 0.0' in text
     assert 'tierline_target_error{task="claims"} 0.1' in text

@@ -357,7 +357,7 @@ def test_agreement_route_and_metrics_report_kappa_and_confusion(api):
     metrics = _metrics(api)
     assert metrics["agreement"] == 0.75 and metrics["escalated"] == 1
     assert metrics["kappa"] == pytest.approx(0.4667, abs=1e-3)
-    prometheus = api.client.get("/metrics").text
+    prometheus = api.client.get("/metrics", headers=api.as_("analyst")).text
     assert 'tierline_reviewer_agreement{task="claims"} 0.75' in prometheus
     assert 'tierline_escalated_cases{task="claims"} 1.0' in prometheus
 

@@ -1,13 +1,28 @@
+from tests.utils.factories import auth
+
+
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     assert client.head("/healthz").status_code == client.head("/readyz").status_code == 200
 
 
+def test_prometheus_metrics_are_for_keys_that_read_every_tasks_metrics(api):
+    api.create_task()
+    assert api.client.get("/metrics").status_code == 401
+    assert api.client.get("/metrics", headers=api.as_("reviewer")).status_code == 403
+    assert api.client.get("/metrics", headers=api.as_("service")).status_code == 403
+    scoped = api.client.post(
+        "/v1/keys", json={"name": "one", "role": "analyst", "tasks": ["claims"]}, headers=api.admin
+    ).json()["key"]
+    assert api.client.get("/metrics", headers=auth(scoped)).status_code == 403
+    assert api.client.get("/metrics", headers=api.admin).status_code == 200
+
+
 def test_prometheus_metrics_per_route_and_task(api):
     api.create_task()
     api.send("claims", {"amount": 1, "country": "fr", "note": "x", "vip": True})
-    text = api.client.get("/metrics").text
+    text = api.client.get("/metrics", headers=api.as_("analyst")).text
     assert (
         'tierline_requests_total{method="POST",route="/v1/tasks/{task}/cases",status="201"}' in text
     )
