@@ -49,6 +49,16 @@ class KeyCreate(StrictModel):
         None, description="scope: the only tasks this key may act on (default: every task)"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _shown_as_written(cls, name: str) -> str:
+        """A key's name is who labelled a case and who acted in the audit trail: no
+        invisible characters (controls, zero-width, direction overrides) to disguise it."""
+        hidden = _invisible(name)
+        if hidden:
+            raise ValueError(f"holds invisible characters ({hidden})")
+        return name
+
 
 class KeyUpdate(StrictModel):
     """``PATCH /v1/keys/{id}``: grant or withdraw the ``lead`` permission."""
@@ -142,17 +152,25 @@ class TaskCreate(TaskSettings):
         for i, label in enumerate(labels):
             if label != label.strip():
                 raise ValueError(f"labels[{i}] {label!r} has leading or trailing spaces")
-            hidden = sorted(
-                {f"U+{ord(c):04X}" for c in label if unicodedata.category(c) in ("Cc", "Cf")}
-            )
+            hidden = _invisible(label)
             if hidden:
                 raise ValueError(
-                    f"labels[{i}] {label!r} holds invisible characters ({', '.join(hidden)}): "
+                    f"labels[{i}] {label!r} holds invisible characters ({hidden}): "
                     "reviewers could not tell it from another label"
                 )
         if len({unicodedata.normalize("NFC", label) for label in labels}) != len(labels):
             raise ValueError("labels must be distinct (also once Unicode-normalised)")
         return labels
+
+
+def _invisible(text: str) -> str:
+    """The invisible characters in ``text`` (controls, format characters), as code points.
+
+    >>> _invisible("evil\u202ename\u0007"), _invisible("Ana María")
+    ('U+0007, U+202E', '')
+    """
+    found = {f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cc", "Cf")}
+    return ", ".join(sorted(found))
 
 
 def _offer_no_null(schema: dict[str, Any]) -> None:

@@ -20,6 +20,20 @@ def test_create_key_shows_key_once_and_lists_without_it(api):
     assert "key" not in row and body["key"] not in str(listed)
 
 
+def test_a_key_name_with_invisible_characters_is_refused(api):
+    """Key names show as labelled_by and as the actor of audit rows: nothing may hide."""
+    for name in ("evil\u202ename", "bell\u0007", "line\nbreak", "zero\u200bwidth"):
+        response = api.client.post(
+            "/v1/keys", json={"name": name, "role": "reviewer"}, headers=api.admin
+        )
+        assert response.status_code == 422, name
+        assert response.json()["detail"][0]["loc"][-1] == "name"
+        assert "invisible characters" in response.json()["detail"][0]["msg"]
+    ok = api.client.post("/v1/keys", json={"name": "Ana María", "role": "reviewer"},
+                         headers=api.admin)  # fmt: skip
+    assert ok.status_code == 201
+
+
 def test_keys_are_stored_as_hashes(api, settings):
     from sqlalchemy import create_engine, text
 
