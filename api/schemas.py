@@ -90,7 +90,7 @@ class KeyCreated(BaseModel):
 class KeyRotate(StrictModel):
     """``POST /v1/keys/{id}/rotate``: the old key keeps working for ``grace_seconds``."""
 
-    grace_seconds: float = Field(3600.0, ge=0, le=30 * 86_400)
+    grace_seconds: float = Field(3600.0, ge=0, le=30 * 86_400, strict=True)
 
 
 class KeyRotated(KeyCreated):

@@ -34,6 +34,15 @@ def test_a_key_name_with_invisible_characters_is_refused(api):
     assert ok.status_code == 201
 
 
+def test_a_grace_period_is_a_json_number(api):
+    key_id = api.client.get("/v1/keys", headers=api.admin).json()["data"][0]["id"]
+    response = api.client.post(
+        f"/v1/keys/{key_id}/rotate", json={"grace_seconds": "10"}, headers=api.admin
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "grace_seconds"
+
+
 def test_keys_are_stored_as_hashes(api, settings):
     from sqlalchemy import create_engine, text
 
