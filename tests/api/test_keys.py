@@ -35,7 +35,9 @@ def test_a_key_name_with_invisible_characters_is_refused(api):
 
 
 def test_a_grace_period_is_a_json_number(api):
-    key_id = api.client.get("/v1/keys", headers=api.admin).json()["data"][0]["id"]
+    key_id = api.client.post(
+        "/v1/keys", json={"name": "svc", "role": "service"}, headers=api.admin
+    ).json()["id"]
     response = api.client.post(
         f"/v1/keys/{key_id}/rotate", json={"grace_seconds": "10"}, headers=api.admin
     )
