@@ -416,6 +416,8 @@ class WebhookSet(StrictModel):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError("a URL holds no spaces, line breaks or control characters")
         return url
 
 

@@ -94,6 +94,9 @@ def test_webhook_settings_are_admin_only_and_checked(hook_api: Api) -> None:
         bad = hook_api.client.put(url, json={"url": wrong}, headers=hook_api.admin)
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "url"
         assert "http:// or https:// URL" in bad.json()["detail"][0]["msg"]
+    injected = "http://127.0.0.1:9/x\r\nX-Injected: 1"
+    bad = hook_api.client.put(url, json={"url": injected}, headers=hook_api.admin)
+    assert bad.status_code == 422 and "line breaks" in bad.json()["detail"][0]["msg"]
     bad = hook_api.client.put(url, json={**body, "events": ["case.eaten"]}, headers=hook_api.admin)
     assert bad.status_code == 422
     assert (
