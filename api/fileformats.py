@@ -229,8 +229,7 @@ class Encoder:
 
 # A spreadsheet runs a cell that begins with one of these as a formula (CSV injection)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
+# after a leading apostrophe, these mean the apostrophe is ours (see _from_text_cell)
 _ESCAPED_START = (*_FORMULA_START, "'")
 
 
