@@ -46,6 +46,11 @@ def _audited(row: ApiKey) -> dict:
     }
 
 
+def _ended(row: ApiKey) -> bool:
+    """Revoked, or rotated and past its grace period: it opens nothing any more."""
+    return row.revoked or (row.expires_at is not None and row.expires_at <= time.time())
+
+
 def rotate_key(
     session: Session, key_id: str, grace_seconds: float, actor: Principal | None = None
 ) -> KeyRotated:
@@ -54,10 +59,18 @@ def rotate_key(
     old = session.get(ApiKey, key_id)
     if old is None:
         raise NotFound(f"key {key_id} not found")
-    if old.revoked or (old.expires_at is not None and old.expires_at <= time.time()):
+    if _ended(old):
         raise Conflict(f"key {key_id} is revoked or expired: create a new key instead")
+    if old.rotated_to is not None:  # a second rotation would leave two live successors
+        raise Conflict(f"key {key_id} was rotated already, to {old.rotated_to}: rotate that one")
     before = _audited(old)
-    body = KeyCreate(name=old.name, role=old.role, lead=old.lead, tasks=old.tasks)  # type: ignore[arg-type]
+    # as stored (a name given before today's checks is kept, not refused)
+    body = KeyCreate.model_construct(
+        name=old.name,
+        role=old.role,  # type: ignore[arg-type]  # stored: one of the roles
+        lead=old.lead,
+        tasks=old.tasks,
+    )
     created = create_key(session, body, actor)
     expires = time.time() + grace_seconds
     old.expires_at = min(old.expires_at or expires, expires)
@@ -118,8 +131,8 @@ def update_key(session: Session, key_id: str, body: KeyUpdate) -> KeyPublic:
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"key {key_id} not found")
-    if row.revoked:
-        raise Conflict(f"key {key_id} is revoked: create a new key instead")
+    if _ended(row):
+        raise Conflict(f"key {key_id} is revoked or expired: create a new key instead")
     if body.lead is not None and body.lead != row.lead:
         before = _audited(row)
         row.lead = body.lead

@@ -115,6 +115,8 @@ def test_rotation_issues_a_new_key_and_the_old_one_stops_after_the_grace(api, mo
     listed = {k["id"]: k for k in api.client.get("/v1/keys", headers=api.admin).json()["data"]}
     assert listed[created["id"]]["rotated_to"] == new["id"]
     assert listed[created["id"]]["expires_at"] == new["old_key_expires_at"]
+    twice = api.client.post(f"/v1/keys/{created['id']}/rotate", headers=api.admin)
+    assert twice.status_code == 409 and new["id"] in twice.json()["detail"]  # one successor
 
     later = time.time() + 61
     monkeypatch.setattr("api.services.keys.time.time", lambda: later)
@@ -124,6 +126,8 @@ def test_rotation_issues_a_new_key_and_the_old_one_stops_after_the_grace(api, mo
 
     again = api.client.post(f"/v1/keys/{created['id']}/rotate", headers=api.admin)
     assert again.status_code == 409  # expired: nothing to rotate
+    lead = api.client.patch(f"/v1/keys/{created['id']}", json={"lead": True}, headers=api.admin)
+    assert lead.status_code == 409  # nor to grant anything to
     actions = [
         r["action"]
         for r in api.client.get(
