@@ -198,12 +198,10 @@ class SimulationResult:
     ``recent_automation`` (share of the last :data:`RECENT_CASES` cases, or of the cases
     since the previous row where that is more), ``auto_cases``,
     ``auto_errors``, ``realized_auto_error`` (cumulative error of automated decisions),
-    ``estimated_error`` and ``bound`` (of the region in force, from the governor),
+    ``estimated_error`` and ``bound`` (the governor's current certificate: the region in
+    force, or before anything is automated and while suspended the best region's),
     ``threshold`` (in force; NaN when nothing is automated), ``mode``, ``accuracy``
     (prequential, cumulative) and ``recent_accuracy`` (over the same recent cases).
-    ``estimated_error`` and ``bound`` are the governor's current certificate: before
-    anything is automated, and while suspended, the best region's (not yet certified, or
-    waiting for fresh labels).
     """
 
     config: SimulationConfig
