@@ -67,6 +67,8 @@ class LiveModel:
     rules: tuple[Any, Any, list[Rule]] | None = None
     # the automated cases of each confidence bin since its last audit, in this process
     tally: AuditTally = field(default_factory=AuditTally)
+    # the settings_version of the task row the governor follows (ModelStore.align_settings)
+    settings_version: int = 0
 
     def fold(
         self, label_id: int, row: Label | Row, features: dict, *, logged: bool = True
@@ -416,10 +418,15 @@ class ModelStore:
         """The leader: bring the governor in line with the task's settings.
 
         A settings change may be made on any process; the governor that counts is the
-        leader's, so the leader applies it here. True when that moved the governor's mode
-        or threshold (its migrations are then recorded as usual).
+        leader's, so the leader applies it here (and the process that takes the change, if
+        it leads). A task row older than the settings applied (a lower ``settings_version``)
+        is ignored: the poll may have read it just before a change committed. True when that
+        moved the governor's mode or threshold (its migrations are then recorded as usual).
         """
         with live.lock:
+            if task.settings_version < live.settings_version:
+                return False
+            live.settings_version = task.settings_version
             governor = live.governor
             governor.min_labels = task.min_labels
             if (governor.target_error, governor.delta) != (task.target_error, task.delta):

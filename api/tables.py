@@ -67,6 +67,7 @@ class Task(SQLModel, table=True):
     # the newest label whose governor migrations are in the history: a process that folds
     # the same labels again (a restart, a new leader, an import by the CLI) records none twice
     history_label_id: int = 0
+    settings_version: int = 0  # counts settings changes (api.live.ModelStore.align_settings)
     # label quality (see api/services/quality.py)
     labels_per_case: int = 1  # distinct reviewers whose opinions a case needs
     second_opinion_confidence: float = 0.98  # contradicting a model this sure asks again

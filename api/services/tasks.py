@@ -140,16 +140,11 @@ def update_task(
     for field, value in changes.items():
         setattr(task, field, value)
     task.updated_at = time.time()
+    task.settings_version += 1
     session.add(task)
     live = store.get(task)
     if live is not None and store.leader:  # elsewhere the leader aligns it (api.lineage)
-        with live.lock:
-            live.governor.min_labels = task.min_labels
-            if {"target_error", "delta"} & changes.keys():
-                moved = live.governor.set_target(task.target_error, task.delta)
-                if moved:
-                    live.migrations += [(None, m) for m in moved]
-                    live.mode_reason = moved[-1].reason
+        store.align_settings(live, task)
     if changes:
         summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
         changed_mode = sync_task(session, task, live, f"settings changed: {summary}")

@@ -306,3 +306,22 @@ def test_the_openapi_schema_of_a_settings_patch_offers_no_null(client):
         assert "null" not in str(prop) and "default" not in prop, name
     assert update["properties"]["target_error"]["type"] == "number"
     assert not update.get("required")
+
+
+def test_the_leader_never_applies_a_task_row_older_than_the_settings_it_follows(api):
+    """The leader's poll may read a task row just before a settings change commits; that
+    stale row must not undo the change (PostgreSQL showed the old target for a poll)."""
+    from sqlmodel import select
+
+    from api.tables import Task
+
+    api.create_task(threshold_policy="certified", target_error=0.05)
+    state = api.client.app.state.tierline
+    with state.db.read() as session:
+        stale = session.exec(select(Task).where(Task.name == "claims")).one()
+    patched = api.client.patch("/v1/tasks/claims", json={"target_error": 0.1}, headers=api.admin)
+    assert patched.status_code == 200
+    live = state.store.get(state.store.tasks.get("claims"))
+    assert live.governor.target_error == 0.1
+    assert state.store.align_settings(live, stale) is False
+    assert live.governor.target_error == 0.1
