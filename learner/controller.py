@@ -248,6 +248,16 @@ class Evidence:
         return Evidence, args if self.weight is None else (*args, self.weight)
 
 
+def grid_bin(grid: tuple[float, ...], confidence: float) -> int:
+    """The confidence bin a case falls in: the index of the highest grid point at or below
+    its confidence (``-1`` below the grid).
+
+    >>> grid_bin((0.0, 0.5, 0.9), 0.9), grid_bin((0.0, 0.5, 0.9), 0.89)
+    (2, 1)
+    """
+    return bisect.bisect_right(grid, confidence) - 1
+
+
 class AuditTally:
     """Counts the automated cases of each confidence bin since that bin's last audit, so
     an audit's label can say how many cases it stands for (:attr:`Evidence.weight`).
@@ -288,7 +298,7 @@ class AuditTally:
         for (itself included), else ``None``."""
         if route != "auto":
             return None
-        b = bisect.bisect_right(self.grid, confidence) - 1
+        b = grid_bin(self.grid, confidence)
         with self._lock:
             if threshold != self._threshold:
                 self._threshold, self._since = threshold, {}
@@ -695,7 +705,7 @@ class RiskController:
 
     # --- evidence -------------------------------------------------------------------------
     def _bin(self, confidence: float) -> int:
-        return bisect.bisect_right(self.grid, confidence) - 1
+        return grid_bin(self.grid, confidence)
 
     def _drop(self, seq: int) -> None:
         """Take the live entry ``seq`` out of every window that holds it."""

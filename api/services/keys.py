@@ -155,10 +155,8 @@ def resolve_key(session: Session, presented: str, admin_key: str | None) -> Prin
 def principal_of(session: Session, key_hash: str) -> Principal | None:
     """The principal whose key hashes to ``key_hash`` (``None``: unknown or revoked)."""
     row = session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
-    if row is None or row.revoked:
+    if row is None or _ended(row):
         return None
-    if row.expires_at is not None and row.expires_at <= time.time():
-        return None  # rotated, and its grace period is over
     scope = frozenset(row.tasks) if row.tasks is not None else None
     return Principal(id=row.id, name=row.name, role=row.role, lead=row.lead, tasks=scope)
 
