@@ -118,6 +118,7 @@ import math
 import operator
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -436,13 +437,13 @@ class _Analysis:
     """A window's last :meth:`RiskController._analyse`: the settings and bin counts it
     read, its answer, and the running state of the pass before each bin (to resume at)."""
 
-    __slots__ = ("answer", "arrivals", "before", "errors", "key", "labelled", "passed", "tests")
+    __slots__ = ("answer", "before", "bins", "key", "passed", "tests")
 
     def __init__(self, key: tuple[int, int, float, float, float], bins: int, start: tuple) -> None:
         self.key = key
-        self.labelled: list[int] = []
-        self.errors: list[int] = []
-        self.arrivals: list[float] = []
+        # per bin as last read: labelled, errors, arrivals, and what the bin adds to the
+        # sums of squares, weighted errors and spread
+        self.bins: list[tuple] = [(-1, 0, 0.0, 0.0, 0.0, 0.0)] * bins
         self.before: list[tuple] = [start] * bins
         self.tests: list[int] = []
         self.passed: dict[int, float] = {}
@@ -507,6 +508,7 @@ _clopper_pearson = functools.lru_cache(maxsize=4096)(weighted_clopper_pearson_up
 # Sample sizes n_k = _RATIO ** k at which the critical error count of a test is tabled.
 _RATIO = 1.02
 _LOG_RATIO = math.log(_RATIO)
+_SIZES = [_RATIO**k for k in range(1200)]  # up to some 2e10
 # (level, target) -> k -> (an error count that passes at n_k, one that fails at n_k)
 _CRITICAL: dict[tuple[float, float], dict[int, tuple[float, float]]] = {}
 
@@ -546,9 +548,11 @@ def _upper_at_most(errors: float, n: float, level: float, target: float) -> bool
     if n < 1.0:
         return weighted_upper_at_most(errors, n, level, target)
     k = int(math.log(n) / _LOG_RATIO)
-    if _RATIO**k > n:
+    if k + 1 >= len(_SIZES):
+        return weighted_upper_at_most(errors, n, level, target)
+    if _SIZES[k] > n:
         k -= 1
-    elif _RATIO ** (k + 1) <= n:
+    elif _SIZES[k + 1] <= n:
         k += 1
     table = _CRITICAL.get((level, target))  # the common case without a call to _bracket
     if errors <= ((table and table.get(k)) or _bracket(level, target, k))[0]:
@@ -871,20 +875,25 @@ class RiskController:
         if memo is None or memo.key != key:
             memo = win.memo = _Analysis(key, k, (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, self._sizes(m)))
             top, low = k - 1, -1  # nothing saved to stop at
+            changed: Iterable[int] = range(k)
         else:
-            top, low = -1, k  # the highest and lowest bins whose counts changed
-            for b in win.touched:
-                if (
-                    labelled[b] != memo.labelled[b]
-                    or bin_errors[b] != memo.errors[b]
-                    or bin_arrivals[b] != memo.arrivals[b]
-                ):
-                    top, low = max(top, b), min(low, b)
-            if top < 0:
+            read = memo.bins
+            changed = [
+                b
+                for b in win.touched
+                if read[b][:3] != (labelled[b], bin_errors[b], bin_arrivals[b])
+            ]
+            if not changed:
                 win.touched.clear()
                 return memo.answer
+            top, low = max(changed), min(changed)  # the highest and lowest bins that changed
         win.touched.clear()
-        memo.labelled, memo.errors, memo.arrivals = labelled[:], bin_errors[:], bin_arrivals[:]
+        bins = memo.bins
+        for b in changed:
+            count, e, w = labelled[b], bin_errors[b], bin_arrivals[b]
+            # what the bin adds to the sums of squares, weighted errors and spread
+            terms = (w * w / count, w * e / count, _spread(w, e, count)) if count else (0.0,) * 3
+            bins[b] = (count, e, w, *terms)
         out = list(memo.answer[0])
         before, old_tests = memo.before, memo.tests
         tests = old_tests[: bisect.bisect_left(old_tests, -top, key=operator.neg)]  # above top
@@ -893,13 +902,8 @@ class RiskController:
         state = before[top]
         n, errors, arrivals, squares, weighted_errors, spread, carry, sizes = state
         first = min(sizes, default=math.inf)  # the smallest start size not reached yet
-        for b, count, w, e, g in zip(
-            range(top, -1, -1),
-            labelled[top::-1],
-            bin_arrivals[top::-1],
-            bin_errors[top::-1],
-            grid[top::-1],
-            strict=True,
+        for b, g, (count, e, w, square, weighted_error, bin_spread) in zip(
+            range(top, -1, -1), grid[top::-1], bins[top::-1], strict=True
         ):
             if b < low and state == before[b]:  # from here down, all as saved
                 tests += old_tests[bisect.bisect_left(old_tests, -b, key=operator.neg) :]
@@ -912,9 +916,9 @@ class RiskController:
             n += count
             errors += e
             arrivals += w
-            squares += w * w / count
-            weighted_errors += w * e / count
-            spread += _spread(w, e, count)
+            squares += square
+            weighted_errors += weighted_error
+            spread += bin_spread
             if arrivals > 0.0:
                 n_eff = arrivals * arrivals / squares
                 estimate = weighted_errors / arrivals
