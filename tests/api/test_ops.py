@@ -7,6 +7,14 @@ def test_healthz_and_readyz(client):
     assert client.head("/healthz").status_code == client.head("/readyz").status_code == 200
 
 
+def test_every_operation_in_the_schema_has_its_own_id(client):
+    """Code generators key an operation by its id: HEAD probes must not repeat GET's."""
+    paths = client.get("/openapi.json").json()["paths"]
+    ids = [op["operationId"] for item in paths.values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    assert "get" in paths["/healthz"] and "get" in paths["/readyz"]
+
+
 def test_prometheus_metrics_are_for_keys_that_read_every_tasks_metrics(api):
     api.create_task()
     assert api.client.get("/metrics").status_code == 401
