@@ -545,15 +545,27 @@ class TierlineClient:
         return self._get(f"/v1/cases/{_p(case_id)}/feedback")["data"]
 
     # -- webhooks (admin)
-    def set_webhook(self, task: str, url: str, events: Sequence[str] | None = None) -> JSON:
-        """Register (or replace) the task's webhook; ``events`` defaults to all of them."""
+    def set_webhook(
+        self,
+        task: str,
+        url: str,
+        events: Sequence[str] | None = None,
+        *,
+        rotate_secret: bool = False,
+    ) -> JSON:
+        """Register (or replace) the task's webhook; ``events`` defaults to all of them.
+
+        The answer's ``secret`` verifies ``Tierline-Webhook-Signature``; ``rotate_secret``
+        replaces it with a new one."""
         body: JSON = {"url": url}
         if events is not None:
             body["events"] = list(events)
+        if rotate_secret:
+            body["rotate_secret"] = True
         return self._request("PUT", f"/v1/tasks/{_p(task)}/webhook", json=body, idempotent=True)
 
     def get_webhook(self, task: str) -> JSON:
-        """The task's webhook URL and event types."""
+        """The task's webhook URL, event types and secret."""
         return self._get(f"/v1/tasks/{_p(task)}/webhook")
 
     def delete_webhook(self, task: str) -> None:
@@ -676,11 +688,13 @@ def verify_webhook(
     tolerance: float = 300.0,
     now: float | None = None,
 ) -> bool:
-    """Check a webhook's ``Tierline-Signature`` header (``t=<unix>,v1=<hex>``).
+    """Check a webhook's signature header (``t=<unix>,v1=<hex>``).
 
-    True when ``v1`` is the HMAC-SHA256, keyed with the server's ``TIERLINE_SECRET``, of
-    ``"<t>." + body`` (the raw body bytes) and ``t`` is within ``tolerance`` seconds of now
-    (which stops replays of old deliveries).
+    True when ``v1`` is the HMAC-SHA256, keyed with ``secret``, of ``"<t>." + body`` (the
+    raw body bytes) and ``t`` is within ``tolerance`` seconds of now (which stops replays
+    of old deliveries). ``Tierline-Webhook-Signature`` is keyed with the webhook's own
+    secret (in ``set_webhook``'s and ``get_webhook``'s answers), ``Tierline-Signature``
+    with the server's webhook secret.
 
     >>> import hashlib, hmac
     >>> body = b'{"id":"evt_1","type":"ping"}'

@@ -37,12 +37,13 @@ from sqlmodel import col, select
 
 from api.db import Database
 from api.security import sign
-from api.services.webhooks import event_id
+from api.services.webhooks import event_id, webhook_secret
 from api.tables import TaskWebhook, WebhookDelivery, WebhookEvent
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "Tierline-Signature"
+SIGNATURE_HEADER = "Tierline-Signature"  # signed with the server's webhook secret
+WEBHOOK_SIGNATURE_HEADER = "Tierline-Webhook-Signature"  # with the webhook's own secret
 USER_AGENT = "tierline-webhooks/1"
 LOCK_GRACE_SECONDS = 30.0
 MAX_ERROR_CHARS = 500
@@ -67,6 +68,7 @@ class _Attempt:
     attempts: int
     created_at: float
     url: str | None
+    secret_salt: str | None  # the webhook's own secret's (services.webhooks.webhook_secret)
 
 
 class WebhookDispatcher:
@@ -171,7 +173,7 @@ class WebhookDispatcher:
         )
         with self.db.read() as session:
             rows = session.exec(
-                select(WebhookEvent, TaskWebhook.url)
+                select(WebhookEvent, TaskWebhook.url, TaskWebhook.secret_salt)
                 .join(TaskWebhook, col(TaskWebhook.task_id) == WebhookEvent.task_id, isouter=True)
                 .where(
                     col(WebhookEvent.id).in_(heads.scalar_subquery()),
@@ -192,8 +194,9 @@ class WebhookDispatcher:
                 e.attempts,
                 e.created_at,
                 url,
+                salt,
             )
-            for e, url in rows
+            for e, url, salt in rows
         ]
 
     def _claim(self, attempt: _Attempt) -> bool:
@@ -238,12 +241,16 @@ class WebhookDispatcher:
         assert attempt.url is not None
         body = self.body_of(attempt)
         number = attempt.attempts + 1
+        now = int(time.time())
         headers = {
-            SIGNATURE_HEADER: signature_header(body, self.secret, int(time.time())),
+            SIGNATURE_HEADER: signature_header(body, self.secret, now),
             "Tierline-Event": attempt.type,
             "Tierline-Event-Id": event_id(attempt.id),
             "Tierline-Delivery-Attempt": str(number),
         }
+        if attempt.secret_salt is not None:
+            own = webhook_secret(self.secret, attempt.secret_salt).encode()
+            headers[WEBHOOK_SIGNATURE_HEADER] = signature_header(body, own, now)
         started = time.time()
         status_code: int | None = None
         error: str | None = None

@@ -407,6 +407,7 @@ class WebhookSet(StrictModel):
 
     url: Annotated[str, StringConstraints(max_length=2048)]  # the scheme and host: below
     events: Annotated[list[WebhookEventType], Field(min_length=1)] | None = None
+    rotate_secret: bool = Field(False, description="replace the webhook's own secret")
 
     @field_validator("url")
     @classmethod
@@ -427,6 +428,9 @@ class WebhookPublic(BaseModel):
     events: list[str]
     created_at: str | None
     updated_at: str | None
+    secret: str | None = Field(
+        None, description="the webhook's own secret: it signs Tierline-Webhook-Signature"
+    )
 
 
 class WebhookEventPublic(BaseModel):

@@ -259,6 +259,9 @@ class TaskWebhook(SQLModel, table=True):
     events: list[str] = Field(sa_column=Column(JSON, nullable=False))
     created_at: float
     updated_at: float
+    # the webhook's own secret is derived from this and the server's webhook secret
+    # (api.outbox.webhook_secret), so the database holds nothing a delivery is signed with
+    secret_salt: str | None = Field(default=None, max_length=64)
 
 
 class WebhookEvent(SQLModel, table=True):

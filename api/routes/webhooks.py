@@ -25,15 +25,17 @@ Before = Annotated[
 
 @router.put("", response_model=WebhookPublic)
 def set_webhook(task: str, body: WebhookSet, state: StateDep) -> WebhookPublic:
-    """Register or replace the task's webhook (``events`` defaults to every event type)."""
+    """Register or replace the task's webhook (``events`` defaults to every event type).
+
+    The answer carries the webhook's own secret; ``rotate_secret`` replaces it."""
     with state.db.write() as session:
-        return service.set_webhook(session, task, body)
+        return service.set_webhook(session, task, body, state.settings.webhook_signing_secret)
 
 
 @router.get("", response_model=WebhookPublic)
 def get_webhook(task: str, state: StateDep) -> WebhookPublic:
     with state.db.read() as session:
-        return service.get_webhook(session, task)
+        return service.get_webhook(session, task, state.settings.webhook_signing_secret)
 
 
 @router.delete("", status_code=204)

@@ -8,6 +8,7 @@ request path, in :class:`api.outbox.WebhookDispatcher`.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ from api.schemas import (
     WebhookSet,
     iso,
 )
+from api.security import sign
 from api.services import audit
 from api.tables import Case, Routing, Task, TaskWebhook, WebhookDelivery, WebhookEvent
 
@@ -116,13 +118,14 @@ def case_data(task: Task, case: Case, routing: Routing, **extra: Any) -> dict[st
 
 
 # --- settings ---------------------------------------------------------------------------
-def _public(task: Task, hook: TaskWebhook) -> WebhookPublic:
+def _public(task: Task, hook: TaskWebhook, signing_secret: bytes) -> WebhookPublic:
     return WebhookPublic(
         task=task.name,
         url=hook.url,
         events=list(hook.events),
         created_at=iso(hook.created_at),
         updated_at=iso(hook.updated_at),
+        secret=webhook_secret(signing_secret, hook.secret_salt) if hook.secret_salt else None,
     )
 
 
@@ -142,8 +145,24 @@ def shown_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
-def set_webhook(session: Session, task_name: str, body: WebhookSet) -> WebhookPublic:
-    """Register (or replace) the task's webhook; pending events go to the new URL."""
+def webhook_secret(signing_secret: bytes, salt: str) -> str:
+    """A webhook's own secret: derived from the server's webhook secret and the webhook's
+    random salt, so that the database holds nothing a delivery is signed with.
+
+    >>> webhook_secret(b"server", "00ff")[:14]
+    'whsec_debac097'
+    """
+    return "whsec_" + sign(b"tierline-webhook:" + salt.encode(), signing_secret)
+
+
+def set_webhook(
+    session: Session, task_name: str, body: WebhookSet, signing_secret: bytes
+) -> WebhookPublic:
+    """Register (or replace) the task's webhook; pending events go to the new URL.
+
+    A new webhook gets a secret of its own, and ``rotate_secret`` a new one
+    (``signing_secret``: the server's webhook secret, which it is derived from).
+    """
     task = get_task(session, task_name)
     now = time.time()
     events = list(dict.fromkeys(body.events or WEBHOOK_EVENT_TYPES))
@@ -159,21 +178,24 @@ def set_webhook(session: Session, task_name: str, body: WebhookSet) -> WebhookPu
         )
     else:
         hook.url, hook.events, hook.updated_at = body.url, events, now
+    after: dict[str, Any] = {"url": shown_url(body.url), "events": events}
+    if hook.secret_salt is None or body.rotate_secret:
+        hook.secret_salt = secrets.token_hex(16)
+        after["secret"] = "new"  # never the secret itself
     session.add(hook)
-    after = {"url": shown_url(body.url), "events": events}
     audit.record(
         session, audit.acting(), "webhook.set", task=task, subject=task.name, before=before,
         after=after,
     )  # fmt: skip
-    return _public(task, hook)
+    return _public(task, hook, signing_secret)
 
 
-def get_webhook(session: Session, task_name: str) -> WebhookPublic:
+def get_webhook(session: Session, task_name: str, signing_secret: bytes) -> WebhookPublic:
     task = get_task(session, task_name)
     hook = session.get(TaskWebhook, task.id)
     if hook is None:
         raise NotFound(f"task {task_name!r} has no webhook")
-    return _public(task, hook)
+    return _public(task, hook, signing_secret)
 
 
 def delete_webhook(session: Session, task_name: str) -> None:

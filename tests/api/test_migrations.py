@@ -42,6 +42,8 @@ def test_the_newest_migrations_go_down_and_up_again_over_stored_data(
         cold = api.send("claims", {"amount": 5, "country": "fr", "note": "x", "vip": False})
         assert cold["threshold"] is None  # nothing automated yet
         api.teach("claims", 40)
+        hook = {"url": "https://hooks.example/in"}
+        assert client.put("/v1/tasks/claims/webhook", json=hook, headers=api.admin).is_success
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
@@ -59,5 +61,7 @@ def test_the_newest_migrations_go_down_and_up_again_over_stored_data(
             assert guarded == 0  # the column came back with its default (old rows: evidence)
             counted = "SELECT count(*) FROM label WHERE audit_weight IS NOT NULL"
             assert conn.execute(text(counted)).scalar_one() == 0  # back as 1 / propensity
+            salts = conn.execute(text("SELECT secret_salt FROM task_webhook")).scalars().all()
+            assert len(salts) == 1 and len(salts[0]) == 32  # a webhook made before has one too
     finally:
         engine.dispose()

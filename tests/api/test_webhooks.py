@@ -153,6 +153,46 @@ def test_a_webhook_secret_of_its_own_keeps_the_snapshot_key_from_receivers(
     assert not verify_webhook(request.body, header, own.signing_secret)
 
 
+def test_each_webhook_signs_with_a_secret_of_its_own_that_an_admin_can_rotate(
+    hook_api: Api, receiver: WebhookReceiver
+) -> None:
+    """A receiver verifies with its webhook's secret, never a server secret; another
+    task's secret does not verify it, and a rotated secret replaces the old one."""
+    small_task(hook_api)
+    hook_api.create_task(name="other")
+    first = set_hook(hook_api, receiver.url, ["case.decided"])
+    other = set_hook(hook_api, "https://other.example/in", task="other")
+    assert first["secret"].startswith("whsec_") and other["secret"].startswith("whsec_")
+    assert first["secret"] != other["secret"]
+    shown = hook_api.client.get("/v1/tasks/claims/webhook", headers=hook_api.admin).json()
+    again = set_hook(hook_api, receiver.url, ["case.decided"])
+    assert shown["secret"] == first["secret"] == again["secret"]
+    trail = hook_api.client.get(
+        "/v1/audit", params={"action": "webhook.set"}, headers=hook_api.admin
+    ).json()["data"]
+    assert first["secret"] not in str(trail)
+
+    decide_pending(hook_api, "reject")
+    receiver.wait_for(lambda r: len(r.delivered()) == 1)
+    request = receiver.delivered()[0]
+    own = request.headers["Tierline-Webhook-Signature"]
+    assert verify_webhook(request.body, own, first["secret"])
+    assert not verify_webhook(request.body, own, other["secret"])
+
+    rotated = hook_api.client.put(
+        "/v1/tasks/claims/webhook",
+        json={"url": receiver.url, "events": ["case.decided"], "rotate_secret": True},
+        headers=hook_api.admin,
+    ).json()["secret"]
+    assert rotated.startswith("whsec_") and rotated != first["secret"]
+    decide_pending(hook_api, "approve")
+    receiver.wait_for(lambda r: len(r.delivered()) == 2)
+    request = receiver.delivered()[1]
+    own = request.headers["Tierline-Webhook-Signature"]
+    assert verify_webhook(request.body, own, rotated)
+    assert not verify_webhook(request.body, own, first["secret"])
+
+
 def test_decided_case_is_delivered_signed_after_failed_attempts(
     hook_api: Api, hook_settings: Settings, receiver: WebhookReceiver
 ) -> None:
