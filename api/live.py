@@ -31,7 +31,7 @@ from api.errors import NotFound
 from api.security import sign, verify
 from api.tables import Case, Label, ModelSnapshot, Task
 from learner import LearnerError, Rule, TaskModel, parse_schema
-from learner.challenger import Challenger, starts_challenger
+from learner.challenger import Challenger, challenger_for, starts_challenger
 from learner.controller import AuditTally, Evidence, Migration, TaskGovernor
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ class LiveModel:
     model: TaskModel
     governor: TaskGovernor
     last_label_id: int = 0
+    # the labelled cases folded in: the label log but for corrections and feedback reports
+    # (a case corrected ten times, or reported on ten times, is one labelled case), which
+    # the cold start counts up to min_labels
+    labelled: int = 0
     last_snapshot_version: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     migrations: list[tuple[int | None, Migration]] = field(default_factory=list)
@@ -91,14 +95,13 @@ class LiveModel:
         challenger = self.challenger
         verdict = challenger.observe(self.model, features, row.label) if challenger else None
         self.model.learn_one(features, row.label)
+        self.labelled += row.kind not in ("correction", "feedback")
         if verdict is not None:
             assert challenger is not None
             self.challenger = None
             if verdict == "promote":
                 self.model = challenger.promote(self.model)
-                moved += self.governor.model_replaced(
-                    f"model replaced by one trained since the drift ({challenger.n} labels)"
-                )
+                moved += self.governor.model_replaced(challenger.replacement_reason)
         if row.suggestion is not None and row.kind != "feedback" and not row.guarded:
             correct = row.label == row.suggestion
             if row.kind == "correction":
@@ -112,7 +115,7 @@ class LiveModel:
                 moved += observed
                 drift = self.governor.n_detections > before
                 if starts_challenger(drift, self.challenger, observed):
-                    self.challenger = Challenger(self.model)
+                    self.challenger = challenger_for(self.model, drift)
         if moved:
             self.migrations += [(label_id if logged else None, m) for m in moved]
             self.mode_reason = moved[-1].reason
@@ -255,6 +258,7 @@ class ModelStore:
             model,
             state["governor"],
             last_label_id=snap.last_label_id,
+            labelled=state.get("labelled", model.n_learned),  # older snapshots: every label
             last_snapshot_version=model.n_learned,
             mode_reason=state.get("mode_reason"),
             published_version=model.n_learned,
@@ -341,6 +345,7 @@ class ModelStore:
                         "governor": live.governor,
                         "mode_reason": live.mode_reason,
                         "challenger": live.challenger,
+                        "labelled": live.labelled,
                     },
                     protocol=pickle.HIGHEST_PROTOCOL,
                 )

@@ -41,6 +41,11 @@ from learner.uncertainty import suggestion
 __all__ = ["Challenger", "starts_challenger"]
 
 
+def challenger_for(model: TaskModel, drift: bool) -> Challenger:
+    """The challenger a drift alarm or a suspension starts (:func:`starts_challenger`)."""
+    return Challenger(model, since="the drift alarm" if drift else "the suspension")
+
+
 def starts_challenger(drift: bool, running: Challenger | None, moved: list[Migration]) -> bool:
     """Whether a label starts a (new) challenger: on a drift alarm, or when its
     migrations suspended automation and none races yet (a sudden change can show first
@@ -78,6 +83,7 @@ class Challenger:
         min_labels: int = 30,
         max_labels: int = 3000,
         level: float = 0.01,
+        since: str = "the drift alarm",
     ) -> None:
         if not 0 < min_labels <= max_labels:
             raise LearnerError("need 0 < min_labels <= max_labels")
@@ -85,6 +91,7 @@ class Challenger:
             raise LearnerError(f"level must be in (0, 1), got {level}")
         self.model = TaskModel(live.labels, live.schema, live.family, live.seed)
         self.min_labels, self.max_labels, self.level = min_labels, max_labels, level
+        self.since = since  # what started it, as a replacement's reason names it
         self.n = 0
         self.wins = 0  # the challenger right, the live model wrong
         self.losses = 0  # the reverse
@@ -122,3 +129,9 @@ class Challenger:
 
     def __repr__(self) -> str:
         return f"Challenger(n={self.n}, wins={self.wins}, losses={self.losses})"
+
+    @property
+    def replacement_reason(self) -> str:
+        """Why the live model was replaced by this one, as the history says it."""
+        since = getattr(self, "since", "the drift alarm")  # pickled before it was kept
+        return f"model replaced by one trained since {since} ({self.n} labels)"

@@ -1557,6 +1557,11 @@ class TaskGovernor:
                 or not lowest.survives(controller.target_error, self.hysteresis_errors)
                 or self.fresh_labels < self.min_labels
             ):
+                if retarget is not None and self.mode == "suspended":
+                    # the reason quoted the old target: say where the new one leaves it
+                    return self._migrate(
+                        "suspended", None, f"{prefix}still suspended ({lowest.reason})"
+                    )
                 return []
             word = "re-certified" if self.mode == "suspended" else "certified"
             reason = prefix + lowest.reason.replace("certified", word, 1)

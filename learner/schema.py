@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from learner.errors import InvalidFeatures, InvalidSchema
@@ -60,6 +61,8 @@ def _name_problem(name: object) -> str | None:
     (True, "feature names may not contain '=', ':' or control characters")
     >>> _name_problem("  ")
     'feature names may not be blank (spaces only)'
+    >>> _name_problem("a\u200db")
+    'feature names may not contain invisible characters (U+200D)'
     """
     if not isinstance(name, str) or not name:
         return "feature names must be non-empty strings"
@@ -67,6 +70,9 @@ def _name_problem(name: object) -> str | None:
         return f"feature names must be at most {MAX_NAME_LENGTH} characters"
     if _RESERVED.search(name):
         return "feature names may not contain '=', ':' or control characters"
+    hidden = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) == "Cf"})
+    if hidden:  # zero-width characters, direction overrides: names people cannot read
+        return f"feature names may not contain invisible characters ({', '.join(hidden)})"
     if not name.strip():
         return "feature names may not be blank (spaces only)"
     return None

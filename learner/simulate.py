@@ -31,7 +31,7 @@ import pandas as pd
 from scipy.special import betainc
 from scipy.stats import binom
 
-from learner.challenger import Challenger, starts_challenger
+from learner.challenger import Challenger, challenger_for, starts_challenger
 from learner.controller import (
     DEFAULT_GRID,
     MIN_DELTA,
@@ -615,9 +615,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             if verdict == "promote":
                 assert challenger is not None
                 model = challenger.promote(model)
-                moved += governor.model_replaced(
-                    f"model replaced by one trained since the drift ({challenger.n} labels)"
-                )
+                moved += governor.model_replaced(challenger.replacement_reason)
             if verdict is not None:
                 challenger = None
             before = governor.n_detections
@@ -631,7 +629,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
                 drift_cases.append(i)
             racing = config.challenger and config.policy == "certified"
             if racing and starts_challenger(detected, challenger, observed):
-                challenger = Challenger(model)
+                challenger = challenger_for(model, detected)
 
         labels_so_far[i] = n_labels
         # --- curve ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from api.live import LiveModel, ModelStore
 from api.schemas import CaseCreate, CaseDetail, Contribution, Prediction, iso
 from api.security import Principal
 from api.services import audit, quality
-from api.services.tasks import effective_state
+from api.services.tasks import effective_state, to_resume
 from api.tables import Case, Routing, Task
 from learner import (
     FeatureSpec,
@@ -121,6 +121,8 @@ def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> 
     sample on while the queue is behind (``learner.review_sample_rate``).
     """
     mode, threshold, reason = effective_state(task, live)
+    if mode == "suspended":  # why, and what it waits for today (not only what suspended it)
+        reason = f"{reason}; {to_resume(live.governor)}"
     certified = task.threshold_policy == "certified"
     # while drift is suspected the governor audits more (propensity recorded as drawn)
     audit_rate = live.governor.audit_rate(task.audit_rate) if certified else task.audit_rate
@@ -220,13 +222,13 @@ def score(
     clean = _validated(live.model.schema, features, max_string_length, loc)
     with live.lock:
         proba = live.model.predict_proba_one(clean)
-        version = live.version
+        version, labelled = live.version, live.labelled
         if policy is None:
             policy = routing_policy(task, live, oldest)
     decision = route_case(
         proba,
         policy=policy,
-        n_labels=version,
+        n_labels=labelled,
         task=task.name,
         case_key=case_id,
         draw=id_draw(case_id),  # the id's 64 random bits: no hashing needed

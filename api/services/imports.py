@@ -437,7 +437,7 @@ def _import_labels(
             d = route_case(
                 proba,
                 policy=routing_policy(task, live),
-                n_labels=version,
+                n_labels=live.labelled,
                 task=task.name,
                 case_key=case_id,
                 draw=id_draw(case_id),

@@ -165,7 +165,7 @@ def effective_state(task: Task, live: LiveModel | None) -> tuple[str, float | No
     The admin's kill switch overrides everything; a fixed-threshold task automates once
     out of its cold start; a certified task follows its governor.
     """
-    n_labels = live.version if live else 0
+    n_labels = live.labelled if live else 0
     if task.automation == "off":
         return "assist", None, "automation switched off by an admin"
     if n_labels < task.min_labels:
@@ -199,7 +199,7 @@ def current_reason(task: Task, live: LiveModel | None) -> str | None:
     if (mode, threshold) != (task.mode, task.threshold_in_force):
         return task.mode_reason
     if mode == "suspended" and live is not None:  # why, and what it waits for now
-        return f"{reason}; {_to_resume(live.governor)}"
+        return f"{reason}; {to_resume(live.governor)}"
     if mode == "automated" and live is not None and task.threshold_policy == "certified":
         governor = live.governor
         raised = governor.audit_rate(task.audit_rate)
@@ -208,7 +208,7 @@ def current_reason(task: Task, live: LiveModel | None) -> str | None:
     return reason
 
 
-def _to_resume(governor: TaskGovernor) -> str:
+def to_resume(governor: TaskGovernor) -> str:
     """What a suspended task waits for, on today's evidence."""
     if governor.fresh_labels < governor.min_labels:
         return f"resumes after {governor.min_labels} fresh labels ({governor.fresh_labels} so far)"
@@ -272,7 +272,7 @@ def _evidence(task: Task, live: LiveModel | None) -> dict[str, Any]:
     past the kill switch, the cold start and a fixed threshold, which rest on no
     certificate): what its reason quotes."""
     governed = task.automation == "on" and task.threshold_policy == "certified"
-    if live is None or not governed or live.version < task.min_labels:
+    if live is None or not governed or live.labelled < task.min_labels:
         return {}
     cert = live.governor.certificate
     return {"n": cert.n, "errors": cert.errors, "upper": cert.upper}

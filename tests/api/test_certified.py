@@ -116,6 +116,15 @@ def test_a_suspended_task_says_what_it_waits_for(api):
     why, _, waits_for = task["mode_reason"].partition("; ")
     assert why.startswith("target changed to 0.0001: suspended: bound ")
     assert waits_for.startswith("not re-certified yet: no threshold certified"), waits_for
+    # a case held meanwhile says the same, today's evidence included
+    held = api.send("claims", claims_case(random.Random(4))[0])
+    assert held["reasons"][0] == task["mode_reason"]
+    # a new bar that still fails: the reason quotes it, not the one that suspended the task
+    api.client.patch("/v1/tasks/claims", json={"target_error": 0.0002}, headers=api.admin)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["mode"] == "suspended"
+    assert task["mode_reason"].startswith("target changed to 0.0002: still suspended (")
+    assert "0.0001" not in task["mode_reason"]
     # back to a bar today's evidence clears: the reason follows at once, whichever way it goes
     api.client.patch("/v1/tasks/claims", json={"target_error": 0.1}, headers=api.admin)
     task = api.client.get("/v1/tasks/claims", headers=api.admin).json()

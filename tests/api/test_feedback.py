@@ -178,3 +178,38 @@ def test_feedback_rules(api: Api) -> None:
     assert clash.status_code == 409
     metrics = api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()
     assert metrics["feedback"] == 1
+
+
+def test_the_cold_start_counts_labelled_cases_not_their_corrections_or_reports(api):
+    """Ten corrections of a case, or ten reports on it, are still one labelled case: a
+    service key's feedback could otherwise take a fixed-threshold task out of its cold
+    start and have it decide cases while the task said "assist" (an outside probe)."""
+    api.create_task(threshold_policy="fixed", threshold=0.0, min_labels=10)
+    rng = random.Random(5)
+    labelled = []
+    for label in ("approve", "reject"):
+        api.send("claims", claims_case(rng)[0])
+        claim = api.claim("claims")
+        assert claim is not None and api.label(claim, label).status_code == 200
+        labelled.append(claim["case"]["id"])
+    for i in range(12):
+        case_id = labelled[i % 2]
+        flipped = "approve" if i % 4 < 2 else "reject"
+        api.client.post(
+            f"/v1/cases/{case_id}/feedback", json={"label": flipped}, headers=api.as_("service")
+        ).raise_for_status()
+        api.client.post(
+            f"/v1/cases/{case_id}/correct", json={"label": flipped}, headers=api.admin
+        ).raise_for_status()
+
+    def cold() -> None:
+        case = api.send("claims", claims_case(rng)[0])
+        assert case["route"] != "auto" and case["threshold"] is None
+        assert "cold start: 2 of 10 labels" in case["reasons"][0]
+        task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+        assert task["mode"] == "assist" and task["mode_reason"] == "cold start: 2 of 10 labels"
+
+    cold()
+    state = api.client.app.state.tierline
+    state.store.forget(state.store.tasks.get("claims").id)  # rebuilt from the label log
+    cold()

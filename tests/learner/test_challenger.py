@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from learner import Evidence, LearnerError, TaskGovernor, TaskModel, parse_schema
-from learner.challenger import Challenger
+from learner.challenger import Challenger, challenger_for
 
 SCHEMA = parse_schema({"v": "number"})
 
@@ -77,9 +77,11 @@ def automated_governor() -> TaskGovernor:
 
 def test_model_replaced_suspends_and_forgets_the_old_models_evidence():
     gov = automated_governor()
-    moves = gov.model_replaced("model replaced by one trained since the drift (40 labels)")
+    moves = gov.model_replaced("model replaced by one trained since the drift alarm (40 labels)")
     assert [m.mode for m in moves] == ["suspended"]
-    assert moves[0].reason == "suspended: model replaced by one trained since the drift (40 labels)"
+    assert moves[0].reason == (
+        "suspended: model replaced by one trained since the drift alarm (40 labels)"
+    )
     assert gov.controller.n_window == 0 and gov.threshold is None
     for i in range(600):  # fresh evidence about the new model certifies it again
         gov.observe(f"n{i}", sure(i, i % 100 != 0, audited=False))
@@ -120,3 +122,12 @@ def test_a_governor_pickled_before_audit_boosts_loads():
     old.__setstate__(state)
     assert old.audit_rate(0.05) == 0.05 and old.audit_boost == 8.0
     assert pickle.loads(pickle.dumps(old)).mode == "automated"
+
+
+def test_a_replacement_names_what_started_the_challenger():
+    """A challenger started by a suspension (the bound broke) is not said to follow a drift
+    alarm that never was (an outside probe read "since the drift" with no drift in sight)."""
+    live = TaskModel(["a", "b"], parse_schema({"v": "number"}))
+    on_drift, on_suspension = challenger_for(live, True), challenger_for(live, False)
+    assert on_drift.replacement_reason.endswith("since the drift alarm (0 labels)")
+    assert on_suspension.replacement_reason.endswith("since the suspension (0 labels)")

@@ -625,6 +625,11 @@ def test_set_target_recertifies_against_the_new_target():
     assert gov.target_error == 0.001 and gov.audit_monitor.target == 0.001
     # the same evidence, the old bar again: certified at once, no fresh labels needed (the
     # evidence never failed; a suspension it caused would wait for fresh labels)
+    # a new bar that still fails: the reason names the new one, not the bar it broke
+    moves = gov.set_target(0.002, 0.05)
+    assert [m.mode for m in moves] == ["suspended"]
+    assert moves[0].reason.startswith("target changed to 0.002: still suspended (")
+    assert "0.001" not in moves[0].reason.removeprefix("target changed to 0.002")
     moves = gov.set_target(0.05, 0.05)
     assert [m.mode for m in moves] == ["automated"]
     assert moves[0].reason.startswith("target changed to 0.05: re-certified")

@@ -57,7 +57,10 @@ def test_parse_schema_rejects_unknown_kind_naming_field():
     assert str(info.value) == f"colour: {info.value.reason}"
 
 
-@pytest.mark.parametrize("name", ["", "  ", "a" * 65, "a=b", "a:b", "tab\there", "nl\n"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "  ", "a" * 65, "a=b", "a:b", "tab\there", "nl\n", "\u200b", "\u202eabc", "a\u200db"],
+)
 def test_parse_schema_rejects_bad_names(name):
     with pytest.raises(InvalidSchema) as info:
         parse_schema({name: "number"})
