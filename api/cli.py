@@ -130,6 +130,8 @@ def ui_command(port: int) -> list[str]:
         "true",
         "--client.toolbarMode",
         "minimal",
+        "--theme.primaryColor",  # calm blue: a highlighted choice is not a warning
+        "#1f6feb",
         "--browser.gatherUsageStats",
         "false",
         "--server.address",

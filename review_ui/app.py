@@ -79,8 +79,24 @@ def account_box() -> None:
     st.sidebar.button(label, key="signout", on_click=session.sign_out)
 
 
+#: Less empty space above the page, so the label buttons are on a laptop's first screen;
+#: button and figure names wrap instead of ending in "…" (a label must read whole); a
+#: narrow window gives the sidebar (a name and a button) less room.
+STYLE = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
+[data-testid="stMain"] button p, [data-testid="stMain"] button div,
+[data-testid="stMetricLabel"] p {
+  white-space: normal; overflow-wrap: break-word; text-overflow: clip; overflow: visible;
+}
+@media (max-width: 1000px) {
+  section[data-testid="stSidebar"] { width: 200px !important; min-width: 200px !important; }
+}
+</style>"""
+
+
 def main() -> None:
     st.set_page_config(page_title="tierline", layout="wide")
+    st.html(STYLE)
     if not session.signed_in():
         sign_in_form()
         pages = [st.Page(welcome, title="Sign in", url_path="signin", default=True)]

@@ -52,7 +52,7 @@ CONFLICT_MESSAGE = (
     "“{label}” was not recorded. Here is the next case."
 )
 MIN_LEASE_SECONDS = 20  # a prefetched case with less time left is claimed afresh
-MAX_SKIPPED_IN_A_ROW = 5
+MAX_EXCLUDED = 1000  # skipped cases a claim passes over at most (the API's limit)
 KEEP_DONE = 50
 
 
@@ -113,29 +113,17 @@ def _fresh_enough(claim: Claim) -> bool:
 
 
 def _claim_unseen(client: TierlineClient, state: State) -> Claim | None:
-    """Claim the next case this reviewer has not skipped; ``None`` if there is none.
-
-    Skipped cases that come up are held until a new case is found, so the queue cannot
-    hand the same one back, and then released.
-    """
-    task = state[TASK]
-    skipped: set[str] = state[SKIPPED]
-    held: list[Claim] = []
-    found: Claim | None = None
-    try:
-        for _ in range(MAX_SKIPPED_IN_A_ROW + 1):
-            claim = client.claim(task)
-            if claim is None:
-                break
-            if claim["case"]["id"] in skipped:
-                held.append(claim)
-                continue
-            found = claim
-            break
-    finally:
-        for claim in held:
-            _release(client, claim)
-    state[ONLY_SKIPPED] = len(held) if found is None else 0
+    """Claim the next case this reviewer has not skipped (the API passes over those);
+    ``None`` if there is none. When nothing else waits, one claim without them tells
+    whether skipped cases do (that case is given straight back)."""
+    task, skipped = state[TASK], state[SKIPPED]
+    found = client.claim(task, exclude=sorted(skipped)[:MAX_EXCLUDED])
+    state[ONLY_SKIPPED] = 0
+    if found is None and skipped:
+        left = client.claim(task)
+        if left is not None:
+            _release(client, left)
+            state[ONLY_SKIPPED] = 1
     return found
 
 

@@ -59,10 +59,24 @@ def label_button_text(index: int, label: str) -> str:
     return f"{index + 1} · {escape_markdown(label)}"
 
 
-def button_columns(n: int) -> list[Any]:
-    """Columns for ``n`` buttons in order, :data:`BUTTONS_PER_ROW` to a row, all of one
-    width."""
-    width = min(n, BUTTONS_PER_ROW) or 1
+def buttons_per_row(labels: list[str]) -> int:
+    """Label buttons to a row: fewer where labels are long, so that each reads whole.
+
+    >>> buttons_per_row(["yes", "no", "unsure"]), buttons_per_row(["refund", "request info"])
+    (3, 2)
+    >>> buttons_per_row(["approve", "reject", "escalate", "wait"])
+    4
+    >>> buttons_per_row(["Approve, but ask for the receipt first", "Reject"])
+    1
+    """
+    longest = max((len(label) for label in labels), default=0)
+    most = BUTTONS_PER_ROW if longest <= 8 else 2 if longest <= 24 else 1
+    return max(1, min(len(labels), most))
+
+
+def button_columns(n: int, per_row: int = BUTTONS_PER_ROW) -> list[Any]:
+    """Columns for ``n`` buttons in order, ``per_row`` to a row, all of one width."""
+    width = min(n, per_row) or 1
     return [column for _ in range(0, max(n, 1), width) for column in st.columns(width)]
 
 
@@ -120,8 +134,9 @@ def card_height(short: int, long: list[str]) -> int | None:
 def feature_card(case: dict[str, Any], schema: dict[str, Any] | None) -> None:
     """The case's features: short values in a grid, long text full width (the card scrolls
     past :data:`CARD_MAX_HEIGHT`)."""
-    features: dict[str, Any] = case.get("features") or {}
     schema = schema or {}
+    # a feature the case lacks shows as a dash: "missing" is not "not part of this task"
+    features = {**dict.fromkeys(schema), **(case.get("features") or {})}
     short = [(k, v) for k, v in features.items() if not is_long(v, _kind(schema, k))]
     long = [(k, v) for k, v in features.items() if is_long(v, _kind(schema, k))]
     height = card_height(len(short), [format_value(v) for _, v in long])
@@ -149,8 +164,23 @@ def _kind(schema: dict[str, Any], name: str) -> str | None:
 TABLE_LABEL = 14
 
 
+def blind(case: dict[str, Any]) -> bool:
+    """Whether the model's view is kept from the reviewer: an audit of an automated
+    decision, whose label measures the model (seeing its pick invites agreeing with it)."""
+    return bool(case.get("audit"))
+
+
 def suggestion_panel(case: dict[str, Any]) -> None:
-    """The model's suggestion, confidence, class probabilities, reasons and explanation."""
+    """The model's suggestion, confidence, class probabilities, reasons and explanation
+    (the reasons alone on a blind audit)."""
+    if blind(case):
+        st.markdown("**Spot check: the model's suggestion is hidden**")
+        st.caption(
+            "This case was decided automatically. Label it as you see it: your label "
+            "measures how often automated decisions are right."
+        )
+        reasons_list(case)
+        return
     suggestion = case.get("suggestion")
     confidence = case.get("confidence")
     threshold = case.get("threshold")
@@ -178,10 +208,7 @@ def suggestion_panel(case: dict[str, Any]) -> None:
                 )
             },
         )
-    reasons = case.get("reasons") or []
-    if reasons:
-        st.markdown("**Why this case is with you**")
-        st.markdown("\n".join(f"- {escape_markdown(str(reason))}" for reason in reasons))
+    reasons_list(case)
     explanation = case.get("explanation") or []
     if explanation and suggestion is not None:
         features = case.get("features") or {}
@@ -200,6 +227,13 @@ def suggestion_panel(case: dict[str, Any]) -> None:
             st.markdown("**What drove the suggestion**")
             st.markdown("\n".join(lines))
             st.caption("▲ pushed toward the suggestion, ▼ pushed against it.")
+
+
+def reasons_list(case: dict[str, Any]) -> None:
+    reasons = case.get("reasons") or []
+    if reasons:
+        st.markdown("**Why this case is with you**")
+        st.markdown("\n".join(f"- {escape_markdown(str(reason))}" for reason in reasons))
 
 
 def lease_clock(state: Any) -> None:
@@ -240,13 +274,15 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
         placeholder="Optional note for this label",
         max_chars=2000,
     )
-    columns = button_columns(len(labels))
+    columns = button_columns(len(labels), buttons_per_row(labels))
+    suggested = None if blind(case) else case.get("suggestion")
     for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
         column.button(
             label_button_text(index, label),
             key=f"rv_label_{index}",
+            help=label,
             shortcut=str(index + 1) if index < 9 and not busy else None,
-            type="primary" if label == case.get("suggestion") else "secondary",
+            type="primary" if label == suggested else "secondary",
             on_click=rv.submit_label,
             args=(tl, state, label),
             disabled=busy,

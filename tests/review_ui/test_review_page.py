@@ -8,7 +8,7 @@ import pytest
 
 from api.client import Unauthorized, Unavailable
 from review_ui import reviewing as rv
-from review_ui.views.review import BUTTONS_PER_ROW
+from review_ui.views.review import buttons_per_row
 
 
 @pytest.fixture
@@ -67,6 +67,24 @@ def test_review_page_shows_the_case_readably(reviewer, fake_api) -> None:
         "Decided automatically",
     ]
     assert at.metric[2].value == "75.0%"
+
+
+def test_an_audit_is_labelled_blind_and_a_missing_feature_shows_as_missing(
+    app, fake_api
+) -> None:
+    """An audit measures the model: showing its pick (as a highlighted button) invites
+    agreeing with it. A feature the case lacks is shown as missing, not left out."""
+    features = {"amount": 12.5, "country": "fr", "note": "short"}  # no "vip"
+    fake_api.add_cases(1, route="auto", audit=True, decision="approve", features=features)
+    at = app("reviewer").run()
+    assert not at.exception
+    shown = texts(at)
+    assert "Spot check: the model's suggestion is hidden" in shown
+    assert "Model suggests" not in shown and not at.dataframe  # no pick, no probabilities
+    assert "confidence 0\\.62" in shown  # the reasons stay
+    assert all(b.proto.type != "primary" for b in at.button if re.match(r"^\d+ · ", b.label))
+    vip = next(i for i, c in enumerate(at.caption) if c.value == "vip")
+    assert vip >= 0 and '">—<' in shown
 
 
 def test_a_task_without_cases_shows_no_automated_share(app, fake_api) -> None:
@@ -240,8 +258,10 @@ def test_many_labels_are_laid_out_in_rows_and_shown_literally(app, fake_api) -> 
     shown = [b.label for b in at.button if re.match(r"^\d+ · ", b.label)]
     assert shown[:3] == ["1 · \\*a\\*", "2 · \\$x\\$", "3 · \\[l\\]\\(http\u2060\\://e\\.com\\)"]
     assert len(shown) == 10 and shown[9] == "10 · topic\\-6"
-    rows = [block for block in at.columns if block.proto.weight == 1 / BUTTONS_PER_ROW]
-    assert len(rows) >= BUTTONS_PER_ROW
+    per_row = buttons_per_row(labels)  # 2: the longest label needs the room
+    assert per_row == 2
+    rows = [block for block in at.columns if block.proto.weight == 1 / per_row]
+    assert len(rows) >= len(labels)
 
 
 def test_a_label_whose_sending_was_interrupted_is_sent_again_without_a_banner(
