@@ -85,6 +85,7 @@ class KeyCreated(BaseModel):
     role: Role
     key: str
     tasks: list[str] | None = None
+    lead: bool = False
 
 
 class KeyRotate(StrictModel):

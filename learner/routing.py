@@ -170,8 +170,19 @@ _TWO_TO_MINUS_52 = 2.0 * _TWO_TO_MINUS_53
 
 
 def _short(value: float) -> str:
-    """3 decimals, or 2 when the third is 0: ``0.97``, ``0.925``."""
+    """3 decimals, or 2 when the third is 0: ``0.97``, ``0.925``; a value under 1 never
+    reads as 1 (it gets the decimals it needs).
+
+    >>> _short(0.97), _short(0.925), _short(0.99996), _short(1.0)
+    ('0.97', '0.925', '0.99996', '1.00')
+    """
     text = f"{value:.3f}"
+    digits = 3
+    while text.startswith("1.") and value < 1.0 and digits < 17:
+        digits += 1
+        text = f"{value:.{digits}f}"
+    if digits > 3:
+        return text
     return text[:-1] if text[-1] == "0" else text
 
 

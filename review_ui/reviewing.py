@@ -225,9 +225,10 @@ def send_pending(client: TierlineClient, state: State) -> None:
     pending = state[PENDING]
     if not pending:
         return
+    answer = None
     try:
         if pending["action"] == "label":
-            client.label(
+            answer = client.label(
                 pending["case_id"], pending["label"], pending["lease_id"], pending["comment"]
             )
         else:
@@ -247,6 +248,13 @@ def send_pending(client: TierlineClient, state: State) -> None:
     state[CORRECTING] = False
     if pending["action"] == "label":
         _labelled(client, state, pending)
+        if answer is not None and answer.get("label") is None:  # an opinion, held
+            notify(
+                state,
+                "info",
+                f"Your label for case {pending['case_id']} is recorded; the case goes to "
+                "another reviewer before it counts (a second opinion).",
+            )
     else:
         for entry in state[DONE]:
             if entry["case_id"] == pending["case_id"]:

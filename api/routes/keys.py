@@ -15,6 +15,7 @@ from api.schemas import (
 )
 from api.security import Principal
 from api.services import keys as service
+from api.services import quality
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
@@ -67,6 +68,8 @@ def update_key(key_id: str, body: KeyUpdate, state: StateDep) -> KeyPublic:
 
 @router.get("/me", response_model=Me)
 def me(who: CurrentKey) -> Me:
-    """Who the presented key belongs to (any valid key)."""
+    """Who the presented key belongs to (any valid key); ``lead``: whether it decides
+    cases whose reviewers disagreed (admins always do)."""
     tasks = sorted(who.tasks) if who.tasks is not None else None
-    return Me(id=who.id, name=who.name, role=who.role, lead=who.lead, tasks=tasks)  # type: ignore[arg-type]
+    lead = quality.is_lead(who)
+    return Me(id=who.id, name=who.name, role=who.role, lead=lead, tasks=tasks)  # type: ignore[arg-type]

@@ -32,7 +32,9 @@ def create_key(session: Session, body: KeyCreate, actor: Principal | None = None
     session.add(row)
     session.flush()
     audit.record(session, actor, "key.created", subject=row.id, after=_audited(row))
-    return KeyCreated(id=row.id, name=row.name, role=body.role, key=key, tasks=row.tasks)
+    return KeyCreated(
+        id=row.id, name=row.name, role=body.role, key=key, tasks=row.tasks, lead=row.lead
+    )
 
 
 def _audited(row: ApiKey) -> dict:

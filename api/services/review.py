@@ -235,7 +235,12 @@ def label_case(
         return _label_case(db, store, case_id, body, who)
     except (Conflict, IntegrityError) as exc:
         with db.read() as session:
-            if not _repeats(_own_opinion(session, case_id, who), body):
+            mine = _own_opinion(session, case_id, who)
+            if not _repeats(mine, body):
+                if mine is not None:  # a call of this key's own got there first
+                    raise Conflict(
+                        f"you already labelled case {case_id} ({mine.label!r})"
+                    ) from exc
                 if isinstance(exc, IntegrityError):  # another call changed the case first
                     raise Conflict(f"case {case_id} changed while labelling it: try again") from exc
                 raise

@@ -93,6 +93,12 @@ def test_disagreement_goes_to_a_lead_who_decides(api):
     _make_lead(api, "lena")
     me = api.client.get("/v1/me", headers=api.as_("reviewer", "lena")).json()
     assert me["lead"] is True
+    assert api.client.get("/v1/me", headers=api.admin).json()["lead"] is True  # admins decide
+    assert api.client.get("/v1/me", headers=api.as_("reviewer", "carol")).json()["lead"] is False
+    made = api.client.post(
+        "/v1/keys", json={"name": "lea", "role": "reviewer", "lead": True}, headers=api.admin
+    ).json()
+    assert made["lead"] is True  # the answer says what was made
     lead = api.claim("claims", "lena")
     assert lead is not None
     decided = api.label(lead, "reject", "lena").json()

@@ -230,5 +230,8 @@ def test_a_repeat_that_raced_the_first_call_answers_as_the_first(api, monkeypatc
     monkeypatch.setattr(review, "_label_case", unique_key)
     assert api.label(claim, "approve").json() == first.json()
     other = api.label(claim, "reject")  # not a repeat: a conflict, never a 500
-    assert other.status_code == 409 and "changed while labelling" in other.text
+    # the same key's own call got there first: say so (not "try again", nor that another
+    # reviewer holds the case, as concurrent calls under one lease were told)
+    assert other.status_code == 409 and "you already labelled case" in other.text
+    assert "'approve'" in other.text
     assert api.client.get("/v1/tasks/claims", headers=api.admin).json()["model_version"] == 1

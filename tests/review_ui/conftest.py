@@ -99,6 +99,7 @@ class FakeApi:
         ]
         self.calls: list[tuple[str, tuple]] = []
         self.down = False  # every call fails as if the API were unreachable
+        self.held_for_a_second_opinion: set[str] = set()  # labels answered as opinions
         self.failures: dict[str, list[TierlineError]] = {}  # one-shot failures by method
         self.curve: list[dict[str, Any]] = []
         self.history: list[dict[str, Any]] = []
@@ -201,7 +202,8 @@ class FakeClient:
             )
         self.api.labels[case_id] = (label, self.who["id"])
         del self.api.leases[case_id]
-        return {**self.api.cases[case_id], "label": label}
+        held = case_id in self.api.held_for_a_second_opinion  # an opinion, not the label
+        return {**self.api.cases[case_id], "label": None if held else label}
 
     def release(self, case_id: str, lease_id: str) -> None:
         self._enter("release", case_id, lease_id)

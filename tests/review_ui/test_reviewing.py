@@ -138,3 +138,16 @@ def test_label_is_kept_while_the_api_cannot_take_it(loop, error: TierlineError) 
     rv.send_pending(client, state)
     assert api.labels["c_1"][0] == "reject" and state[rv.PENDING] is None
     assert api.called("label")[-1][-1] == "photo attached"
+
+
+def test_a_label_held_for_a_second_opinion_says_so(loop) -> None:
+    """The first reviewer was not told that their label waits for another's (a probe)."""
+    api, client, state = loop
+    api.add_cases(2)
+    api.held_for_a_second_opinion.add("c_1")
+    rv.ensure_case(client, state)
+    rv.submit_label(client, state, "approve")
+    level, text = state[rv.NOTICE]
+    assert level == "info" and "c_1" in text and "second opinion" in text
+    rv.submit_label(client, state, "approve")  # c_2 counts at once: no such notice
+    assert state[rv.NOTICE] is None
