@@ -301,10 +301,19 @@ class CaseBatchResult(BaseModel):
 
 
 # --- review -----------------------------------------------------------------------------
+class OpinionShown(BaseModel):
+    """A reviewer's answer, as a lead deciding a disagreement sees it."""
+
+    reviewer: str | None
+    label: str
+
+
 class Claim(BaseModel):
     case: CaseDetail
     lease_id: str
     lease_expires_at: str | None
+    # a case whose reviewers disagreed, claimed by a lead: what each of them answered
+    disagreement: list[OpinionShown] | None = None
 
 
 class QueueStatus(BaseModel):

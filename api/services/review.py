@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from api.db import Database
 from api.errors import Conflict, Forbidden, InvalidInput
 from api.live import ModelStore
-from api.schemas import CaseDetail, Claim, Correction, LabelCreate, iso
+from api.schemas import CaseDetail, Claim, Correction, LabelCreate, OpinionShown, iso
 from api.security import Principal
 from api.services import audit, quality, webhooks
 from api.services.cases import case_detail, load_case
@@ -188,11 +188,23 @@ def claim_next(
             session, who, "case.claimed", task=task, subject=case_id,
             after={"lease_id": lease_id, "lease_expires_at": iso(expires)},
         )  # fmt: skip
+        disagreement = _opinions_shown(session, case_id) if case.escalated else None
     return Claim(
         case=case_detail(task, case, routing, store.get(task)),
         lease_id=lease_id,
         lease_expires_at=iso(expires),
+        disagreement=disagreement,
     )
+
+
+def _opinions_shown(session: Session, case_id: str) -> list[OpinionShown]:
+    """The answers a lead decides between (only leads are handed escalated cases)."""
+    rows = session.exec(
+        select(Opinion)
+        .where(Opinion.case_id == case_id, Opinion.role != "gold")
+        .order_by(col(Opinion.id))
+    ).all()
+    return [OpinionShown(reviewer=o.reviewer, label=o.label) for o in rows]
 
 
 def _check_label(task: Task, label: str) -> None:

@@ -229,6 +229,17 @@ def suggestion_panel(case: dict[str, Any]) -> None:
             st.caption("▲ pushed toward the suggestion, ▼ pushed against it.")
 
 
+def disagreement_note(opinions: list[dict[str, Any]] | None) -> None:
+    """What each reviewer answered on a case a lead decides."""
+    if opinions:
+        said = "; ".join(
+            f"{escape_markdown(str(o.get('reviewer') or 'a reviewer'))}: "
+            f"**{escape_markdown(str(o['label']))}**"
+            for o in opinions
+        )
+        st.markdown(f"**The reviewers said** {said}")
+
+
 def reasons_list(case: dict[str, Any]) -> None:
     reasons = case.get("reasons") or []
     if reasons:
@@ -466,6 +477,8 @@ def main() -> None:
         badge, colour = ROUTE_BADGES["auto"]
     elif any(reason.startswith("review sample") for reason in case.get("reasons", [])):
         badge, colour = SAMPLE_BADGE
+    if claim.get("disagreement"):
+        badge, colour = "Reviewers disagreed: you decide", "violet"
     suspended = (  # in the case's line: a banner above pushed the buttons off the screen
         " &nbsp; :red-badge[Automation suspended: every new case comes to people]"
         if task.get("mode") == "suspended"
@@ -482,6 +495,7 @@ def main() -> None:
         actions(tl, state, task.get("labels") or [], case)
         lease_clock(state)
     with right:
+        disagreement_note(claim.get("disagreement"))
         suggestion_panel(case)
     rv.prefetch(tl, state)
 

@@ -101,6 +101,11 @@ def test_disagreement_goes_to_a_lead_who_decides(api):
     assert made["lead"] is True  # the answer says what was made
     lead = api.claim("claims", "lena")
     assert lead is not None
+    # the lead sees what each reviewer answered: a disagreement is not decided blind
+    assert lead["disagreement"] == [
+        {"reviewer": "alice", "label": "approve"},
+        {"reviewer": "bob", "label": "reject"},
+    ]
     decided = api.label(lead, "reject", "lena").json()
     assert decided["label"] == "reject" and decided["labelled_by"] == "lena"
     assert _version(api) == 1

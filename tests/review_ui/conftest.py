@@ -100,6 +100,7 @@ class FakeApi:
         self.calls: list[tuple[str, tuple]] = []
         self.down = False  # every call fails as if the API were unreachable
         self.held_for_a_second_opinion: set[str] = set()  # labels answered as opinions
+        self.disagreements: dict[str, list[dict]] = {}  # case -> opinions a lead decides
         self.failures: dict[str, list[TierlineError]] = {}  # one-shot failures by method
         self.curve: list[dict[str, Any]] = []
         self.history: list[dict[str, Any]] = []
@@ -191,6 +192,7 @@ class FakeClient:
                 "case": dict(self.api.cases[case_id]),
                 "lease_id": lease_id,
                 "lease_expires_at": expires.isoformat(),
+                "disagreement": self.api.disagreements.get(case_id),
             }
         return None
 

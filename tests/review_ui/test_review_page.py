@@ -87,6 +87,20 @@ def test_an_audit_is_labelled_blind_and_a_missing_feature_shows_as_missing(
     assert vip >= 0 and '">—<' in shown
 
 
+def test_a_lead_sees_what_the_reviewers_said(app, fake_api) -> None:
+    """A lead decided a disagreement with nothing on screen saying it was one (a probe)."""
+    (case_id,) = fake_api.add_cases(1)
+    fake_api.disagreements[case_id] = [
+        {"reviewer": "alice", "label": "approve"},
+        {"reviewer": "bob", "label": "reject"},
+    ]
+    at = app("reviewer").run()
+    assert not at.exception
+    shown = texts(at)
+    assert "Reviewers disagreed: you decide" in shown
+    assert "**The reviewers said** alice: **approve**; bob: **reject**" in shown
+
+
 def test_a_task_without_cases_shows_no_automated_share(app, fake_api) -> None:
     fake_api.n_cases = 0  # the API answers 0.0 then: nothing was decided either way
     at = app("reviewer").run()
