@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlmodel import Session, col, select
 
@@ -12,6 +14,8 @@ from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeyRotated, KeysPublic
 from api.security import Principal, hash_key, new_key, same_secret
 from api.services import audit
 from api.tables import ApiKey
+
+log = logging.getLogger(__name__)
 
 BOOTSTRAP_ADMIN = Principal(id="bootstrap-admin", name="admin (TIERLINE_ADMIN_KEY)", role="admin")
 
@@ -167,14 +171,28 @@ LAST_USED_RESOLUTION = 60.0  # seconds: last_used_at is written at most this oft
 _last_written: dict[str, float] = {}
 
 
+# One thread writes last_used_at, off the request path: bookkeeping must not hold a
+# request up for the database's busy timeout while a writer holds it (a read-only request
+# took 10 s behind a held SQLite lock, waiting to write the key's last use).
+_bookkeeping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierline-key-use")
+
+
 def note_use(session_factory, key_id: str) -> None:  # type: ignore[no-untyped-def]
-    """Record that a key was used (``last_used_at``), at most once a minute per key."""
+    """Record that a key was used (``last_used_at``), at most once a minute per key, in
+    the background (a failure is logged, never raised)."""
     now = time.time()
     if now - _last_written.get(key_id, 0.0) < LAST_USED_RESOLUTION:
         return
     _last_written[key_id] = now
-    with session_factory() as session:
-        row = session.get(ApiKey, key_id)
-        if row is not None:
-            row.last_used_at = now
-            session.add(row)
+    _bookkeeping.submit(_write_use, session_factory, key_id, now)
+
+
+def _write_use(session_factory, key_id: str, now: float) -> None:  # type: ignore[no-untyped-def]
+    try:
+        with session_factory() as session:
+            row = session.get(ApiKey, key_id)
+            if row is not None:
+                row.last_used_at = now
+                session.add(row)
+    except Exception as exc:  # bookkeeping: never a reason to fail anything
+        log.warning("could not record a key's last use: %s", type(exc).__name__)
