@@ -410,6 +410,14 @@ def empty_queue(tl: TierlineClient, state: Any, task: str) -> None:
 #: would type into it instead of labelling, so the page gives the focus back once.
 RELEASE_FOCUS = "rv_release_focus"
 _BLUR = "<script>const a = window.parent.document.activeElement; if (a) a.blur();</script>"
+# While a label waits to be sent, reloading or closing the tab would lose it (the session
+# lives in the page): the browser asks first. The handler is made in the page's own realm
+# (this script's frame is replaced on the next rerun, and its functions die with it).
+_GUARD_PENDING = (
+    "<script>window.parent.onbeforeunload = new window.parent.Function("
+    "'e', \"e.preventDefault(); e.returnValue = ''; return '';\");</script>"
+)
+_UNGUARD = "<script>window.parent.onbeforeunload = null;</script>"
 
 
 def _on_task_change(tl: TierlineClient, state: Any) -> None:
@@ -453,6 +461,7 @@ def main() -> None:
 
     rv.resume_interrupted(tl, state)
     show_notice(state)
+    run_script(_GUARD_PENDING if state[rv.PENDING] else _UNGUARD, height=0)
     if state[rv.PENDING]:
         pending_banner(tl, state)
     if _correcting(state):

@@ -137,6 +137,13 @@ def test_conflict_shows_a_plain_message_and_the_next_case(reviewer, fake_api) ->
     assert at.metric[0].value == "0"
 
 
+def _unload_guard(at) -> str:
+    """Whether the page asks before a reload or close: the script the page last ran."""
+    last = [str(e.proto) for e in at.get("iframe") if "onbeforeunload" in str(e.proto)]
+    assert last, "no unload guard on the page"
+    return "off" if "onbeforeunload = null" in last[-1] else "on"
+
+
 def test_outage_keeps_the_label_until_retry(reviewer, fake_api) -> None:
     at = reviewer
     fake_api.down = True
@@ -145,6 +152,7 @@ def test_outage_keeps_the_label_until_retry(reviewer, fake_api) -> None:
     pending = at.session_state[rv.PENDING]
     assert (pending["case_id"], pending["label"]) == ("c_1", "approve")
     assert "kept and will be sent when you press Retry" in at.error[0].value
+    assert _unload_guard(at) == "on"  # a reload or a closed tab would lose it: ask first
     assert on_screen(at) == "c_1"
     assert button(at, "2 · reject").disabled and button(at, "s · Skip").disabled
 
@@ -158,6 +166,7 @@ def test_outage_keeps_the_label_until_retry(reviewer, fake_api) -> None:
     assert at.session_state[rv.PENDING] is None
     assert on_screen(at) == "c_2"
     assert not at.error
+    assert _unload_guard(at) == "off"
 
 
 def test_skip_releases_and_does_not_bring_the_case_straight_back(app, fake_api) -> None:
