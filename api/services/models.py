@@ -82,6 +82,7 @@ def activate(
         live.model, live.governor = fresh.model, fresh.governor
         live.challenger = fresh.challenger  # a race begun after the snapshot ends with it
         live.last_label_id, live.mode_reason = fresh.last_label_id, fresh.mode_reason
+        live.labelled = fresh.labelled  # the cold start counts what this model learned
         live.last_snapshot_version = live.published_version = fresh.version
         live.migrations.clear()
     store.tasks.forget(task_name)

@@ -61,6 +61,8 @@ def test_models_are_listed_and_an_older_one_activated(api):  # snapshot_every=25
     assert activated.status_code == 200, activated.text
     assert activated.json()["active_version"] == 25
     assert served(api) == seen[25]
+    store = api.client.app.state.tierline.store
+    assert store.get(store.tasks.get("claims")).labelled == 25  # what the restored model learned
 
     history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
     assert any("rolled back to version 25" in h["reason"] for h in history)
