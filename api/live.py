@@ -62,7 +62,6 @@ class LiveModel:
     migrations: list[tuple[int | None, Migration]] = field(default_factory=list)
     mode_reason: str | None = None  # why the governor is in its mode (its last migration)
     published_version: int = 0  # the version of the newest snapshot of this lineage we know
-    ephemeral_snapshot_id: int | None = None  # our last published, not-kept snapshot
     snapshot_lock: threading.Lock = field(default_factory=threading.Lock)
     # after a drift alarm: a fresh model racing this one (learner.challenger), in snapshots
     challenger: Challenger | None = None
@@ -334,8 +333,9 @@ class ModelStore:
         """Persist a signed snapshot of the model as it stands.
 
         ``keep=False`` publishes a snapshot for the other processes only: it is deleted
-        when the next one is written. Kept snapshots (one every ``snapshot_every``
-        labels) are the restart points and the versions one can roll back to.
+        when the next one is written (by this process or, after a restart, the next).
+        Kept snapshots (one every ``snapshot_every`` labels) are the restart points and
+        the versions one can roll back to.
         """
         with live.snapshot_lock:
             with live.lock:
@@ -350,14 +350,15 @@ class ModelStore:
                     protocol=pickle.HIGHEST_PROTOCOL,
                 )
                 version, last_label_id = live.version, live.last_label_id
-            superseded = live.ephemeral_snapshot_id
             with self.db.write() as session:
-                snap = self._add_snapshot(session, live, blob, version, last_label_id)
-                if superseded is not None:
-                    session.exec(  # type: ignore[call-overload]
-                        delete(ModelSnapshot).where(col(ModelSnapshot.id) == superseded)
+                snap = self._add_snapshot(session, live, blob, version, last_label_id, keep)
+                session.exec(  # type: ignore[call-overload]
+                    delete(ModelSnapshot).where(  # published ones it supersedes, also
+                        col(ModelSnapshot.task_id) == live.task_id,  # those of an earlier run
+                        col(ModelSnapshot.kept).is_(False),
+                        col(ModelSnapshot.id) != snap.id,
                     )
-            live.ephemeral_snapshot_id = None if keep else snap.id
+                )
             live.published_version = version
             if keep:
                 live.last_snapshot_version = version
@@ -443,7 +444,13 @@ class ModelStore:
         return False
 
     def _add_snapshot(
-        self, session: Session, live: LiveModel, blob: bytes, version: int, last_label_id: int
+        self,
+        session: Session,
+        live: LiveModel,
+        blob: bytes,
+        version: int,
+        last_label_id: int,
+        kept: bool,
     ) -> ModelSnapshot:
         snap = ModelSnapshot(
             task_id=live.task_id,
@@ -453,6 +460,7 @@ class ModelStore:
             blob=blob,
             signature=sign(blob, self.secret),
             created_at=time.time(),
+            kept=kept,
         )
         session.add(snap)
         session.flush()

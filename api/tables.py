@@ -188,6 +188,9 @@ class ModelSnapshot(SQLModel, table=True):
     blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     signature: str = Field(max_length=64)
     created_at: float
+    # a restart point one can roll back to; False: published for the other processes only
+    # (each is deleted when the next snapshot of the task is written)
+    kept: bool = True
 
 
 class TaskHistory(SQLModel, table=True):

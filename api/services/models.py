@@ -25,11 +25,12 @@ from api.tables import Label, ModelSnapshot, Task
 
 
 def list_models(session: Session, store: ModelStore, task_name: str) -> ModelsPublic:
-    """The task's snapshots, newest version first, each with whether its HMAC checks out."""
+    """The task's kept snapshots (the versions one can roll back to), newest version first,
+    each with whether its HMAC checks out."""
     task = get_task(session, task_name)
     rows = session.exec(
         select(ModelSnapshot)
-        .where(ModelSnapshot.task_id == task.id)
+        .where(ModelSnapshot.task_id == task.id, col(ModelSnapshot.kept))
         .order_by(col(ModelSnapshot.version).desc(), col(ModelSnapshot.id).desc())
     ).all()
     data = [
@@ -114,7 +115,7 @@ def restore_snapshot(
     wanted = ModelSnapshot.version == version if exact else col(ModelSnapshot.version) <= version
     candidates = session.exec(
         select(ModelSnapshot)
-        .where(ModelSnapshot.task_id == task.id, wanted)
+        .where(ModelSnapshot.task_id == task.id, col(ModelSnapshot.kept), wanted)
         .order_by(col(ModelSnapshot.version).desc(), col(ModelSnapshot.id).desc())
     ).all()
     chosen = next((s for s in candidates if verify(s.blob, s.signature, store.secret)), None)

@@ -139,3 +139,32 @@ def test_a_snapshot_with_a_bad_signature_is_never_unpickled(settings, tmp_path, 
         assert refused.status_code == 404
     assert not proof.exists()
     assert "bad signature" in caplog.text
+
+
+def test_a_snapshot_published_for_other_processes_is_never_listed_nor_left_behind(api):
+    """Snapshots published for the other processes (not kept) are replaced by the next
+    one, also those an earlier run left: a probe's listing showed one version three times
+    after a few restarts, and each restart left one behind for good."""
+    from sqlmodel import col, select
+
+    from api.tables import ModelSnapshot
+
+    taught(api, 30)
+    state = api.client.app.state.tierline
+    store, db = state.store, state.db
+    store.save_snapshot(store.get(store.tasks.get("claims")), keep=False)
+    with db.read() as session:
+        orphan_id = session.exec(
+            select(ModelSnapshot.id).where(col(ModelSnapshot.kept).is_(False))
+        ).one()
+    task_id = store.tasks.get("claims").id
+    store.forget(task_id)  # as after a restart: this run knows nothing it published before
+    store.save_snapshot(store.get(store.tasks.get("claims")), keep=False)
+    with db.read() as session:
+        published = session.exec(
+            select(ModelSnapshot.id).where(col(ModelSnapshot.kept).is_(False))
+        ).all()
+    assert len(published) == 1 and published[0] != orphan_id
+    listed = api.client.get("/v1/tasks/claims/models", headers=api.admin).json()["data"]
+    assert published[0] not in {m["id"] for m in listed}
+    assert [m["version"] for m in listed] == [25]  # the kept one (snapshot_every=25)
