@@ -19,6 +19,7 @@ from learner.controller import (
     RegionStats,
     RiskController,
     TaskGovernor,
+    format_bound,
 )
 from learner.datasets import STREAM_NAMES, Stream, load_stream
 from learner.errors import InvalidFeatures, InvalidLabel, InvalidSchema, LearnerError
@@ -79,6 +80,7 @@ __all__ = [
     "Rule",
     "Stream",
     "TaskGovernor",
+    "format_bound",
     "TaskModel",
     "apply_guardrails",
     "audit_draw",

@@ -142,6 +142,7 @@ __all__ = [
     "RegionStats",
     "RiskController",
     "TaskGovernor",
+    "format_bound",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,21 @@ MIN_DELTA = 1e-6
 def _fmt(value: float) -> str:
     """A threshold or target the way people write it: ``0.93``, ``0.9995``, ``0.05``."""
     return f"{value:.6g}"
+
+
+def format_bound(upper: float, target: float) -> str:
+    """A bound as a reason quotes it beside the target: 3 decimals, more where 3 would
+    read as the target itself ("bound 0.050 > target 0.05" said nothing).
+
+    >>> [format_bound(b, 0.05) for b in (0.0412, 0.05031, 0.0499, 0.05)]
+    ['0.041', '0.0503', '0.0499', '0.050']
+    """
+    text = f"{upper:.3f}"
+    digits = 3
+    while upper != target and float(text) == target and digits < 8:
+        digits += 1
+        text = f"{upper:.{digits}f}"
+    return text
 
 
 def _check_rate(name: str, value: float, low: float = 0.0) -> None:
@@ -1015,8 +1031,9 @@ class RiskController:
             assert best is not None
             upper, i = best
             stats = regions[i][b]
+            shown = format_bound(upper, self.target_error)
             reason = (
-                f"certified threshold {_fmt(stats[0])} (bound {upper:.3f} <= {target}, "
+                f"certified threshold {_fmt(stats[0])} (bound {shown} <= {target}, "
                 f"{_counts(stats[1], stats[2], stats[6])}{self._span(active[i], m)})"
             )
             level = scans[i].passed[b]
@@ -1043,8 +1060,9 @@ class RiskController:
         }
         b, i = min(uppers, key=lambda k: (uppers[k], k))
         stats = regions[i][b]
+        shown = format_bound(uppers[b, i], self.target_error)
         reason = (
-            f"no threshold certified: best bound {uppers[b, i]:.3f} > {target} at threshold "
+            f"no threshold certified: best bound {shown} > {target} at threshold "
             f"{_fmt(stats[0])} ({_counts(stats[1], stats[2], stats[6])}{self._span(active[i], m)})"
         )
         return Certificate(None, stats[5], uppers[b, i], stats[1], stats[2], reason)
@@ -1085,8 +1103,9 @@ class RiskController:
         upper, i = best
         stats = regions[i][b]
         ok = upper <= self.target_error
+        shown = format_bound(upper, self.target_error)
         reason = (
-            f"threshold {_fmt(stats[0])} (bound {upper:.3f} {'<=' if ok else '>'} "
+            f"threshold {_fmt(stats[0])} (bound {shown} {'<=' if ok else '>'} "
             f"{_fmt(self.target_error)}, {_counts(stats[1], stats[2], stats[6])}"
             f"{self._span(active[i], m)})"
         )
@@ -1572,7 +1591,8 @@ class TaskGovernor:
         in_force = controller.certificate_at(threshold)
         if in_force.threshold is None:  # the bound of the threshold in force is above target
             bound = in_force.upper if in_force.upper is not None else 1.0
-            why = f"bound {bound:.3f} > target {target} at threshold {_fmt(threshold)}"
+            shown = format_bound(bound, controller.target_error)
+            why = f"bound {shown} > target {target} at threshold {_fmt(threshold)}"
             if lowest.threshold is None:
                 self.certificate = lowest
                 if retarget is None:  # the evidence failed (not the admin's bar): re-certify
@@ -1597,7 +1617,7 @@ class TaskGovernor:
             self.certificate = controller.certificate_at(lowest.threshold)
             reason = (
                 f"{prefix}threshold lowered to {_fmt(lowest.threshold)} (bound "
-                f"{lowest.upper:.3f} <= {target}, "
+                f"{format_bound(lowest.upper, controller.target_error)} <= {target}, "
                 f"{_counts(lowest.n, lowest.errors, lowest.n_effective)})"
             )
             return self._migrate("automated", lowest.threshold, reason, lowest)

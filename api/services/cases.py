@@ -32,6 +32,7 @@ from learner import (
     Rule,
     TaskGovernor,
     apply_guardrails,
+    format_bound,
     id_draw,
     infer_schema,
     parse_rules,
@@ -144,7 +145,7 @@ def _with_bound(decision: RoutingDecision, live: LiveModel, target: float) -> Ro
     upper = live.governor.certificate.upper
     if decision.route != "auto" or upper is None:
         return decision
-    first = f"{decision.reasons[0]} (bound {upper:.3f} <= {target:g})"
+    first = f"{decision.reasons[0]} (bound {format_bound(upper, target)} <= {target:g})"
     return replace(decision, reasons=[first, *decision.reasons[1:]])
 
 
