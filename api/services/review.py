@@ -332,6 +332,12 @@ def _label_case(
             _FINAL_LABEL, {**held_by, "final": final, "author": author.name}
         ).rowcount  # type: ignore[attr-defined]
         if claimed != 1:
+            now_held = session.get(Case, case_id)
+            if now_held is not None and now_held.leased_by == who.id:  # by a newer claim of yours
+                raise Conflict(
+                    f"your lease {body.lease_id} on case {case_id} expired and you claimed "
+                    f"the case again: label it under lease {now_held.lease_id}"
+                )
             raise Conflict(
                 f"your lease on case {case_id} expired and another reviewer holds the case"
             )
@@ -718,6 +724,9 @@ def release_case(db: Database, case_id: str, lease_id: str, who: Principal) -> N
                 return  # a repeated release (say, after a lost response) is a no-op
             gold = mine and lease.outcome is None and quality.gold_label(session, case_id)  # type: ignore[union-attr]
             if not gold:  # a gold case's lease is its reviewer's alone: not on the case row
+                if mine and lease.outcome == "labelled":  # type: ignore[union-attr]
+                    raise Conflict(f"case {case_id} was labelled under lease {lease_id}: "
+                                   "nothing to give back")  # fmt: skip
                 raise Conflict(f"lease {lease_id} on case {case_id} is not held by this key")
         session.exec(  # type: ignore[call-overload]
             update(Lease).where(col(Lease.id) == lease_id).values(ended_at=now, outcome="released")

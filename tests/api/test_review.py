@@ -107,6 +107,25 @@ def test_expired_lease_still_labels_when_nobody_else_holds_it(api, client):
     assert api.label(alice, "approve", "alice").status_code == 200
 
 
+def test_a_409_says_what_happened_to_the_lease(api, client):
+    """A probe was told "another reviewer holds the case" when it had claimed the case
+    again itself, and "not held by this key" when giving back a case it had labelled."""
+    client.app.state.tierline.settings.lease_seconds = 0.05
+    api.create_task()
+    api.send("claims", CASE)
+    first = api.claim("claims", "alice")
+    time.sleep(0.1)
+    client.app.state.tierline.settings.lease_seconds = 600
+    again = api.claim("claims", "alice")
+    assert again["case"]["id"] == first["case"]["id"]
+    old = api.label(first, "approve", "alice")
+    assert old.status_code == 409 and "you claimed the case again" in old.text
+    assert again["lease_id"] in old.text
+    assert api.label(again, "approve", "alice").status_code == 200
+    done = api.release(again, reviewer="alice")
+    assert done.status_code == 409 and "was labelled under lease" in done.text
+
+
 def test_release_returns_case_to_queue(api):
     api.create_task()
     api.send("claims", CASE)
