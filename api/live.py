@@ -120,6 +120,15 @@ class LiveModel:
             self.mode_reason = moved[-1].reason
         self.last_label_id = label_id
 
+    def adopt(self, fresh: LiveModel) -> None:
+        """Take the state of a snapshot's model (a follower's refresh, a rollback); the
+        caller holds the lock. Migrations not yet recorded belong to the old state."""
+        self.model, self.governor, self.challenger = fresh.model, fresh.governor, fresh.challenger
+        self.last_label_id, self.mode_reason = fresh.last_label_id, fresh.mode_reason
+        self.labelled = fresh.labelled
+        self.last_snapshot_version = self.published_version = fresh.version
+        self.migrations.clear()
+
     def take_migrations(self) -> list[tuple[int | None, Migration]]:
         with self.lock:
             taken, self.migrations = self.migrations, []
@@ -235,18 +244,22 @@ class ModelStore:
                 .limit(5)
             ).all()
         for snap in snapshots:
-            if not verify(snap.blob, snap.signature, self.secret):
-                log.warning(
-                    "task %s: snapshot %d has a bad signature; not loading it", task.name, snap.id
-                )
-                continue
-            try:
-                return self._live_from(snap)
-            except Exception:  # signed, yet not one of ours: never a reason not to start
-                log.exception(
-                    "task %s: snapshot %d does not load; not using it", task.name, snap.id
-                )
+            live = self.load_snapshot(snap)
+            if live is not None:
+                return live
         return None
+
+    def load_snapshot(self, snap: ModelSnapshot) -> LiveModel | None:
+        """The model in a snapshot, or ``None`` (logged) when its signature fails, so it
+        is never unpickled, or when, signed, it does not load: never a reason not to run."""
+        if not verify(snap.blob, snap.signature, self.secret):
+            log.warning("task %d: snapshot %d has a bad signature", snap.task_id, snap.id)
+            return None
+        try:
+            return self._live_from(snap)
+        except Exception:
+            log.exception("task %d: snapshot %d does not load", snap.task_id, snap.id)
+            return None
 
     def _live_from(self, snap: ModelSnapshot) -> LiveModel:
         """The model in a snapshot whose signature was checked."""
@@ -402,22 +415,13 @@ class ModelStore:
             ).first()
         if snap is None:
             return False
-        if not verify(snap.blob, snap.signature, self.secret):
-            log.warning("snapshot %d has a bad signature; replaying the label log", snap.id)
-            return self.catch_up(live) > 0
-        try:
-            fresh = self._live_from(snap)
-        except Exception:
-            log.exception("snapshot %d does not load; replaying the label log", snap.id)
+        fresh = self.load_snapshot(snap)
+        if fresh is None:  # rebuilt from the label log instead
             return self.catch_up(live) > 0
         with live.lock:
             if fresh.last_label_id <= live.last_label_id:
                 return False
-            live.model, live.governor = fresh.model, fresh.governor
-            live.challenger = fresh.challenger
-            live.last_label_id, live.mode_reason = fresh.last_label_id, fresh.mode_reason
-            live.last_snapshot_version = live.published_version = fresh.version
-            live.migrations.clear()  # the leader records them
+            live.adopt(fresh)  # its migrations: the leader records them
         return True
 
     def align_settings(self, live: LiveModel, task: Task) -> bool:

@@ -80,12 +80,7 @@ def activate(
             )
         fresh, _ = restored
     with live.lock:
-        live.model, live.governor = fresh.model, fresh.governor
-        live.challenger = fresh.challenger  # a race begun after the snapshot ends with it
-        live.last_label_id, live.mode_reason = fresh.last_label_id, fresh.mode_reason
-        live.labelled = fresh.labelled  # the cold start counts what this model learned
-        live.last_snapshot_version = live.published_version = fresh.version
-        live.migrations.clear()
+        live.adopt(fresh)  # a challenger's race begun after the snapshot ends with it
     store.tasks.forget(task_name)
     with db.read() as session:
         return list_models(session, store, task_name)
@@ -118,10 +113,12 @@ def restore_snapshot(
         .where(ModelSnapshot.task_id == task.id, col(ModelSnapshot.kept), wanted)
         .order_by(col(ModelSnapshot.version).desc(), col(ModelSnapshot.id).desc())
     ).all()
-    chosen = next((s for s in candidates if verify(s.blob, s.signature, store.secret)), None)
-    if chosen is None:
+    for chosen in candidates:  # the newest that is signed and loads
+        fresh = store.load_snapshot(chosen)
+        if fresh is not None:
+            break
+    else:
         return None
-    fresh = store._live_from(chosen)  # signature checked above
     fresh.last_label_id = max(newest_label or 0, keep_label_id)
     session.add(
         ModelSnapshot(

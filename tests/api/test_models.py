@@ -168,3 +168,22 @@ def test_a_snapshot_published_for_other_processes_is_never_listed_nor_left_behin
     listed = api.client.get("/v1/tasks/claims/models", headers=api.admin).json()["data"]
     assert published[0] not in {m["id"] for m in listed}
     assert [m["version"] for m in listed] == [25]  # the kept one (snapshot_every=25)
+
+
+def test_a_follower_takes_the_cold_start_count_with_a_newer_model(api):
+    """A follower swaps in the leader's snapshots rather than folding labels: the count
+    the cold start reads must come with the model (it stayed where the follower started)."""
+    from api.live import ModelStore
+
+    taught(api, 12)
+    state = api.client.app.state.tierline
+    task = state.store.tasks.get("claims")
+    follower = ModelStore(state.db, state.store.secret)
+    follower.leader = False
+    behind = follower.get(task)
+    assert behind is not None
+    api.teach("claims", 20, seed=3)
+    ahead = state.store.get(task)
+    state.store.save_snapshot(ahead, keep=False)  # the leader publishes
+    assert follower.refresh(behind)
+    assert behind.version == ahead.version and behind.labelled == ahead.labelled > 12
