@@ -17,6 +17,7 @@ from pydantic import (
 
 from learner.controller import MIN_DELTA, MIN_TARGET_ERROR
 from learner.routing import MIN_AUDIT_RATE
+from learner.schema import invisible_characters
 
 Role = Literal["admin", "service", "reviewer", "analyst"]
 TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
@@ -54,7 +55,7 @@ class KeyCreate(StrictModel):
     def _shown_as_written(cls, name: str) -> str:
         """A key's name is who labelled a case and who acted in the audit trail: no
         invisible characters (controls, zero-width, direction overrides) to disguise it."""
-        hidden = _invisible(name)
+        hidden = invisible_characters(name)
         if hidden:
             raise ValueError(f"holds invisible characters ({hidden})")
         return name
@@ -153,7 +154,7 @@ class TaskCreate(TaskSettings):
         for i, label in enumerate(labels):
             if label != label.strip():
                 raise ValueError(f"labels[{i}] {label!r} has leading or trailing spaces")
-            hidden = _invisible(label)
+            hidden = invisible_characters(label)
             if hidden:
                 raise ValueError(
                     f"labels[{i}] {label!r} holds invisible characters ({hidden}): "
@@ -162,16 +163,6 @@ class TaskCreate(TaskSettings):
         if len({unicodedata.normalize("NFC", label) for label in labels}) != len(labels):
             raise ValueError("labels must be distinct (also once Unicode-normalised)")
         return labels
-
-
-def _invisible(text: str) -> str:
-    """The invisible characters in ``text`` (controls, format characters), as code points.
-
-    >>> _invisible("evil\u202ename\u0007"), _invisible("Ana María")
-    ('U+0007, U+202E', '')
-    """
-    found = {f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cc", "Cf")}
-    return ", ".join(sorted(found))
 
 
 def _offer_no_null(schema: dict[str, Any]) -> None:

@@ -54,6 +54,17 @@ class FeatureSpec:
     required: bool = True
 
 
+def invisible_characters(text: str) -> str:
+    """The invisible characters in ``text`` (controls, format characters such as
+    zero-width spaces and direction overrides), as code points; ``""`` when none.
+
+    >>> invisible_characters("evil\u202ename\u0007"), invisible_characters("Ana María")
+    ('U+0007, U+202E', '')
+    """
+    found = {f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cc", "Cf")}
+    return ", ".join(sorted(found))
+
+
 def _name_problem(name: object) -> str | None:
     """Why ``name`` is not a valid feature name, or ``None`` when it is.
 
@@ -70,9 +81,9 @@ def _name_problem(name: object) -> str | None:
         return f"feature names must be at most {MAX_NAME_LENGTH} characters"
     if _RESERVED.search(name):
         return "feature names may not contain '=', ':' or control characters"
-    hidden = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) == "Cf"})
+    hidden = invisible_characters(name)
     if hidden:  # zero-width characters, direction overrides: names people cannot read
-        return f"feature names may not contain invisible characters ({', '.join(hidden)})"
+        return f"feature names may not contain invisible characters ({hidden})"
     if not name.strip():
         return "feature names may not be blank (spaces only)"
     return None
