@@ -533,7 +533,7 @@ def _bracket(level: float, target: float, k: int) -> tuple[float, float]:
     table = _CRITICAL.setdefault((level, target), {})
     found = table.get(k)
     if found is None:
-        n = _RATIO**k
+        n = _SIZES[k]
         if not weighted_upper_at_most(0.0, n, level, target):
             found = (-1.0, 0.0)
         else:
@@ -893,11 +893,10 @@ class RiskController:
             top, low = k - 1, -1  # nothing saved to stop at
             changed: Iterable[int] = range(k)
         else:
-            read = memo.bins
             changed = [
                 b
                 for b in win.touched
-                if read[b][:3] != (labelled[b], bin_errors[b], bin_arrivals[b])
+                if memo.bins[b][:3] != (labelled[b], bin_errors[b], bin_arrivals[b])
             ]
             if not changed:
                 win.touched.clear()
