@@ -2,6 +2,7 @@
 
 import random
 
+from learner import format_bound
 from tests.utils.factories import claims_case
 
 
@@ -60,7 +61,8 @@ def test_cold_start_and_kill_switch_override_certification(api):
     off, back = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"][-2:]
     assert back["reason"].startswith("certified threshold ")
     assert back["reason"].endswith("(settings changed: automation=on)")
-    assert f"bound {back['upper']:.3f} <=" in back["reason"] and f"n={back['n']}," in back["reason"]
+    shown = format_bound(back["upper"], task["target_error"])
+    assert f"bound {shown} <=" in back["reason"] and f"n={back['n']}," in back["reason"]
     assert off["reason"].startswith("automation switched off") and off["n"] == 0
     assert task["mode_reason"].startswith("certified threshold ")
 

@@ -24,7 +24,7 @@ from learner import (
     weighted_clopper_pearson_upper,
     weighted_upper_at_most,
 )
-from learner.controller import MIN_DELTA, MIN_TARGET_ERROR, AuditTally
+from learner.controller import MIN_DELTA, MIN_TARGET_ERROR, AuditTally, format_bound
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -272,7 +272,7 @@ def test_a_failed_certificate_never_shows_a_bound_within_the_target(seed, target
     certificate = controller.certify()
     if certificate.reason.startswith("no threshold certified: best bound"):
         assert certificate.upper > target
-        assert f"best bound {certificate.upper:.3f} > " in certificate.reason
+        assert f"best bound {format_bound(certificate.upper, target)} > " in certificate.reason
 
 
 def test_a_reason_names_the_effective_sample_when_audit_weights_shrink_it():
@@ -570,7 +570,8 @@ def test_governor_suspends_when_the_bound_rises_above_target():
     assert reason.startswith("suspended: bound 0.") and "> target 0.05 at threshold 0.99" in reason
     # the history row's numbers are those its reason quotes (the region in force)
     m = suspended[0]
-    assert f"bound {m.upper:.3f} >" in reason and f"(n={m.n}, {m.errors} errors" in reason
+    assert f"bound {format_bound(m.upper, 0.05)} >" in reason
+    assert f"(n={m.n}, {m.errors} errors" in reason
 
 
 def test_governor_raises_the_threshold_when_its_region_degrades():
@@ -605,7 +606,8 @@ def test_a_migration_records_the_bound_and_counts_its_reason_quotes(seed):
     assert {m.reason.split(" ")[1] for m in moves} >= {"lowered", "raised"}
     for m in moves:
         assert m.upper is not None, m.reason
-        assert f"bound {m.upper:.3f} <=" in m.reason and f"n={m.n}, {m.errors} errors" in m.reason
+        assert f"bound {format_bound(m.upper, 0.05)} <=" in m.reason
+        assert f"n={m.n}, {m.errors} errors" in m.reason
 
 
 def test_governor_does_not_churn_on_a_stationary_stream():
