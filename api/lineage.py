@@ -14,12 +14,13 @@ copies on one lineage:
   poll (``catch_up``). Label ids of a task commit in id order (the label-log lock in
   :mod:`api.db`), so the log it reads is always a gap-free prefix and no label that
   commits late is skipped. It records the mode migrations and curve points the
-  labels cause, aligns each governor with task settings changed on any process,
+  labels cause, aligns its governors with task settings changed on any process,
   and publishes a signed snapshot whenever a model moved.
 - **Followers** do not apply the labels that arrive: each poll they look for a
   snapshot newer than their model and load it, so they serve the leader's model within
-  about two polls. (Like any process that starts, a follower loads the newest snapshot
-  and replays the labels after it once, at start: the same fold, so the same model.)
+  about two polls, and align its governor with the task's settings as the leader
+  does. (Like any process that starts, a follower loads the newest snapshot and
+  replays the labels after it once, at start: the same fold, so the same model.)
 
 On SQLite there is one process, always the leader, and no thread.
 
@@ -125,11 +126,13 @@ class ModelSync:
                 log.warning("this process is no longer the model leader")
         return leading
 
+    def _tasks(self) -> list[Task]:
+        with self.db.read() as session:
+            return list(session.exec(select(Task)).all())
+
     def lead(self) -> None:
         """Apply what other processes logged, record its effects, publish snapshots."""
-        with self.db.read() as session:
-            tasks = session.exec(select(Task)).all()
-        for task in tasks:
+        for task in self._tasks():
             if self._stop.is_set() or not self.store.leader:
                 return
             try:
@@ -148,11 +151,17 @@ class ModelSync:
         self.store.publish(live)
 
     def follow(self) -> None:
-        """Load each model's newest snapshot when it is ahead of ours."""
+        """Load each model's newest snapshot when it is ahead of ours, and align its
+        governor with settings changed since (a change moves no label, so it brings no
+        snapshot a follower would load)."""
         newest = self.store.newest_snapshots()
+        tasks = {task.id: task for task in self._tasks()}
         for live in self.store.loaded():
             if newest.get(live.task_id, 0) > live.last_label_id:
                 self.store.refresh(live)
+            task = tasks.get(live.task_id)
+            if task is not None:
+                self.store.align_settings(live, task)
 
 
 class RollbackError(Exception):

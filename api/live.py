@@ -228,6 +228,7 @@ class ModelStore:
     def _load(self, task: Task) -> LiveModel:
         live = self._from_snapshot(task) or self.new_live(task)
         replayed = self.catch_up(live)  # its migrations: those not recorded yet are due
+        self.align_settings(live, task)  # a change since the snapshot: recorded when made
         if live.mode_reason is None:
             live.mode_reason = task.mode_reason
         log.info(
@@ -424,14 +425,17 @@ class ModelStore:
             live.adopt(fresh)  # its migrations: the leader records them
         return True
 
-    def align_settings(self, live: LiveModel, task: Task) -> bool:
-        """The leader: bring the governor in line with the task's settings.
+    def align_settings(self, live: LiveModel, task: Task, *, record: bool = False) -> bool:
+        """Bring the governor in line with the task's settings; True when that moved its
+        mode or threshold.
 
-        A settings change may be made on any process; the governor that counts is the
-        leader's, so the leader applies it here (and the process that takes the change, if
-        it leads). A task row older than the settings applied (a lower ``settings_version``)
-        is ignored: the poll may have read it just before a change committed. True when that
-        moved the governor's mode or threshold (its migrations are then recorded as usual).
+        Every process aligns its own governor: the process that takes a settings change
+        (``record=True``: its migrations are recorded by that request, on whichever
+        process), the leader and the followers at each poll, and a model as it loads (its
+        snapshot may predate the change). The governors of all processes are one fold of
+        one log, so they move alike. A task row older than the settings applied (a lower
+        ``settings_version``) is ignored: the poll may have read it just before a change
+        committed.
         """
         with live.lock:
             if task.settings_version < live.settings_version:
@@ -439,13 +443,15 @@ class ModelStore:
             live.settings_version = task.settings_version
             governor = live.governor
             governor.min_labels = task.min_labels
-            if (governor.target_error, governor.delta) != (task.target_error, task.delta):
-                moved = governor.set_target(task.target_error, task.delta)
-                if moved:
-                    live.migrations += [(None, m) for m in moved]
-                    live.mode_reason = moved[-1].reason
-                    return True
-        return False
+            if (governor.target_error, governor.delta) == (task.target_error, task.delta):
+                return False
+            moved = governor.set_target(task.target_error, task.delta)
+            if not moved:
+                return False
+            if record:
+                live.migrations += [(None, m) for m in moved]
+            live.mode_reason = moved[-1].reason
+            return True
 
     def _add_snapshot(
         self,

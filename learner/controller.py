@@ -1517,10 +1517,19 @@ class TaskGovernor:
         return self._update()
 
     def set_target(self, target_error: float, delta: float) -> list[Migration]:
-        """The admin changed the target or delta; re-certify against the new ones."""
+        """The admin changed the target or delta; re-certify against the new ones (the
+        reasons name what changed: "target changed to 0.01", "delta changed to 0.001")."""
+        changed = [
+            f"{name} changed to {_fmt(new)}"
+            for name, old, new in (
+                ("target", self.controller.target_error, target_error),
+                ("delta", self.controller.delta, delta),
+            )
+            if new != old
+        ]
         self.controller.set_target(target_error, delta)
         self.audit_monitor.target = self.controller.target_error
-        return self._update(retarget=target_error)
+        return self._update(retarget=", ".join(changed) or "settings unchanged")
 
     def model_replaced(self, reason: str) -> list[Migration]:
         """The live model was replaced (a :class:`learner.challenger.Challenger` won after
@@ -1559,10 +1568,10 @@ class TaskGovernor:
             return self._migrate("suspended", None, reason)
         return []
 
-    def _update(self, retarget: float | None = None) -> list[Migration]:
-        """Move mode and threshold on the evidence; ``retarget``: the admin's new target,
-        the reason for this call."""
-        prefix = "" if retarget is None else f"target changed to {_fmt(retarget)}: "
+    def _update(self, retarget: str | None = None) -> list[Migration]:
+        """Move mode and threshold on the evidence; ``retarget``: what the admin changed
+        (the reason for this call)."""
+        prefix = "" if retarget is None else f"{retarget}: "
         controller = self.controller
         lowest = controller.certify()
         target = _fmt(controller.target_error)

@@ -19,9 +19,21 @@ CURVE_WINDOW = 200  # labels behind each point's prequential accuracy
 NOT_EVIDENCE = ("correction", "feedback")  # label kinds that are no prequential sample
 
 
+def curve_mark(n_labels: int) -> int:
+    """The latest label count, at most ``n_labels``, that is due a curve point: points
+    at every label up to 50, then every 10th up to 1,000, then every 50th.
+
+    >>> curve_mark(37), curve_mark(57), curve_mark(1049)
+    (37, 50, 1000)
+    """
+    if n_labels <= 50:
+        return n_labels
+    return n_labels - n_labels % (10 if n_labels <= 1000 else 50)
+
+
 def curve_due(n_labels: int) -> bool:
-    """Points at every label early on, then every 10th, then every 50th."""
-    return n_labels <= 50 or (n_labels <= 1000 and n_labels % 10 == 0) or n_labels % 50 == 0
+    """True when the ``n_labels``-th label is due a curve point (:func:`curve_mark`)."""
+    return curve_mark(n_labels) == n_labels
 
 
 def windowed_accuracy(labels: Sequence[Any]) -> float | None:
@@ -58,7 +70,7 @@ def record_progress(
         lock_task_progress(session.connection(), live.task_id)
         task = get_task(session, task_name)
         sync_task(session, task, live, f"label {task.n_labels}")
-        if not curve_due(task.n_labels) or _has_point(session, task):
+        if not _point_due(session, task):
             return
         recent = session.exec(  # the columns only: a point is due every 10th or 50th label
             select(Label.label, Label.suggestion, Label.propensity)
@@ -83,16 +95,18 @@ def record_progress(
         )
 
 
-def _has_point(session: Session, task: Task) -> bool:
-    """True when the newest curve point already counts ``task.n_labels`` (a repeated call:
-    with several processes, the leader and the process that took the label may both ask)."""
+def _point_due(session: Session, task: Task) -> bool:
+    """True when the newest curve point is older than the last label count due one. With
+    several processes the leader applies other processes' labels a poll's worth at a time,
+    so the count may have passed the mark (the point then counts a few labels more); a
+    repeated call (the leader and the process that took the label) finds the point there."""
     newest = session.exec(
         select(CurvePoint.labels)
         .where(CurvePoint.task_id == task.id)
         .order_by(col(CurvePoint.id).desc())
         .limit(1)
     ).first()
-    return newest == task.n_labels
+    return newest is None or newest < curve_mark(task.n_labels)
 
 
 def error_bound(task: Task, live: LiveModel | None) -> tuple[float | None, float | None]:

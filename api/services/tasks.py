@@ -143,8 +143,8 @@ def update_task(
     task.settings_version += 1
     session.add(task)
     live = store.get(task)
-    if live is not None and store.leader:  # elsewhere the leader aligns it (api.lineage)
-        store.align_settings(live, task)
+    if live is not None:  # the other processes align theirs at their next poll
+        store.align_settings(live, task, record=True)
     if changes:
         summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
         changed_mode = sync_task(session, task, live, f"settings changed: {summary}")

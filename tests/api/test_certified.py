@@ -252,3 +252,73 @@ def test_an_audit_records_the_automated_cases_of_its_bin_since_the_last_audit(ap
     evidence = [e for _, e in state.store.get(state.store.tasks.get("claims")).governor
                 .controller._evidence() if e.audit]  # fmt: skip
     assert evidence and all(e.weight is not None and e.weight >= 1 for e in evidence)
+
+
+def _follower(api):
+    """A second process's view of the app's database: its own store, not leading."""
+    from api.lineage import ModelSync
+    from api.live import ModelStore
+    from api.services.metrics import record_progress
+
+    state = api.client.app.state.tierline
+    store = ModelStore(state.db, state.store.secret)
+    store.leader = False
+    store.get(store.tasks.get("claims"))
+    return store, ModelSync(state.db, store, record_progress)
+
+
+def _routing_mode(store):
+    from api.services.tasks import effective_state
+
+    task = store._read_task("claims")
+    live = store.get(task)
+    return effective_state(task, live)[0], live
+
+
+def test_a_settings_change_reaches_a_followers_routing_without_a_label(api):
+    """A probe on three processes: PATCH target_error suspended the task on the leader,
+    but the followers kept deciding cases automatically (their governors only moved with
+    the leader's next snapshot, which a settings change, moving no label, never brought),
+    even after a restart."""
+    certified_task(api)
+    teach_until_automated(api)
+    follower, sync = _follower(api)
+    assert _routing_mode(follower)[0] == "automated"
+    api.client.patch("/v1/tasks/claims", json={"target_error": 0.0001}, headers=api.admin)
+    sync.follow()  # the follower's next poll: no label, no snapshot
+    mode, live = _routing_mode(follower)
+    assert mode == "suspended"
+    assert live.mode_reason.startswith("target changed to 0.0001: suspended")
+    restarted, _ = _follower(api)  # loads the snapshot from before the change
+    assert _routing_mode(restarted)[0] == "suspended"
+
+
+def test_a_settings_change_taken_by_a_follower_is_recorded_once_and_quotes_todays_evidence(api):
+    """The process that takes a PATCH aligns its own governor and records the migration;
+    the leader's poll, aligning its own, adds no second row. (A follower used to record
+    "certified threshold ... <= 0.1" from its unaligned governor after the target fell.)"""
+    from api.schemas import TaskUpdate
+    from api.services.tasks import update_task
+
+    certified_task(api)
+    teach_until_automated(api)
+    follower, _ = _follower(api)
+    state = api.client.app.state.tierline
+    with state.db.write() as session:
+        update_task(session, follower, "claims", TaskUpdate(target_error=0.0001))
+    follower.tasks.forget("claims")
+    state.store.tasks.forget("claims")
+    from api.lineage import ModelSync
+    from api.services.metrics import record_progress
+
+    ModelSync(state.db, state.store, record_progress).lead()  # the leader's poll
+    history = api.client.get("/v1/tasks/claims/history", headers=api.admin).json()["data"]
+    changed = [h for h in history if "0.0001" in h["reason"]]
+    assert len(changed) == 1, [h["reason"] for h in history]
+    assert changed[0]["mode"] == "suspended"
+    assert changed[0]["reason"].startswith("target changed to 0.0001: suspended: bound ")
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["mode"] == "suspended"
+    held = api.send("claims", claims_case(random.Random(5))[0])  # routed by the leader
+    assert held["route"] != "auto"
+

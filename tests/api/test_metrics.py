@@ -50,6 +50,27 @@ def test_curve_has_prequential_points(api):
     assert [p["labels"] for p in points] == sorted(p["labels"] for p in points)
 
 
+def test_curve_keeps_its_points_when_the_leader_applies_labels_a_poll_at_a_time(api):
+    """A probe on three processes: labels taken by followers reach the leader a poll's
+    worth at a time, so the count passed 100, 110, ... between two looks and 48 of 158
+    points were never written (a point was due only at exactly the 10th label)."""
+    from api.lineage import ModelSync
+    from api.services.metrics import record_progress
+
+    api.create_task(min_labels=10)
+    api.teach("claims", 52)
+    state = api.client.app.state.tierline
+    state.store.leader = False  # labels logged as a follower logs them: not applied here
+    api.teach("claims", 15, seed=1)
+    state.store.leader = True
+    ModelSync(state.db, state.store, record_progress).lead()  # 67 labels: a point for 60
+    points = api.client.get("/v1/tasks/claims/curve", headers=api.as_("analyst")).json()["points"]
+    assert [p["labels"] for p in points][-2:] == [50, 67]
+    ModelSync(state.db, state.store, record_progress).lead()  # nothing new: no new point
+    again = api.client.get("/v1/tasks/claims/curve", headers=api.as_("analyst")).json()["points"]
+    assert again == points
+
+
 def test_history_records_mode_migrations(api):
     api.create_task(min_labels=5)
     api.teach("claims", 20)

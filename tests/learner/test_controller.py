@@ -637,6 +637,18 @@ def test_set_target_recertifies_against_the_new_target():
     assert moves[0].reason.startswith("target changed to 0.05: re-certified")
 
 
+def test_set_target_names_what_changed():
+    """A probe: a delta-only change read "target changed to 0.05" with the target as it was."""
+    gov = TaskGovernor(target_error=0.05)
+    feed(gov, stream(800, seed=12, sure_error=0.02))
+    assert gov.mode == "automated"
+    moves = gov.set_target(0.05, MIN_DELTA)
+    assert [m.mode for m in moves] == ["suspended"]
+    assert moves[0].reason.startswith(f"delta changed to {MIN_DELTA:g}: suspended: bound ")
+    moves = gov.set_target(0.5, 0.05)
+    assert moves[0].reason.startswith("target changed to 0.5, delta changed to 0.05: ")
+
+
 @pytest.mark.parametrize(
     "target, delta", [(1e-320, 0.05), (MIN_TARGET_ERROR / 2, 0.05), (0.05, 1e-320)]
 )
