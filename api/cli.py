@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from api.settings import PROJECT_ROOT, get_settings
+from api.settings import PROJECT_ROOT, Settings, get_settings
 
 app = typer.Typer(
     help="tierline: human-in-the-loop decisions with certified automation.", no_args_is_help=True
@@ -32,6 +33,20 @@ audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
 UI_ENTRY = PROJECT_ROOT / "review_ui" / "app.py"
+
+
+def _checked_settings() -> Settings:
+    """The settings, or a one-line error and exit 2 (not a traceback from the server)."""
+    try:
+        settings = get_settings()
+        _ = settings.signing_secret
+    except ValidationError as exc:
+        typer.echo(f"error: {exc.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return settings
 
 
 def _logging() -> None:
@@ -88,7 +103,7 @@ def serve(
     import uvicorn
 
     _logging()
-    url = get_settings().database_url
+    url = _checked_settings().database_url
     if workers > 1 and not url.startswith("postgresql"):
         typer.echo(
             "error: --workers > 1 needs PostgreSQL (TIERLINE_DATABASE_URL=postgresql+psycopg://"
@@ -245,12 +260,20 @@ def keys_rotate(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A head recorded earlier, CHAIN:SEQ:HASH (as printed); repeat it per chain.",
+        ),
+    ] = None,
+) -> None:
     """Check the audit trail's hash chains: any edited, deleted or reordered row is named.
 
-    Exit status 0 when every chain verifies, 1 when not. The chain heads printed at the
-    end can be kept elsewhere: a later run that shows a shorter chain or another head
-    hash reveals rows removed from the end.
+    Exit status 0 when every chain verifies, 1 when not. Keep the heads printed at the end
+    outside the database: whoever can write the database can also compute a chain again
+    after editing it, or cut its newest rows, which only a head recorded earlier reveals
+    (``--expect CHAIN:SEQ:HASH``).
     """
     from api.db import Database
     from api.services.audit import verify
@@ -260,7 +283,7 @@ def audit_verify() -> None:
     db = Database(settings.database_url)
     try:
         with db.read() as session:
-            result = verify(session)
+            result = verify(session, expect=[_head_recorded(text) for text in expect or []])
     finally:
         db.dispose()
     for problem in result.problems[:100]:
@@ -268,7 +291,7 @@ def audit_verify() -> None:
     if len(result.problems) > 100:
         typer.echo(f"... and {len(result.problems) - 100} more problems")
     for chain, (length, head) in sorted(result.chains.items()):
-        typer.echo(f"chain {chain}: {length} rows, head {head}")
+        typer.echo(f"chain {chain}: {length} rows, head {head} (--expect {chain}:{length}:{head})")
     verdict = "ok" if result.ok else f"FAILED ({len(result.problems)} problems)"
     typer.echo(
         f"audit trail {verdict}: {result.rows:,} rows in {len(result.chains)} chains, "
@@ -276,6 +299,14 @@ def audit_verify() -> None:
     )
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _head_recorded(text: str) -> tuple[int, int, str]:
+    chain, _, rest = text.partition(":")
+    seq, _, digest = rest.partition(":")
+    if not (chain.isdigit() and seq.isdigit() and len(digest) == 64):
+        raise typer.BadParameter(f"{text!r}: expected CHAIN:SEQ:HASH, e.g. 3:129:<64 hex digits>")
+    return int(chain), int(seq), digest
 
 
 class Exportable(StrEnum):

@@ -357,9 +357,17 @@ class TierlineClient:
         """Who this key belongs to: ``{"id", "name", "role"}``."""
         return self._get("/v1/me")
 
-    def create_key(self, name: str, role: str) -> KeyCreated:
-        """Create a key (admin); the secret ``key`` is only in this answer."""
-        return self._post("/v1/keys", {"name": name, "role": role})
+    def create_key(
+        self, name: str, role: str, *, lead: bool = False, tasks: Sequence[str] | None = None
+    ) -> KeyCreated:
+        """Create a key (admin); the secret ``key`` is only in this answer. ``lead``: it may
+        decide cases whose reviewers disagreed; ``tasks``: the only tasks it may act on."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if lead:
+            body["lead"] = True
+        if tasks is not None:
+            body["tasks"] = list(tasks)
+        return self._post("/v1/keys", body)
 
     def list_keys(self) -> list[JSON]:
         """All keys (admin), without their secrets."""
@@ -513,6 +521,10 @@ class TierlineClient:
     def add_gold(self, task: str, cases: Iterable[Mapping[str, Any]]) -> list[JSON]:
         """Add gold cases (``{"features": ..., "label": ...}``), served at the gold rate."""
         return self._post(f"/v1/tasks/{_p(task)}/gold", {"cases": list(cases)})["data"]
+
+    def gold(self, task: str) -> list[JSON]:
+        """The task's gold cases with their labels (admin)."""
+        return self._get(f"/v1/tasks/{_p(task)}/gold")["data"]
 
     def set_lead(self, key_id: str, lead: bool = True) -> JSON:
         """Grant (or withdraw) the ``lead`` permission of a key (admin)."""

@@ -66,7 +66,7 @@ class _Attempt:
     type: str
     payload: dict
     attempts: int
-    created_at: float
+    retry_since: float  # its creation, or an admin's retry since
     url: str | None
     secret_salt: str | None  # the webhook's own secret's (services.webhooks.webhook_secret)
 
@@ -192,7 +192,7 @@ class WebhookDispatcher:
                 e.type,
                 e.payload,
                 e.attempts,
-                e.created_at,
+                e.retry_since or e.created_at,
                 url,
                 salt,
             )
@@ -258,7 +258,9 @@ class WebhookDispatcher:
             response = self._http.post(attempt.url, content=body, headers=headers)
             status_code = response.status_code
             if not response.is_success:
-                error = f"HTTP {status_code}: {response.text[:200]}"
+                # the status only: a receiver's answer is not ours to show (an admin could
+                # read an internal service's answers through it: SECURITY.md, webhooks)
+                error = f"HTTP {status_code} {response.reason_phrase}".rstrip()
         except httpx.HTTPError as exc:
             error = f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR_CHARS]
         finished = time.time()
@@ -266,7 +268,7 @@ class WebhookDispatcher:
         values: dict = {"attempts": number, "locked_until": None, "last_error": error}
         if ok:
             values.update(status="delivered", delivered_at=finished)
-        elif finished - attempt.created_at >= self.retry_seconds:
+        elif finished - attempt.retry_since >= self.retry_seconds:
             values.update(status="failed")
             log.warning(
                 "webhook event %s: giving up after %d attempts (%s)", attempt.id, number, error

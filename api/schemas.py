@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -17,7 +16,7 @@ from pydantic import (
 
 from learner.controller import MIN_DELTA, MIN_TARGET_ERROR
 from learner.routing import MIN_AUDIT_RATE
-from learner.schema import invisible_characters
+from learner.schema import invisible_characters, look_alike, screen_form
 
 Role = Literal["admin", "service", "reviewer", "analyst"]
 TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
@@ -42,6 +41,11 @@ class StrictModel(BaseModel):
 
 
 # --- keys -------------------------------------------------------------------------------
+#: Names the audit trail gives tierline's own actors (the bootstrap key, the system, bulk
+#: imports, "tierline CLI (user)"): no key may be named like them, to pass for them.
+BUILT_IN_ACTORS = frozenset({"admin (tierline_admin_key)", "tierline", "import"})
+
+
 class KeyCreate(StrictModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     role: Role
@@ -58,6 +62,11 @@ class KeyCreate(StrictModel):
         hidden = invisible_characters(name)
         if hidden:
             raise ValueError(f"holds invisible characters ({hidden})")
+        if not name.strip():
+            raise ValueError("is blank (spaces only)")
+        shown = screen_form(name).strip().casefold()
+        if shown in BUILT_IN_ACTORS or shown.startswith("tierline cli ("):
+            raise ValueError(f"{name!r} is the name of one of tierline's own actors")
         return name
 
 
@@ -149,8 +158,8 @@ class TaskCreate(TaskSettings):
     def _distinguishable(cls, labels: list[str]) -> list[str]:
         """Labels a reviewer can tell apart on screen: no surrounding spaces, no invisible
         characters (zero-width, direction overrides, controls), and distinct also as
-        Unicode normalises them ("é" written as one character or as "e" and an accent is
-        one label)."""
+        they look on screen ("é" written as one character or as "e" and an accent, "ﬁx"
+        and "fix", a Cyrillic "а" and a Latin "a": :func:`learner.schema.screen_form`)."""
         for i, label in enumerate(labels):
             if label != label.strip():
                 raise ValueError(f"labels[{i}] {label!r} has leading or trailing spaces")
@@ -160,8 +169,11 @@ class TaskCreate(TaskSettings):
                     f"labels[{i}] {label!r} holds invisible characters ({hidden}): "
                     "reviewers could not tell it from another label"
                 )
-        if len({unicodedata.normalize("NFC", label) for label in labels}) != len(labels):
-            raise ValueError("labels must be distinct (also once Unicode-normalised)")
+        pair = look_alike(labels)
+        if pair is not None:
+            raise ValueError(
+                f"labels must look different on screen: {pair[0]!r} and {pair[1]!r} do not"
+            )
         return labels
 
 

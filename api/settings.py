@@ -3,12 +3,15 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'tierline.db'}"
 DEV_SECRET = "tierline-dev-secret-not-for-production"
+#: Shortest secrets production accepts (a key or secret of one letter is guessed at once).
+MIN_SECRET_LENGTH = 32
+MIN_ADMIN_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -56,6 +59,24 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(5.0, gt=0)  # per attempt
     webhook_poll_seconds: float = Field(0.5, gt=0)
     webhook_workers: int = Field(4, ge=1, le=64)  # attempts in flight (different cases)
+
+    @model_validator(mode="after")
+    def _strong_enough(self) -> "Settings":
+        """Outside dev mode, the secrets and the bootstrap admin key must be long enough."""
+        if self.is_dev:
+            return self
+        for name, value, least in (
+            ("TIERLINE_SECRET", self.secret, MIN_SECRET_LENGTH),
+            ("TIERLINE_WEBHOOK_SECRET", self.webhook_secret, MIN_SECRET_LENGTH),
+            ("TIERLINE_ADMIN_KEY", self.admin_key, MIN_ADMIN_KEY_LENGTH),
+        ):
+            if value is not None and len(value) < least:
+                raise ValueError(
+                    f"{name} must be at least {least} characters outside TIERLINE_ENV=dev "
+                    f"(got {len(value)}); e.g. python -c \"import secrets; "
+                    "print(secrets.token_urlsafe(32))\""
+                )
+        return self
 
     @property
     def is_dev(self) -> bool:

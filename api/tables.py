@@ -288,6 +288,7 @@ class WebhookEvent(SQLModel, table=True):
     ordering_key: str = Field(max_length=64)
     payload: dict = Field(sa_column=Column(JSON, nullable=False))
     created_at: float
+    retry_since: float | None = None  # an admin's retry: the retry window starts again here
     status: str = Field(default="pending", max_length=16)  # pending|delivered|failed|cancelled
     attempts: int = 0
     next_attempt_at: float

@@ -352,6 +352,7 @@ def queue_priority(
     sample: bool = False,
     oldest: float | None = None,
     age_credit: float = 0.25,
+    scored: bool = True,
 ) -> float:
     """Review-queue order key: lower is served first.
 
@@ -361,7 +362,11 @@ def queue_priority(
     every row, ordering by the static ``margin + created_at / ageing_seconds`` gives the
     same order and can be stored once and indexed. Audit cases count as margin 0, and
     review-sample cases as margin -1: ahead of every other case that has not waited
-    ``ageing_seconds`` longer (under a backlog, ahead of all of them).
+    ``ageing_seconds`` longer (under a backlog, ahead of all of them). A case routed before
+    the model had learned anything (``scored=False``: no suggestion) counts as margin 1:
+    its label teaches the model but is no evidence about it, so it queues behind the
+    scored cases of its age (a backlog sent during the cold start would otherwise take
+    the first labels while scored cases, whose labels certify, wait behind it).
 
     *Ageing bounded by the backlog.* Under a lasting backlog (reviewers label fewer
     cases than arrive) unbounded ageing turns the queue into FIFO: after an hour, every
@@ -389,6 +394,8 @@ def queue_priority(
     True
     >>> queue_priority(0.1, 60.0, oldest=0.0) == queue_priority(0.1, 60.0)  # no backlog
     True
+    >>> queue_priority(0.0, 60.0, scored=False) > queue_priority(0.99, 60.0)  # no model yet
+    True
     """
     if not ageing_seconds > 0:
         raise LearnerError(f"ageing_seconds must be > 0, got {ageing_seconds}")
@@ -397,4 +404,4 @@ def queue_priority(
     when = created_at_epoch / ageing_seconds
     if oldest is not None:
         when = min(when, oldest / ageing_seconds + age_credit)
-    return (-1.0 if sample else 0.0 if audit else margin) + when
+    return (-1.0 if sample else 0.0 if audit else margin if scored else 1.0) + when

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from learner.errors import InvalidFeatures, InvalidSchema
@@ -65,6 +66,40 @@ def invisible_characters(text: str) -> str:
     return ", ".join(sorted(found))
 
 
+#: Letters of other scripts drawn like Latin ones (Cyrillic, Greek): a reviewer cannot
+#: tell "а" (Cyrillic) from "a" on a button, nor an analyst "аmount" from "amount".
+_LATIN_LOOKS = str.maketrans(
+    "аеорсухіјѕԁԛԝАВЕКМНОРСТХУІЈЅοαικνρτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+    "aeopcyxijsdqwABEKMHOPCTXYIJSoaikvptuxABEZHIKMNOPTYX",
+)
+
+
+def screen_form(text: str) -> str:
+    """What ``text`` looks like on screen, for telling names apart: Unicode's
+    compatibility form (``"ﬁ"`` is ``"fi"``, a full-width ``"Ａ"`` is ``"A"``) with look-alike
+    Cyrillic and Greek letters read as the Latin ones.
+
+    >>> screen_form("ﬁx") == screen_form("fix"), screen_form("аpprove") == "approve"
+    (True, True)
+    """
+    return unicodedata.normalize("NFKC", text).translate(_LATIN_LOOKS)
+
+
+def look_alike(names: Iterable[str]) -> tuple[str, str] | None:
+    """The first two of ``names`` that look the same on screen (:func:`screen_form`).
+
+    >>> look_alike(["amount", "аmount"]), look_alike(["yes", "no"])
+    (('amount', 'аmount'), None)
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        form = screen_form(name)
+        if form in seen:
+            return seen[form], name
+        seen[form] = name
+    return None
+
+
 def _name_problem(name: object) -> str | None:
     """Why ``name`` is not a valid feature name, or ``None`` when it is.
 
@@ -86,6 +121,8 @@ def _name_problem(name: object) -> str | None:
         return f"feature names may not contain invisible characters ({hidden})"
     if not name.strip():
         return "feature names may not be blank (spaces only)"
+    if name != name.strip():
+        return "feature names may not start or end with spaces"
     return None
 
 
@@ -149,7 +186,14 @@ def parse_schema(raw: dict) -> dict[str, FeatureSpec]:
         if problem:
             raise InvalidSchema(str(name), problem)
         schema[name] = _parse_spec(name, spec)
+    _distinct_on_screen(schema, InvalidSchema)
     return schema
+
+
+def _distinct_on_screen(names: Iterable[str], error: type[InvalidSchema | InvalidFeatures]) -> None:
+    pair = look_alike(names)
+    if pair is not None:
+        raise error(pair[1], f"looks the same as feature {pair[0]!r} on screen")
 
 
 def schema_to_json(schema: dict[str, FeatureSpec]) -> dict:
@@ -208,6 +252,7 @@ def infer_schema(features: dict) -> dict[str, FeatureSpec]:
         if problem:
             raise InvalidFeatures(str(name), problem)
         schema[name] = FeatureSpec(_infer_kind(name, value))
+    _distinct_on_screen(schema, InvalidFeatures)
     return schema
 
 

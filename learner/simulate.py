@@ -593,6 +593,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
                     audit=decision.audit,
                     sample=decision.sample,
                     oldest=float(waiting[0]) if waiting and config.bounded_ageing else None,
+                    scored=decision.suggestion is not None,
                 )
             elif config.queue_order == "fifo":
                 priority = float(i)

@@ -267,7 +267,7 @@ class Problem:
     chain: int
     row_id: int | None
     seq: int | None
-    kind: str  # edited | deleted | reordered
+    kind: str  # edited | deleted | reordered | rewritten
     message: str
 
     def __str__(self) -> str:
@@ -287,18 +287,39 @@ class Verification:
         return not self.problems
 
 
-def verify(session: Session, chunk: int = 5000) -> Verification:
+def verify(
+    session: Session, chunk: int = 5000, expect: Sequence[tuple[int, int, str]] = ()
+) -> Verification:
     """Walk every chain in ``seq`` order and check each row's digest, hash and link.
 
     An edited row fails its own digest or hash (or its successor's link); a deleted row
     leaves a gap in ``seq``; reordered rows have ids out of ``seq`` order (the log's
-    order is its ids). Deleting the newest rows of a chain can only be seen against a head recorded
-    earlier: the result gives each chain's length and head hash to keep for that.
+    order is its ids). The chain is plain SHA-256: whoever can write the database can edit
+    a row and compute the hashes after it again, and can delete the newest rows. Both show
+    only against a head recorded earlier, outside the database: ``expect`` holds such
+    heads, ``(chain, seq, hash)``, and each must still be the hash of that row. The result
+    gives each chain's length and head hash to keep for that.
     """
     chains = session.exec(select(AuditLog.chain).distinct()).all()
     result = Verification(rows=0, chains={}, redacted=0, problems=[])
     for chain in sorted(chains):
         result.chains[chain] = _verify_chain(session, chain, chunk, result)
+    for chain, seq, recorded in expect:
+        row = session.execute(
+            select(AuditLog.id, AuditLog.hash).where(AuditLog.chain == chain, AuditLog.seq == seq)
+        ).first()
+        if row is None:
+            result.problems.append(
+                Problem(chain, None, seq, "deleted", "a head recorded earlier is gone")
+            )
+        elif row.hash != recorded:
+            result.problems.append(
+                Problem(
+                    chain, row.id, seq, "rewritten",
+                    f"its hash is {row.hash[:12]}…, recorded earlier as {recorded[:12]}…: "
+                    "the chain was computed again up to here",
+                )  # fmt: skip
+            )
     return result
 
 

@@ -469,8 +469,9 @@ def _case_writes(
             "decided_at": at if decided else None,
             "queued": queued,
             "priority": queue_priority(
-                d.margin, now, audit=d.audit, sample=d.sample, oldest=oldest
-            ),
+                d.margin, now, audit=d.audit, sample=d.sample, oldest=oldest,
+                scored=d.suggestion is not None,
+            ),  # fmt: skip
         }
         routing = {
             "case_id": s.case_id,

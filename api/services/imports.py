@@ -229,6 +229,12 @@ class RowParser:
     def features_of(self, data: dict[str, Any], text: bool) -> dict[str, Any]:
         nested = data.get("features")
         if isinstance(nested, dict) and not text:
+            for key in data:  # beside the object: only the row's other fields
+                if key != "features" and self._name_of(str(key)) is not None:
+                    raise RowError(
+                        f"{key}: a feature beside the row's \"features\" object; put every "
+                        "feature in it"
+                    )
             return dict(nested)
         if "features" in data and nested is None and not text:
             raise RowError("features: null; expected an object mapping feature names to values")

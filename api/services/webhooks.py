@@ -244,7 +244,7 @@ def retry_event(session: Session, task_name: str, public_id: str) -> WebhookEven
             raise Conflict(f"task {task_name!r} has no webhook to send it to")
         now = time.time()
         row.status, row.next_attempt_at, row.locked_until = "pending", now, None
-        row.created_at = now  # the retry window starts again
+        row.retry_since = now  # the retry window starts again (created_at stays)
         session.add(row)
         audit.record(
             session, audit.acting(), "webhook.retried", task=task, subject=task.name,

@@ -4,6 +4,7 @@ hash; tampering is detected and named; erasure redacts without breaking the chai
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -203,6 +204,45 @@ def test_reordered_rows_are_detected(busy, database_url):
     assert {p.row_id for p in problems} <= {a["id"], b["id"]}
 
 
+def test_a_chain_computed_again_after_an_edit_shows_only_against_a_head_kept_elsewhere(
+    busy, database_url
+):
+    """An outside probe edited a row and computed every hash after it again with the
+    project's own functions: ``audit verify`` said ok. So it is with any plain hash chain;
+    a head recorded before the edit (``--expect``) reveals it, and a chain cut short too."""
+    from api.services.audit import row_hash
+
+    before = check(database_url)
+    chain = max(before.chains, key=lambda c: before.chains[c][0])
+    length, head = before.chains[chain]
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(
+            text("SELECT * FROM audit_log WHERE chain = :c ORDER BY seq"), {"c": chain}
+        )]  # fmt: skip
+    engine.dispose()
+    forged, prev, statements = rows[2], rows[1]["hash"], []
+    forged["subject"] = "someone-else"  # a hashed field outside the payload's digest
+    for row in rows[2:]:
+        row["prev_hash"], row["hash"] = prev, row_hash(row, prev)
+        prev = row["hash"]
+        statements.append(
+            f"UPDATE audit_log SET subject = '{row['subject']}', prev_hash = '{row['prev_hash']}',"
+            f" hash = '{row['hash']}' WHERE id = {row['id']}"
+        )
+    raw(database_url, *statements)
+    assert check(database_url).ok  # the chain alone cannot tell
+    db = Database(database_url)
+    try:
+        with db.read() as session:
+            found = verify(session, expect=[(chain, length, head)]).problems
+            cut = verify(session, expect=[(chain, length + 1, head)]).problems
+    finally:
+        db.dispose()
+    assert [(p.seq, p.kind) for p in found] == [(length, "rewritten")]
+    assert [(p.seq, p.kind) for p in cut] == [(length + 1, "deleted")]
+
+
 def test_cli_verify_says_ok_then_names_the_tampered_row(busy, database_url, monkeypatch):
     monkeypatch.setenv("TIERLINE_DATABASE_URL", database_url)
     get_settings.cache_clear()
@@ -210,6 +250,12 @@ def test_cli_verify_says_ok_then_names_the_tampered_row(busy, database_url, monk
         result = CliRunner().invoke(cli, ["audit", "verify"])
         assert result.exit_code == 0, result.output
         assert "audit trail ok" in result.output
+        heads = re.findall(r"--expect (\S+)\)", result.output)
+        assert heads
+        again = CliRunner().invoke(cli, ["audit", "verify", *[f"--expect={h}" for h in heads]])
+        assert again.exit_code == 0, again.output
+        bad = CliRunner().invoke(cli, ["audit", "verify", "--expect", "1:2:abc"])
+        assert bad.exit_code == 2 and "expected CHAIN:SEQ:HASH" in bad.output
         row = trail(busy, action="task.changed")["data"][0]
         raw(database_url, f"UPDATE audit_log SET at = at + 1 WHERE id = {row['id']}")
         result = CliRunner().invoke(cli, ["audit", "verify"])

@@ -56,6 +56,7 @@ def test_keys_create_rejects_unknown_role(database):
 
 def test_serve_refuses_workers_on_sqlite(tmp_path, monkeypatch):
     monkeypatch.setenv("TIERLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'one.db'}")
+    monkeypatch.setenv("TIERLINE_ENV", "dev")
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, ["serve", "--workers", "2"])

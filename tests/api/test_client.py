@@ -433,3 +433,19 @@ def test_governance_methods_call_their_routes():
     with make(handler) as client:
         client.erase_case("c_1")
     assert (seen[0].method, seen[0].url.path) == ("DELETE", "/v1/cases/c_1")
+
+
+def test_keys_scoped_and_lead_and_the_gold_list_have_their_methods():
+    """An outside probe: the client could not create a scoped or lead key, nor list gold."""
+    handler, seen = sequence(
+        httpx.Response(201, json={"id": "k_1", "key": "tl_x"}),
+        httpx.Response(200, json={"data": [{"id": 1}], "count": 1}),
+    )
+    with make(handler) as client:
+        client.create_key("lead of claims", "reviewer", lead=True, tasks=["claims"])
+        assert client.gold("claims") == [{"id": 1}]
+    create, gold = seen
+    assert json.loads(create.content) == {
+        "name": "lead of claims", "role": "reviewer", "lead": True, "tasks": ["claims"]
+    }  # fmt: skip
+    assert (gold.method, gold.url.path) == ("GET", "/v1/tasks/claims/gold")

@@ -285,11 +285,17 @@ def test_bad_rows_are_reported_by_line_and_skipped_or_rejected(
         '{"features": {"amount": 1, "country": "fr", "note": "x", "vip": true}, "label": "approve"}'
         '\n\nnot json\n{"amount": 1, "country": "fr", "note": "x", "vip": true, "colour": "red",'
         ' "label": "approve"}\n'
+        '{"features": {"amount": 1, "country": "fr", "note": "x", "vip": true}, "bogus": "x",'
+        ' "label": "approve"}\n'
+        '{"features": {"amount": 1, "country": "fr", "note": "x", "vip": true}, "amount": 5,'
+        ' "label": "approve"}\n'
     )
     code, output = run("import", "labels", unknown, "--task", "claims", "--on-error", "reject")
     assert code == 1
     assert "line 3: not valid JSON" in output
     assert "line 4: colour: unknown column" in output
+    assert "line 5: bogus: unknown column" in output  # silently imported before
+    assert 'line 6: amount: a feature beside the row\'s "features" object' in output
     code, output = run("import", "labels", tmp_path / "missing.csv", "--task", "claims")
     assert code == 2
     code, output = run("import", "labels", path, "--task", "nope")

@@ -4,6 +4,8 @@ import threading
 import time
 from contextlib import contextmanager
 
+import pytest
+
 from tests.utils.factories import ADMIN_KEY, auth
 
 
@@ -34,6 +36,24 @@ def test_a_key_name_with_invisible_characters_is_refused(api):
     ok = api.client.post("/v1/keys", json={"name": "Ana María", "role": "reviewer"},
                          headers=api.admin)  # fmt: skip
     assert ok.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("   ", "blank"),
+        ("admin (TIERLINE_ADMIN_KEY)", "tierline's own actors"),
+        ("tierline CLI (root)", "tierline's own actors"),
+        ("Tierline", "tierline's own actors"),
+        ("іmport", "tierline's own actors"),  # a Cyrillic "і"
+    ],
+)
+def test_a_key_cannot_be_named_to_pass_for_a_built_in_actor(api, name, why):
+    """An outside probe named keys like the bootstrap admin and the CLI: the audit trail
+    would show them as those actors (only the actor ids differ)."""
+    response = api.client.post("/v1/keys", json={"name": name, "role": "admin"}, headers=api.admin)
+    assert response.status_code == 422, name
+    assert response.json()["detail"][0]["loc"][-1] == "name" and why in response.text
 
 
 def test_a_grace_period_is_a_json_number(api):

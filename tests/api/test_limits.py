@@ -135,8 +135,9 @@ def test_production_refuses_to_start_without_a_secret(database_url):
 
 
 def test_production_starts_with_a_secret_and_signs_with_it(database_url):
-    prod = Settings(database_url=database_url, admin_key=ADMIN_KEY, env="prod", secret="s3cret")
-    assert prod.signing_secret == b"s3cret"
+    secret = "s3cret-" * 5
+    prod = Settings(database_url=database_url, admin_key=ADMIN_KEY, env="prod", secret=secret)
+    assert prod.signing_secret == secret.encode()
     with TestClient(create_app(prod)) as client:
         assert client.get("/readyz").status_code == 200
 
@@ -145,3 +146,41 @@ def test_the_dev_secret_is_only_for_dev():
     assert Settings(env="dev", secret=None).signing_secret  # make demo sets TIERLINE_ENV=dev
     with pytest.raises(RuntimeError):
         _ = Settings(env="prod", secret=None).signing_secret
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("secret", "short", "TIERLINE_SECRET"),
+        ("webhook_secret", "x" * 31, "TIERLINE_WEBHOOK_SECRET"),
+        ("admin_key", "a", "TIERLINE_ADMIN_KEY"),
+    ],
+)
+def test_production_refuses_weak_secrets_and_dev_takes_them(field, value, named):
+    """A probe started production with TIERLINE_ADMIN_KEY=a and TIERLINE_SECRET=short."""
+    settings = {"secret": "s" * 32, field: value}
+    with pytest.raises(ValueError, match=f"{named} must be at least"):
+        Settings(env="prod", **settings)
+    assert Settings(env="dev", **settings)
+
+
+def test_serve_says_in_one_line_what_is_missing(monkeypatch):
+    """Without a secret, ``tierline serve`` printed a 76-line traceback."""
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+    from api.settings import get_settings
+
+    monkeypatch.setenv("TIERLINE_ENV", "prod")
+    monkeypatch.delenv("TIERLINE_SECRET", raising=False)
+    get_settings.cache_clear()
+    try:
+        missing = CliRunner().invoke(cli, ["serve"])
+        monkeypatch.setenv("TIERLINE_SECRET", "short")
+        get_settings.cache_clear()
+        weak = CliRunner().invoke(cli, ["serve"])
+    finally:
+        get_settings.cache_clear()
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1, missing.output
+    assert "TIERLINE_SECRET must be set" in missing.output
+    assert weak.exit_code == 2 and "TIERLINE_SECRET must be at least 32" in weak.output

@@ -29,6 +29,23 @@ def test_claim_label_learns_and_counts_model_version(api):
     assert after["proba"]["reject"] > case["proba"]["reject"]
 
 
+def test_cases_sent_before_the_model_learned_anything_wait_behind_scored_ones(api):
+    """A probe sent 2,500 cases before the first label: unscored (margin 0), they took
+    the first 2,200 labels, none of which is evidence, while scored cases waited."""
+    import random
+
+    api.create_task()
+    rng = random.Random(7)
+    backlog = [api.send("claims", claims_case(rng)[0]) for _ in range(5)]
+    assert all(case["suggestion"] is None for case in backlog)
+    first = api.claim("claims")
+    assert first["case"]["id"] == backlog[0]["id"]  # among unscored ones: oldest first
+    assert api.label(first, "approve").status_code == 200
+    scored = api.send("claims", claims_case(rng)[0])
+    assert scored["suggestion"] is not None
+    assert api.claim("claims")["case"]["id"] == scored["id"]
+
+
 def test_empty_queue_claim_is_204(api):
     api.create_task()
     response = api.client.post("/v1/tasks/claims/queue/claim", headers=api.as_("reviewer"))

@@ -223,10 +223,37 @@ def test_a_task_stored_with_a_target_below_the_floor_can_be_mended(settings):
 
 
 @pytest.mark.parametrize(
+    ("features", "field", "why"),
+    [
+        ({"amount": "number", "\u0430mount": "number"}, "\u0430mount", "looks the same"),
+        ({" lead": "number"}, " lead", "start or end with spaces"),
+    ],
+)
+def test_feature_names_an_analyst_could_not_tell_apart_are_422(api, features, field, why):
+    response = api.client.post(
+        "/v1/tasks", json={"name": "look", "labels": ["a", "b"], "features": features},
+        headers=api.admin,
+    )  # fmt: skip
+    assert response.status_code == 422 and why in response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "features", field]
+    api.client.post(
+        "/v1/tasks", json={"name": "inferred", "labels": ["a", "b"]}, headers=api.admin
+    ).raise_for_status()
+    first = api.client.post(  # the schema taken from a first case checks the same
+        "/v1/tasks/inferred/cases", json={"features": dict.fromkeys(features, 1)},
+        headers=api.admin,
+    )  # fmt: skip
+    assert first.status_code == 422 and why in first.text
+
+
+
+@pytest.mark.parametrize(
     ("labels", "why"),
     [
-        (["a", "a"], "distinct"),
-        (["é", "e\u0301"], "Unicode-normalised"),  # one letter written two ways
+        (["a", "a"], "look different"),
+        (["é", "e\u0301"], "look different"),  # one letter written two ways
+        (["\ufb01x", "fix"], "look different"),  # a ligature: "ﬁx"
+        (["a", "\u0430"], "look different"),  # a Cyrillic "а"
         (["a", "a\u200b"], "U+200B"),  # a zero-width space
         (["\u202egnp.exe", "ok"], "U+202E"),  # shows as "exe.png"
         (["ok\nlater", "no"], "U+000A"),
