@@ -313,11 +313,11 @@ def validate_features(
     """
     if not isinstance(features, dict):
         raise InvalidFeatures("", "expected an object mapping feature names to values")
-    for name in features:
-        if name not in schema:
-            names = list(schema)
-            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            raise InvalidFeatures(str(name), f"unknown feature; expected one of {shown}")
+    if not features.keys() <= schema.keys():
+        unknown = next(name for name in features if name not in schema)
+        names = list(schema)
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        raise InvalidFeatures(str(unknown), f"unknown feature; expected one of {shown}")
     clean: dict[str, object] = {}
     for name, spec in schema.items():
         value = features.get(name)
@@ -326,6 +326,17 @@ def validate_features(
                 raise InvalidFeatures(name, "missing required feature")
             continue
         kind = spec.kind
+        # the common cases first, by exact type (bool is an int, never a float)
+        if type(value) is float and kind == "number" and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+            clean[name] = value
+            continue
+        if type(value) is str and kind != "number" and kind != "boolean":
+            if len(value) > max_string_length:
+                raise InvalidFeatures(
+                    name, f"string longer than {max_string_length} characters ({len(value)})"
+                )
+            clean[name] = value
+            continue
         if kind == "number":
             if isinstance(value, int | float) and not isinstance(value, bool):
                 try:
