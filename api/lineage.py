@@ -146,18 +146,19 @@ class ModelSync:
             return
         moved = self.store.align_settings(live, task)
         applied = self.store.catch_up(live)
-        if applied or moved:  # labels folded by a request are recorded by that request
+        rebuilt = self.store.forget_erased(live, task)  # an erasure taken by another process
+        if applied or moved or rebuilt:  # labels folded by a request are recorded by that request
             self.record_progress(self.db, task.name, live)
         self.store.publish(live)
 
     def follow(self) -> None:
-        """Load each model's newest snapshot when it is ahead of ours, and align its
+        """Load each model's newest snapshot when it is newer than ours, and align its
         governor with settings changed since (a change moves no label, so it brings no
         snapshot a follower would load)."""
         newest = self.store.newest_snapshots()
         tasks = {task.id: task for task in self._tasks()}
         for live in self.store.loaded():
-            if newest.get(live.task_id, 0) > live.last_label_id:
+            if newest.get(live.task_id, 0) > live.snapshot_id:
                 self.store.refresh(live)
             task = tasks.get(live.task_id)
             if task is not None:

@@ -72,6 +72,10 @@ class LiveModel:
     tally: AuditTally = field(default_factory=AuditTally)
     # the settings_version of the task row the governor follows (ModelStore.align_settings)
     settings_version: int = 0
+    # the snapshot this state was loaded from or last saved as (followers load newer ones)
+    snapshot_id: int = 0
+    # the task's erasures this model was built without (ModelStore.forget_erased)
+    erasures: int = 0
 
     def fold(
         self, label_id: int, row: Label | Row, features: dict, *, logged: bool = True
@@ -126,6 +130,7 @@ class LiveModel:
         self.model, self.governor, self.challenger = fresh.model, fresh.governor, fresh.challenger
         self.last_label_id, self.mode_reason = fresh.last_label_id, fresh.mode_reason
         self.labelled = fresh.labelled
+        self.snapshot_id, self.erasures = fresh.snapshot_id, fresh.erasures
         self.last_snapshot_version = self.published_version = fresh.version
         self.migrations.clear()
 
@@ -276,11 +281,14 @@ class ModelStore:
             mode_reason=state.get("mode_reason"),
             published_version=model.n_learned,
             challenger=state.get("challenger"),
+            snapshot_id=snap.id,  # type: ignore[arg-type]
+            erasures=state.get("erasures", 0),
         )
 
     # --- learning ---------------------------------------------------------------------
-    def catch_up(self, live: LiveModel) -> int:
-        """Apply every logged label after ``live.last_label_id``, in log order."""
+    def catch_up(self, live: LiveModel, *, snapshots: bool = True) -> int:
+        """Apply every logged label after ``live.last_label_id``, in log order (the leader
+        then snapshots the model when one is due, unless ``snapshots=False``)."""
         applied = 0
         with live.lock:
             while True:
@@ -298,7 +306,7 @@ class ModelStore:
                 if len(rows) < REPLAY_CHUNK:
                     break
         due = live.snapshot_due(self.snapshot_every)
-        if applied and due and self.leader:
+        if applied and due and self.leader and snapshots:
             self.save_snapshot(live)
         return applied
 
@@ -360,6 +368,7 @@ class ModelStore:
                         "mode_reason": live.mode_reason,
                         "challenger": live.challenger,
                         "labelled": live.labelled,
+                        "erasures": live.erasures,
                     },
                     protocol=pickle.HIGHEST_PROTOCOL,
                 )
@@ -373,7 +382,7 @@ class ModelStore:
                         col(ModelSnapshot.id) != snap.id,
                     )
                 )
-            live.published_version = version
+            live.published_version, live.snapshot_id = version, snap.id  # type: ignore[assignment]
             if keep:
                 live.last_snapshot_version = version
 
@@ -389,17 +398,20 @@ class ModelStore:
         return True
 
     def newest_snapshots(self) -> dict[int, int]:
-        """``task id -> last label id`` of each task's newest snapshot."""
+        """``task id -> id`` of each task's newest snapshot (the head of its lineage: the
+        leader writes them in order, a rebuild or a rollback too)."""
         with self.db.read() as session:
             rows = session.exec(
-                select(ModelSnapshot.task_id, func.max(ModelSnapshot.last_label_id)).group_by(
+                select(ModelSnapshot.task_id, func.max(ModelSnapshot.id)).group_by(
                     col(ModelSnapshot.task_id)
                 )
             ).all()
-        return {task_id: last for task_id, last in rows}
+        return {task_id: newest or 0 for task_id, newest in rows}
 
     def refresh(self, live: LiveModel) -> bool:
-        """A follower: swap in the newest published snapshot if it is ahead of ``live``.
+        """A follower: swap in the newest snapshot if it is newer than ``live``'s and not
+        behind it in the label log (a model rebuilt after an erasure is a newer snapshot
+        at the same label).
 
         A snapshot whose signature does not check out is never unpickled: the model is
         then rebuilt from the label log instead.
@@ -409,20 +421,58 @@ class ModelStore:
                 select(ModelSnapshot)
                 .where(
                     ModelSnapshot.task_id == live.task_id,
-                    col(ModelSnapshot.last_label_id) > live.last_label_id,
+                    col(ModelSnapshot.id) > live.snapshot_id,
                 )
-                .order_by(col(ModelSnapshot.last_label_id).desc(), col(ModelSnapshot.id).desc())
+                .order_by(col(ModelSnapshot.id).desc())
                 .limit(1)
             ).first()
         if snap is None:
             return False
+        if snap.last_label_id < live.last_label_id:  # we replayed further at start
+            live.snapshot_id = snap.id  # type: ignore[assignment]
+            return False
         fresh = self.load_snapshot(snap)
         if fresh is None:  # rebuilt from the label log instead
+            live.snapshot_id = snap.id  # type: ignore[assignment]
             return self.catch_up(live) > 0
         with live.lock:
-            if fresh.last_label_id <= live.last_label_id:
+            if fresh.last_label_id < live.last_label_id:
                 return False
             live.adopt(fresh)  # its migrations: the leader records them
+        return True
+
+    def forget_erased(self, live: LiveModel, task: Task) -> bool:
+        """The leader: rebuild the model from the label log when cases were erased since it
+        was built, so no parameter keeps a value only an erased case carried (a weight per
+        category value and per word), then replace every older snapshot of the task with
+        one of the rebuilt model (they hold those values; rollbacks to before the erasure
+        go with them). True when it rebuilt.
+
+        The rebuild is a fold of the log as it stands (an erased case's labels are learned
+        on no features), from the first label; its governor sees the same evidence, so the
+        mode and threshold stay but for a challenger that the changed model makes win at
+        another label (recorded like any change by the caller's :func:`sync_task`).
+        """
+        if not self.leader or task.erasures <= live.erasures:
+            return False
+        fresh = self.new_live(task)
+        fresh.erasures = task.erasures
+        while True:  # labels may arrive meanwhile: fold them too, then swap under the lock
+            self.catch_up(fresh, snapshots=False)
+            self.align_settings(fresh, task)
+            with live.lock:
+                if fresh.last_label_id >= live.last_label_id:
+                    live.adopt(fresh)
+                    break
+        self.save_snapshot(live)
+        with self.db.write() as session:
+            session.exec(  # type: ignore[call-overload]
+                delete(ModelSnapshot).where(
+                    col(ModelSnapshot.task_id) == live.task_id,
+                    col(ModelSnapshot.id) < live.snapshot_id,
+                )
+            )
+        log.info("task %s: model rebuilt without erased cases (%d labels)", task.name, live.version)
         return True
 
     def align_settings(self, live: LiveModel, task: Task, *, record: bool = False) -> bool:

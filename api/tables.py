@@ -68,6 +68,9 @@ class Task(SQLModel, table=True):
     # the same labels again (a restart, a new leader, an import by the CLI) records none twice
     history_label_id: int = 0
     settings_version: int = 0  # counts settings changes (api.live.ModelStore.align_settings)
+    # counts erasures of labelled cases: the model is rebuilt without their values
+    # (api.live.ModelStore.forget_erased)
+    erasures: int = 0
     # label quality (see api/services/quality.py)
     labels_per_case: int = 1  # distinct reviewers whose opinions a case needs
     second_opinion_confidence: float = 0.98  # contradicting a model this sure asks again

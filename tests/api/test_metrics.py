@@ -50,7 +50,9 @@ def test_curve_has_prequential_points(api):
     assert [p["labels"] for p in points] == sorted(p["labels"] for p in points)
 
 
-def test_curve_keeps_its_points_when_the_leader_applies_labels_a_poll_at_a_time(api):
+def test_curve_keeps_its_points_when_the_leader_applies_labels_a_poll_at_a_time(
+    api, monkeypatch
+):
     """A probe on three processes: labels taken by followers reach the leader a poll's
     worth at a time, so the count passed 100, 110, ... between two looks and 48 of 158
     points were never written (a point was due only at exactly the 10th label)."""
@@ -60,12 +62,15 @@ def test_curve_keeps_its_points_when_the_leader_applies_labels_a_poll_at_a_time(
     api.create_task(min_labels=10)
     api.teach("claims", 52)
     state = api.client.app.state.tierline
-    state.store.leader = False  # labels logged as a follower logs them: not applied here
-    api.teach("claims", 15, seed=1)
-    state.store.leader = True
+    with monkeypatch.context() as patched:  # logged as a follower logs them: not applied
+        patched.setattr(state.store, "apply", lambda *args: False)
+        api.teach("claims", 15, seed=1)
     ModelSync(state.db, state.store, record_progress).lead()  # 67 labels: a point for 60
     points = api.client.get("/v1/tasks/claims/curve", headers=api.as_("analyst")).json()["points"]
-    assert [p["labels"] for p in points][-2:] == [50, 67]
+    counts = [p["labels"] for p in points]
+    # one point for the mark of 60 (67 here; on PostgreSQL the app's own poll may take the
+    # labels first, a few at a time), none repeated
+    assert counts[-2] == 50 and 60 <= counts[-1] <= 67, counts
     ModelSync(state.db, state.store, record_progress).lead()  # nothing new: no new point
     again = api.client.get("/v1/tasks/claims/curve", headers=api.as_("analyst")).json()["points"]
     assert again == points

@@ -187,3 +187,79 @@ def test_a_follower_takes_the_cold_start_count_with_a_newer_model(api):
     state.store.save_snapshot(ahead, keep=False)  # the leader publishes
     assert follower.refresh(behind)
     assert behind.version == ahead.version and behind.labelled == ahead.labelled > 12
+
+
+PII = "zz-pii-john-doe-555-0199"
+
+
+def _holds_pii(blob: bytes) -> bool:
+    return PII.encode() in blob
+
+
+def _with_a_personal_value(api: Api) -> str:
+    """A taught task, one of whose labelled cases carries a category value and words no
+    other case has (a person's name and number in ``country`` and ``note``)."""
+    taught(api, 40)
+    x, _ = claims_case(random.Random(11))
+    case = api.send("claims", {**x, "country": PII, "note": f"call {PII}"})
+    claim = api.claim("claims")
+    assert claim["case"]["id"] == case["id"]
+    assert api.label(claim, "approve").status_code == 200
+    return case["id"]
+
+
+def _snapshot_blobs(api: Api) -> list[bytes]:
+    from sqlmodel import select
+
+    from api.tables import ModelSnapshot
+
+    with api.client.app.state.tierline.db.read() as session:
+        return [bytes(b) for b in session.exec(select(ModelSnapshot.blob)).all()]
+
+
+def test_an_erasure_rebuilds_the_model_without_the_values_only_that_case_carried(api):
+    """An outside probe erased a case, yet its values stayed in the model's weights (one
+    per category value and word) and in every snapshot written since it was learned."""
+    case_id = _with_a_personal_value(api)
+    state = api.client.app.state.tierline
+    live = state.store.get(state.store.tasks.get("claims"))
+    state.store.save_snapshot(live)  # a kept restart point that learned the value
+    assert _holds_pii(live.model.to_bytes()) and any(map(_holds_pii, _snapshot_blobs(api)))
+    version = live.version
+    task_before = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+
+    assert api.client.delete(f"/v1/cases/{case_id}", headers=api.admin).status_code == 204
+    live = state.store.get(state.store.tasks.get("claims"))
+    assert not _holds_pii(live.model.to_bytes())
+    assert not any(map(_holds_pii, _snapshot_blobs(api)))
+    assert live.version == version  # every label still counted (the erased one on no values)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert (task["mode"], task["model_version"]) == (task_before["mode"], version)
+    state.store.forget(live.task_id)  # a restart loads the rebuilt model
+    again = state.store.get(state.store.tasks.get("claims"))
+    assert not _holds_pii(again.model.to_bytes()) and again.version == version
+
+
+def test_an_erasure_taken_by_a_follower_is_rebuilt_by_the_leader_and_followers_load_it(api):
+    from api.lineage import ModelSync
+    from api.live import ModelStore
+    from api.services.keys import BOOTSTRAP_ADMIN
+    from api.services.metrics import record_progress
+    from api.services.privacy import erase_case
+
+    case_id = _with_a_personal_value(api)
+    state = api.client.app.state.tierline
+    state.store.publish(state.store.get(state.store.tasks.get("claims")))
+    follower = ModelStore(state.db, state.store.secret)
+    follower.leader = False
+    task = follower.tasks.get("claims")
+    behind = follower.get(task)
+    assert _holds_pii(behind.model.to_bytes())
+    assert erase_case(state.db, follower, case_id, BOOTSTRAP_ADMIN)  # on the follower
+    state.store.tasks.forget("claims")
+    ModelSync(state.db, state.store, record_progress).lead()  # the leader's next poll
+    leader_live = state.store.get(state.store.tasks.get("claims"))
+    assert not _holds_pii(leader_live.model.to_bytes())
+    ModelSync(state.db, follower, record_progress).follow()  # the follower's next poll
+    assert not _holds_pii(behind.model.to_bytes())  # the same label, a newer snapshot
+    assert behind.version == leader_live.version
