@@ -39,6 +39,7 @@ from sqlmodel import select
 
 from api.db import Database, LeaderLock
 from api.live import LiveModel, ModelStore
+from api.services.metrics import curve_due
 from api.tables import Task
 from learner import LearnerError
 
@@ -145,9 +146,11 @@ class ModelSync:
         if live is None:
             return
         moved = self.store.align_settings(live, task)
-        applied = self.store.catch_up(live)
-        rebuilt = self.store.forget_erased(live, task)  # an erasure taken by another process
-        if applied or moved or rebuilt:  # labels folded by a request are recorded by that request
+        # other processes' labels (a request records those it folds), a curve mark at a
+        # time, so that each mark they pass gets its point
+        while self.store.catch_up(live, pause=_at_a_new_mark(live.labelled)):
+            self.record_progress(self.db, task.name, live)
+        if self.store.forget_erased(live, task) or moved:  # an erasure taken elsewhere
             self.record_progress(self.db, task.name, live)
         self.store.publish(live)
 
@@ -163,6 +166,11 @@ class ModelSync:
             task = tasks.get(live.task_id)
             if task is not None:
                 self.store.align_settings(live, task)
+
+
+def _at_a_new_mark(start: int) -> Callable[[LiveModel], bool]:
+    """True once a model's count of labelled cases moved past ``start`` to a curve mark."""
+    return lambda live: live.labelled != start and curve_due(live.labelled)
 
 
 class RollbackError(Exception):

@@ -19,6 +19,7 @@ import logging
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,9 +287,17 @@ class ModelStore:
         )
 
     # --- learning ---------------------------------------------------------------------
-    def catch_up(self, live: LiveModel, *, snapshots: bool = True) -> int:
+    def catch_up(
+        self,
+        live: LiveModel,
+        *,
+        snapshots: bool = True,
+        pause: Callable[[LiveModel], bool] | None = None,
+    ) -> int:
         """Apply every logged label after ``live.last_label_id``, in log order (the leader
-        then snapshots the model when one is due, unless ``snapshots=False``)."""
+        then snapshots the model when one is due, unless ``snapshots=False``). ``pause``:
+        stop after the label that makes it true (the caller records that state, then
+        calls again for the rest)."""
         applied = 0
         with live.lock:
             while True:
@@ -300,10 +309,14 @@ class ModelStore:
                         .order_by(col(Label.id))
                         .limit(REPLAY_CHUNK)
                     ).all()
+                paused = False
                 for row, features in rows:
                     live.fold(row.id, row, features)  # type: ignore[arg-type]  # stored: an id, a dict
-                applied += len(rows)
-                if len(rows) < REPLAY_CHUNK:
+                    applied += 1
+                    if pause is not None and pause(live):
+                        paused = True
+                        break
+                if paused or len(rows) < REPLAY_CHUNK:
                     break
         due = live.snapshot_due(self.snapshot_every)
         if applied and due and self.leader and snapshots:

@@ -70,11 +70,16 @@ def record_progress(
         lock_task_progress(session.connection(), live.task_id)
         task = get_task(session, task_name)
         sync_task(session, task, live, f"label {task.n_labels}")
-        if not _point_due(session, task):
+        n_labels = live.labelled  # the labelled cases the model's state counts: the point's
+        if not _point_due(session, task, n_labels):
             return
         recent = session.exec(  # the columns only: a point is due every 10th or 50th label
             select(Label.label, Label.suggestion, Label.propensity)
-            .where(Label.task_id == task.id, col(Label.kind).not_in(NOT_EVIDENCE))
+            .where(
+                Label.task_id == task.id,
+                col(Label.kind).not_in(NOT_EVIDENCE),
+                col(Label.id) <= live.last_label_id,  # up to the state the point shows
+            )
             .order_by(col(Label.id).desc())
             .limit(CURVE_WINDOW)
         ).all()
@@ -83,7 +88,7 @@ def record_progress(
             CurvePoint(
                 task_id=task.id,  # type: ignore[arg-type]
                 at=time.time(),
-                labels=task.n_labels,
+                labels=n_labels,
                 cases=task.n_cases,
                 automation_rate=automation_rate(task),
                 accuracy=windowed_accuracy(recent),
@@ -95,18 +100,18 @@ def record_progress(
         )
 
 
-def _point_due(session: Session, task: Task) -> bool:
-    """True when the newest curve point is older than the last label count due one. With
-    several processes the leader applies other processes' labels a poll's worth at a time,
-    so the count may have passed the mark (the point then counts a few labels more); a
-    repeated call (the leader and the process that took the label) finds the point there."""
+def _point_due(session: Session, task: Task, n_labels: int) -> bool:
+    """True when the newest curve point is older than the last mark at or below
+    ``n_labels``. The count may have passed the mark (labels folded together: the point
+    then counts a few labels more); a repeated call (the leader and the process that
+    took the label) finds the point there."""
     newest = session.exec(
         select(CurvePoint.labels)
         .where(CurvePoint.task_id == task.id)
         .order_by(col(CurvePoint.id).desc())
         .limit(1)
     ).first()
-    return newest is None or newest < curve_mark(task.n_labels)
+    return newest is None or newest < curve_mark(n_labels)
 
 
 def error_bound(task: Task, live: LiveModel | None) -> tuple[float | None, float | None]:
