@@ -97,7 +97,14 @@ class KeyCreate(StrictModel):
 class KeyUpdate(StrictModel):
     """``PATCH /v1/keys/{id}``: grant or withdraw the ``lead`` permission."""
 
+    model_config = ConfigDict(json_schema_extra=lambda schema: _offer_no_null(schema))
+
     lead: StrictBool | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        return _refuse_null(value)
 
 
 class KeyPublic(BaseModel):
@@ -233,11 +240,15 @@ class TaskUpdate(StrictModel):
     @field_validator("*", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
-        """A setting sent as ``null`` is a 422 naming it (it was ignored: a client meaning
-        "reset" or "clear" would have been told nothing); leave a setting out to keep it."""
-        if value is None:
-            raise ValueError("null is not a value of this setting; leave it out to keep it")
-        return value
+        return _refuse_null(value)
+
+
+def _refuse_null(value: Any) -> Any:
+    """A setting sent as ``null`` is a 422 naming it (it was ignored: a client meaning
+    "reset" or "clear" would have been told nothing); leave a setting out to keep it."""
+    if value is None:
+        raise ValueError("null is not a value of this setting; leave it out to keep it")
+    return value
 
 
 class TaskPublic(BaseModel):

@@ -335,7 +335,14 @@ def pick_gold(
     )
     candidates = session.exec(
         select(GoldCase.case_id)
-        .where(GoldCase.task_id == task.id, ~answered, ~held, col(GoldCase.case_id).not_in(exclude))
+        .join(Case, col(Case.id) == GoldCase.case_id)
+        .where(
+            GoldCase.task_id == task.id,
+            ~answered,
+            ~held,
+            col(GoldCase.case_id).not_in(exclude),
+            col(Case.erased_at).is_(None),  # nobody can answer what they cannot see
+        )
         .limit(50)
     ).all()
     return rng.choice(candidates) if candidates else None

@@ -56,6 +56,16 @@ def test_a_key_cannot_be_named_to_pass_for_a_built_in_actor(api, name, why):
     assert response.json()["detail"][0]["loc"][-1] == "name" and why in response.text
 
 
+def test_a_lead_sent_as_null_is_422_not_ignored(api):
+    """``PATCH /v1/keys/{id} {"lead": null}`` answered 200 and changed nothing (a task
+    setting sent as null is a 422 naming it)."""
+    key_id = api.client.post(
+        "/v1/keys", json={"name": "r", "role": "reviewer"}, headers=api.admin
+    ).json()["id"]
+    response = api.client.patch(f"/v1/keys/{key_id}", json={"lead": None}, headers=api.admin)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][-1] == "lead"
+
+
 def test_a_grace_period_is_a_json_number(api):
     key_id = api.client.post(
         "/v1/keys", json={"name": "svc", "role": "service"}, headers=api.admin

@@ -275,6 +275,25 @@ def test_gold_case_is_served_once_per_reviewer(api, monkeypatch):
     assert listed["answers"] == 2 and listed["correct"] == 1
 
 
+def test_an_erased_gold_case_is_served_no_more(api, monkeypatch):
+    """A probe erased a gold case and was handed it with no features, its answer scored."""
+    from api.services import review
+
+    class AlwaysGold(random.Random):
+        def random(self) -> float:
+            return 0.0
+
+    monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
+    api.create_task(gold_rate=0.5)
+    gold = api.client.post(
+        "/v1/tasks/claims/gold",
+        json={"cases": [{"features": CASE, "label": "approve"}]},
+        headers=api.admin,
+    ).json()["data"][0]
+    assert api.client.delete(f"/v1/cases/{gold['case_id']}", headers=api.admin).status_code == 204
+    assert api.claim("claims", "alice") is None
+
+
 def test_gold_is_admin_only_and_checks_its_labels(api):
     api.create_task()
     body = {"cases": [{"features": CASE, "label": "maybe"}]}
