@@ -216,10 +216,12 @@ def score(
     loc: list,
     policy: RoutingPolicy | None = None,
     oldest: float | None = None,
+    draw: float | None = None,
 ) -> tuple[dict, RoutingDecision, int]:
     """Validate features against the task's schema, then score and route them (under
     ``policy``, else the policy in force now, given the queue's ``oldest`` case).
-    ``case_id`` is a :func:`new_case_id`: its random tail is the case's audit draw."""
+    ``case_id`` is a :func:`new_case_id`: its random tail is the case's audit draw
+    (unless ``draw`` is given)."""
     clean = _validated(live.model.schema, features, max_string_length, loc)
     with live.lock:
         proba = live.model.predict_proba_one(clean)
@@ -232,7 +234,7 @@ def score(
         n_labels=labelled,
         task=task.name,
         case_key=case_id,
-        draw=id_draw(case_id),  # the id's 64 random bits: no hashing needed
+        draw=id_draw(case_id) if draw is None else draw,  # the id's 64 random bits
     )
     if task.threshold_policy == "certified":
         decision = _with_bound(decision, live, task.target_error)

@@ -19,14 +19,16 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, exists, func, insert, true, update
 from sqlalchemy import case as sql_case
 from sqlmodel import Session, col, select
 
 from api.db import Database
-from api.errors import InvalidInput
-from api.live import ModelStore
+from api.errors import InvalidInput, ServiceError
+from api.live import LiveModel, ModelStore
 from api.schemas import (
     AgreementPublic,
     CaseDetail,
@@ -346,6 +348,36 @@ def pick_gold(
         .limit(50)
     ).all()
     return rng.choice(candidates) if candidates else None
+
+
+def as_served(
+    task: Task, live: LiveModel | None, case: Case, routing: Routing, now: float
+) -> tuple[Any, Any]:
+    """A gold case as a reviewer sees it: scored by today's model and created just now,
+    like the cases around it (the scoring stored when it was added, a model version of
+    long ago and "cold start" among its reasons, would give it away). A case the model
+    would decide is shown as an audit, as such a case reaches a reviewer. Nothing is
+    stored."""
+    from api.services.cases import score
+
+    if live is None:
+        return case, routing
+    try:
+        _, d, version = score(task, live, case.features, case.id, 10**9, ["features"], draw=0.0)
+    except ServiceError:  # features no longer fit the schema: as stored
+        return case, routing
+    audit = d.route == "auto"
+    shown = SimpleNamespace(
+        id=case.id, external_id=None, features=case.features, created_at=now,
+        status="decided" if audit else "pending", decision=d.suggestion if audit else None,
+        label=None, labelled_by=None, labelled_at=None,
+    )  # fmt: skip
+    routed = SimpleNamespace(
+        route=d.route, suggestion=d.suggestion, confidence=d.confidence, proba=d.proba,
+        threshold=d.threshold, audit=audit or d.audit, reasons=list(d.reasons),
+        propensity=d.propensity, model_version=version,
+    )  # fmt: skip
+    return shown, routed
 
 
 def gold_label(session: Session, case_id: str) -> str | None:

@@ -160,8 +160,10 @@ def claim_next(
                 session, who, "case.claimed", task=task, subject=gold_id,
                 after={"lease_id": lease_id, "lease_expires_at": iso(expires)},
             )  # fmt: skip
+            live = store.get(task)
+            shown, routed = quality.as_served(task, live, case, routing, now)
             return Claim(
-                case=case_detail(task, case, routing, store.get(task)),
+                case=case_detail(task, shown, routed, live),
                 lease_id=lease_id,
                 lease_expires_at=iso(expires),
             )

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import select
@@ -273,6 +274,41 @@ def test_gold_case_is_served_once_per_reviewer(api, monkeypatch):
     assert api.label(bob, "reject", "bob").status_code == 200
     listed = api.client.get("/v1/tasks/claims/gold", headers=api.admin).json()["data"][0]
     assert listed["answers"] == 2 and listed["correct"] == 1
+
+
+def test_a_gold_case_is_served_scored_by_todays_model(api, monkeypatch):
+    """A probe told gold cases apart: they kept the scoring of when they were added (model
+    version 0, "cold start" in the reasons, no suggestion, an old creation time)."""
+    from api.services import review
+
+    class Draws(random.Random):
+        gold = False
+
+        def random(self) -> float:
+            return 0.0 if self.gold else 1.0
+
+    draws = Draws(0)
+    monkeypatch.setattr(review, "_gold_draws", draws)
+    api.create_task(gold_rate=0.5, min_labels=5)
+    gold = api.client.post(
+        "/v1/tasks/claims/gold",
+        json={"cases": [{"features": CASE, "label": "approve"}]},
+        headers=api.admin,
+    ).json()["data"][0]
+    api.teach("claims", 20)
+    draws.gold = True
+    before = time.time()
+    claim = api.claim("claims", "alice")
+    case = claim["case"]
+    assert case["id"] == gold["case_id"]
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert case["model_version"] == task["model_version"] == 20
+    assert case["suggestion"] is not None and case["proba"]
+    assert not any("cold start" in reason for reason in case["reasons"]), case["reasons"]
+    assert case["created_at"] >= datetime.fromtimestamp(before - 1, UTC).isoformat()
+    assert api.label(claim, "approve", "alice").status_code == 200
+    listed = api.client.get("/v1/tasks/claims/gold", headers=api.admin).json()["data"][0]
+    assert listed["answers"] == 1 and listed["correct"] == 1
 
 
 def test_an_erased_gold_case_is_served_no_more(api, monkeypatch):
