@@ -40,6 +40,12 @@ class Principal:
     role: str
     lead: bool = False  # may decide cases whose reviewers disagreed
     tasks: frozenset[str] | None = None  # scope: the only tasks it may act on (None: all)
+    former: tuple[str, ...] = ()  # the keys this one replaced (rotations): the same person
+
+    @property
+    def identities(self) -> list[str]:
+        """The key ids this caller has answered under: its own and those it replaced."""
+        return [self.id, *self.former]
 
     def can(self, permission: str) -> bool:
         """Whether the role grants ``permission``; a scoped key never holds one that reaches

@@ -164,7 +164,19 @@ def principal_of(session: Session, key_hash: str) -> Principal | None:
     if row is None or _ended(row):
         return None
     scope = frozenset(row.tasks) if row.tasks is not None else None
-    return Principal(id=row.id, name=row.name, role=row.role, lead=row.lead, tasks=scope)
+    former: list[str] = []  # the rotation chain back to the first key
+    replaced = _replaced_by(session, row.id)
+    while replaced is not None and len(former) < 100:
+        former.append(replaced)
+        replaced = _replaced_by(session, replaced)
+    return Principal(
+        id=row.id, name=row.name, role=row.role, lead=row.lead, tasks=scope, former=tuple(former)
+    )
+
+
+def _replaced_by(session: Session, key_id: str) -> str | None:
+    """The key that ``key_id`` replaced when it was issued by a rotation, if any."""
+    return session.exec(select(ApiKey.id).where(ApiKey.rotated_to == key_id)).first()
 
 
 LAST_USED_RESOLUTION = 60.0  # seconds: last_used_at is written at most this often per key

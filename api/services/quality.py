@@ -62,15 +62,17 @@ def is_lead(who: Principal) -> bool:
 
 
 def claimable_by(lead: bool) -> ColumnElement[bool]:
-    """The claim's filter: a case the reviewer (the ``reviewer`` parameter, a key id) gave
-    no opinion on, and, unless a ``lead`` claims, not one waiting for a lead.
+    """The claim's filter: a case the reviewer (the ``reviewers`` parameter: their key id
+    and those it replaced by rotation) gave no opinion on, and, unless a ``lead`` claims,
+    not one waiting for a lead.
 
     One ``CASE`` on ``opinions``: fresh cases (the plain path) pass at once, the subquery
     runs only for cases that already have opinions, and PostgreSQL cannot turn it into an
     anti-join over every queued case.
     """
     answered = exists().where(
-        col(Opinion.case_id) == Case.id, col(Opinion.key_id) == bindparam("reviewer")
+        col(Opinion.case_id) == Case.id,
+        col(Opinion.key_id).in_(bindparam("reviewers", expanding=True)),
     )
     allowed = ~answered if lead else ~col(Case.escalated) & ~answered
     return sql_case((col(Case.opinions) == 0, true()), else_=allowed)
@@ -327,7 +329,7 @@ def pick_gold(
     if task.gold_rate <= 0 or rng.random() >= task.gold_rate:
         return None
     answered = exists().where(
-        col(Opinion.case_id) == GoldCase.case_id, col(Opinion.key_id) == who.id
+        col(Opinion.case_id) == GoldCase.case_id, col(Opinion.key_id).in_(who.identities)
     )
     held = exists().where(  # already on this reviewer's screen (say, prefetched)
         col(Lease.case_id) == GoldCase.case_id,

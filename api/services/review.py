@@ -96,8 +96,9 @@ _APPEND_LABEL = insert(_label).returning(*_label.c)  # the row as stored: no mod
 def _claim_statement(lead: bool, skip_locked: bool) -> Update:
     """Lease the first claimable case of a task in priority order, returning its id.
 
-    Parameters: task, now, reviewer (the key id), exclude (case ids passed over), lease,
-    expires. Built once per kind of claimant and backend.
+    Parameters: task, now, reviewer (the key id), reviewers (its ids, rotations included),
+    exclude (case ids passed over), lease, expires. Built once per kind of claimant and
+    backend.
     """
     pick = (
         sa_select(_case.c.id)
@@ -172,6 +173,7 @@ def claim_next(
             "task": task.id,
             "now": now,
             "reviewer": who.id,
+            "reviewers": who.identities,
             "exclude": list(exclude),
             "lease": lease_id,
             "expires": expires,

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import select
 
 from api.tables import Case, Opinion
-from tests.utils.factories import claims_case
+from tests.utils.factories import auth, claims_case
 
 CASE = {"amount": 120.5, "country": "fr", "note": "windscreen repair", "vip": False}
 
@@ -55,6 +55,22 @@ def _opinions(client) -> list[Opinion]:
 
 
 # --- overlap -----------------------------------------------------------------------------
+def test_a_rotated_key_is_the_same_reviewer_to_the_overlap_rule(api):
+    """A probe rotated a reviewer's key and answered an overlap case again under the new
+    one: one person's two answers made the final label."""
+    api.create_task(labels_per_case=2)
+    case = api.send("claims", CASE)
+    assert api.label(api.claim("claims", "alice"), "reject", "alice").status_code == 200
+    key_id = api.client.get("/v1/me", headers=api.as_("reviewer", "alice")).json()["id"]
+    rotated = api.client.post(
+        f"/v1/keys/{key_id}/rotate", json={"grace_seconds": 0}, headers=api.admin
+    ).json()
+    again = rotated["key"]
+    twice = api.client.post("/v1/tasks/claims/queue/claim", headers=auth(again))
+    assert twice.status_code == 204  # the case waits for someone else
+    assert api.claim("claims", "bob")["case"]["id"] == case["id"]
+
+
 def test_overlap_case_goes_to_distinct_reviewers_and_only_final_label_trains(api):
     api.create_task(labels_per_case=2)
     case = api.send("claims", CASE)
