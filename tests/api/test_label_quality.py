@@ -232,11 +232,7 @@ def test_low_recent_agreement_sends_labels_to_a_second_reviewer(api, monkeypatch
     assert created.status_code == 201 and created.json()["count"] == 10
     gold_ids = {g["case_id"] for g in created.json()["data"]}
 
-    class AlwaysGold(random.Random):
-        def random(self) -> float:
-            return 0.0
-
-    monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
+    _always_gold(monkeypatch)
     for _ in range(10):  # alice gets every gold case wrong
         claim = api.claim("claims", "alice")
         assert claim["case"]["id"] in gold_ids
@@ -269,7 +265,8 @@ def test_low_recent_agreement_sends_labels_to_a_second_reviewer(api, monkeypatch
     assert alice["second_opinions_triggered"] == 1
 
 
-def test_gold_case_is_served_once_per_reviewer(api, monkeypatch):
+def _always_gold(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every claim draws gold (when a gold case is left for the reviewer)."""
     from api.services import review
 
     class AlwaysGold(random.Random):
@@ -277,12 +274,21 @@ def test_gold_case_is_served_once_per_reviewer(api, monkeypatch):
             return 0.0
 
     monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
+
+
+def _gold_served_at_every_claim(api, monkeypatch) -> dict:
+    """A task whose every claim draws gold, and its one gold case (``CASE``, "approve")."""
+    _always_gold(monkeypatch)
     api.create_task(gold_rate=0.5)
-    gold = api.client.post(
+    return api.client.post(
         "/v1/tasks/claims/gold",
         json={"cases": [{"features": CASE, "label": "approve"}]},
         headers=api.admin,
     ).json()["data"][0]
+
+
+def test_gold_case_is_served_once_per_reviewer(api, monkeypatch):
+    gold = _gold_served_at_every_claim(api, monkeypatch)
     alice, bob = api.claim("claims", "alice"), api.claim("claims", "bob")
     assert alice["case"]["id"] == bob["case"]["id"] == gold["case_id"]  # at the same time
     assert api.label(alice, "approve", "alice").status_code == 200
@@ -329,19 +335,7 @@ def test_a_gold_case_is_served_scored_by_todays_model(api, monkeypatch):
 
 def test_an_erased_gold_case_is_served_no_more(api, monkeypatch):
     """A probe erased a gold case and was handed it with no features, its answer scored."""
-    from api.services import review
-
-    class AlwaysGold(random.Random):
-        def random(self) -> float:
-            return 0.0
-
-    monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
-    api.create_task(gold_rate=0.5)
-    gold = api.client.post(
-        "/v1/tasks/claims/gold",
-        json={"cases": [{"features": CASE, "label": "approve"}]},
-        headers=api.admin,
-    ).json()["data"][0]
+    gold = _gold_served_at_every_claim(api, monkeypatch)
     assert api.client.delete(f"/v1/cases/{gold['case_id']}", headers=api.admin).status_code == 204
     assert api.claim("claims", "alice") is None
 
@@ -572,13 +566,7 @@ def test_reviewer_may_change_an_opinion_until_the_case_is_final(api):
 
 
 def test_gold_answer_repeat_is_idempotent_and_gold_stays_out_of_exports(api, monkeypatch):
-    from api.services import review
-
-    class AlwaysGold(random.Random):
-        def random(self) -> float:
-            return 0.0
-
-    monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
+    _always_gold(monkeypatch)
     api.create_task(gold_rate=0.5)
     api.send("claims", CASE)
     api.client.post(
@@ -596,16 +584,6 @@ def test_gold_answer_repeat_is_idempotent_and_gold_stays_out_of_exports(api, mon
     assert api.label(gold, "approve", "alice").status_code == 409
     exported = api.client.get("/v1/tasks/claims/export?what=cases", headers=api.admin).text
     assert gold["case"]["id"] not in exported and real["case"]["id"] in exported
-
-
-def _always_gold(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from api.services import review
-
-    class AlwaysGold(random.Random):
-        def random(self) -> float:
-            return 0.0
-
-    monkeypatch.setattr(review, "_gold_draws", AlwaysGold(0))
 
 
 def test_a_gold_case_is_released_and_corrected_like_any_other(api, monkeypatch):
