@@ -64,6 +64,31 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _offer_no_null(schema: dict[str, Any]) -> None:
+    """Drop ``null`` from each property's JSON schema: the model takes ``None`` for "left
+    out", but a client sending ``null`` gets a 422 (:class:`PartialUpdate`)."""
+    for name, prop in schema.get("properties", {}).items():
+        kinds = [k for k in prop.get("anyOf", ()) if k != {"type": "null"}]
+        if len(kinds) == 1:
+            rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+            schema["properties"][name] = {**kinds[0], **rest}
+
+
+class PartialUpdate(StrictModel):
+    """A PATCH body: only the settings sent change. A setting sent as ``null`` is a 422
+    naming it (it was ignored: a client meaning "reset" or "clear" would have been told
+    nothing); leave a setting out to keep it."""
+
+    model_config = ConfigDict(json_schema_extra=_offer_no_null)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("null is not a value of this setting; leave it out to keep it")
+        return value
+
+
 # --- keys -------------------------------------------------------------------------------
 #: Names the audit trail gives tierline's own actors (the bootstrap key, the system, bulk
 #: imports, "tierline CLI (user)"): no key may be named like them, to pass for them.
@@ -94,17 +119,10 @@ class KeyCreate(StrictModel):
         return name
 
 
-class KeyUpdate(StrictModel):
+class KeyUpdate(PartialUpdate):
     """``PATCH /v1/keys/{id}``: grant or withdraw the ``lead`` permission."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema: _offer_no_null(schema))
-
     lead: StrictBool | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        return _refuse_null(value)
 
 
 class KeyPublic(BaseModel):
@@ -208,20 +226,8 @@ class TaskCreate(TaskSettings):
         return labels
 
 
-def _offer_no_null(schema: dict[str, Any]) -> None:
-    """Drop ``null`` from each property's JSON schema: the model takes ``None`` for "left
-    out", but a client sending ``null`` gets a 422 (:meth:`TaskUpdate._not_null`)."""
-    for name, prop in schema.get("properties", {}).items():
-        kinds = [k for k in prop.get("anyOf", ()) if k != {"type": "null"}]
-        if len(kinds) == 1:
-            rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
-            schema["properties"][name] = {**kinds[0], **rest}
-
-
-class TaskUpdate(StrictModel):
+class TaskUpdate(PartialUpdate):
     """Only the settings sent change; leave a setting out to keep it."""
-
-    model_config = ConfigDict(json_schema_extra=_offer_no_null)
 
     target_error: float | None = Field(None, ge=MIN_TARGET_ERROR, lt=1, strict=True)
     audit_rate: float | None = Field(None, ge=MIN_AUDIT_RATE, le=1, strict=True)
@@ -236,19 +242,6 @@ class TaskUpdate(StrictModel):
     second_opinion_share: float | None = Field(None, ge=0, le=1, strict=True)
     gold_rate: float | None = Field(None, ge=0, le=0.5, strict=True)
     rules: Annotated[list[Rule], Field(max_length=100)] | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        return _refuse_null(value)
-
-
-def _refuse_null(value: Any) -> Any:
-    """A setting sent as ``null`` is a 422 naming it (it was ignored: a client meaning
-    "reset" or "clear" would have been told nothing); leave a setting out to keep it."""
-    if value is None:
-        raise ValueError("null is not a value of this setting; leave it out to keep it")
-    return value
 
 
 class TaskPublic(BaseModel):

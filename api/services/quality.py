@@ -364,7 +364,7 @@ def as_served(
 
     if live is None:
         return case, routing
-    try:
+    try:  # its features were checked when it was added: no length limit to apply again
         _, d, version = score(task, live, case.features, case.id, 10**9, ["features"], draw=0.0)
     except ServiceError:  # features no longer fit the schema: as stored
         return case, routing

@@ -102,13 +102,21 @@ def test_label_without_holding_lease_is_409(api):
     assert api.label(claim, "approve", "bob").status_code == 409
 
 
-def test_expired_lease_returns_case_and_old_holder_gets_409(api, client):
-    client.app.state.tierline.settings.lease_seconds = 0.05
+def _expired_claim(api, client, reviewer: str = "alice") -> dict:  # type: ignore[no-untyped-def]
+    """A task with one case, claimed by ``reviewer`` under a lease that has expired since
+    (later claims get the usual lease)."""
+    settings = client.app.state.tierline.settings
+    settings.lease_seconds = 0.05
     api.create_task()
     api.send("claims", CASE)
-    alice = api.claim("claims", "alice")
+    claim = api.claim("claims", reviewer)
     time.sleep(0.1)
-    client.app.state.tierline.settings.lease_seconds = 600
+    settings.lease_seconds = 600
+    return claim
+
+
+def test_expired_lease_returns_case_and_old_holder_gets_409(api, client):
+    alice = _expired_claim(api, client)
     bob = api.claim("claims", "bob")
     assert bob["case"]["id"] == alice["case"]["id"]
     assert api.label(alice, "approve", "alice").status_code == 409
@@ -116,23 +124,14 @@ def test_expired_lease_returns_case_and_old_holder_gets_409(api, client):
 
 
 def test_expired_lease_still_labels_when_nobody_else_holds_it(api, client):
-    client.app.state.tierline.settings.lease_seconds = 0.05
-    api.create_task()
-    api.send("claims", CASE)
-    alice = api.claim("claims", "alice")
-    time.sleep(0.1)
+    alice = _expired_claim(api, client)
     assert api.label(alice, "approve", "alice").status_code == 200
 
 
 def test_a_409_says_what_happened_to_the_lease(api, client):
     """A probe was told "another reviewer holds the case" when it had claimed the case
     again itself, and "not held by this key" when giving back a case it had labelled."""
-    client.app.state.tierline.settings.lease_seconds = 0.05
-    api.create_task()
-    api.send("claims", CASE)
-    first = api.claim("claims", "alice")
-    time.sleep(0.1)
-    client.app.state.tierline.settings.lease_seconds = 600
+    first = _expired_claim(api, client)
     again = api.claim("claims", "alice")
     assert again["case"]["id"] == first["case"]["id"]
     old = api.label(first, "approve", "alice")
