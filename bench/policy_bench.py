@@ -57,6 +57,7 @@ VALIDITY_STREAMS: list[tuple[str, str, int | None]] = [
     ("randomrbf", "linear", 30_000),
     ("phishing", "linear", None),
     ("imagesegments", "linear", None),
+    ("imagesegments", "forest", None),  # the family README.md recommends for it
     ("digits", "linear", None),
     ("bananas", "forest", None),
 ]
@@ -481,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=["certified", "point", "fixed"],
         help="only the validity runs of this policy (the other sections are certified)",
     )
+    parser.add_argument(
+        "--dataset", nargs="+", help="only the runs on these data sets (to rerun a row)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("learner").setLevel(logging.WARNING)
@@ -490,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         tasks = [t for t in tasks if t["section"] == args.only]
     if args.policy:
         tasks = [t for t in tasks if t.get("policy", "certified") == args.policy]
+    if args.dataset:
+        tasks = [t for t in tasks if t["dataset"] in args.dataset]
     log.info("%d runs on %d processes", len(tasks), args.processes)
     started = time.perf_counter()
     rows = run(tasks, args.processes)
@@ -498,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         ("-quick" if args.quick else "")
         + (f"-{args.only}" if args.only else "")
         + (f"-{args.policy}" if args.policy else "")
+        + "".join(f"-{name}" for name in args.dataset or ())
     )
     rows.drop(columns=["rolling_accuracy", "labels_at"], errors="ignore").to_csv(
         OUT / f"runs{suffix}.csv", index=False

@@ -252,8 +252,8 @@ def send_pending(client: TierlineClient, state: State) -> None:
             notify(
                 state,
                 "info",
-                f"Your label for case {pending['case_id']} is recorded; the case goes to "
-                "another reviewer before it counts (a second opinion).",
+                f"Your label for case {pending['case_id']} is recorded; it counts once the "
+                "case has its other answers (another reviewer's, or a lead's).",
             )
     else:
         for entry in state[DONE]:

@@ -243,6 +243,45 @@ def score(
     return clean, decision, version
 
 
+def rescored(
+    task: Task, live: LiveModel | None, features: dict, case_id: str, draw: float = 1.0
+) -> Any:
+    """Today's model's scores and routing for stored ``features`` (checked when they were
+    stored: no length limit again), as a namespace like a routing row; ``None`` without a
+    model or when the features no longer fit the schema. ``draw``: as for :func:`score`
+    (1.0: no audit)."""
+    if live is None:
+        return None
+    try:
+        _, d, version = score(task, live, features, case_id, 10**9, ["features"], draw=draw)
+    except InvalidInput:
+        return None
+    return SimpleNamespace(
+        route=d.route, suggestion=d.suggestion, confidence=d.confidence, proba=d.proba,
+        threshold=d.threshold, audit=d.audit, reasons=list(d.reasons),
+        propensity=d.propensity, model_version=version,
+    )  # fmt: skip
+
+
+def as_claimed(task: Task, live: LiveModel | None, case: Case, routing: Routing) -> Any:
+    """A waiting case as a reviewer is handed it: scored by today's model, which may have
+    learned much since the case arrived (a queue filled during the cold start would
+    otherwise read "no suggestion yet" for ever; a gold case, scored the same way, does not
+    stand out). The reasons are today's while today's model would also send the case to
+    people; when it would now decide the case, the reasons it was queued for stay. An
+    audit is shown as routed: the decision it checks was made then. Nothing is stored: a
+    label's evidence is the case's routing as stored."""
+    if routing.audit or not case.features:
+        return routing
+    now = rescored(task, live, case.features, case.id)
+    if now is None or now.model_version == routing.model_version:
+        return routing
+    if now.route == "auto":
+        now.reasons = list(routing.reasons)
+    now.route, now.propensity = routing.route, routing.propensity
+    return now
+
+
 def guardrails(task: Task, live: LiveModel) -> list[Rule]:
     """The task's rules, their values cleaned as the schema cleans features: parsed once
     for the task's row and the model's schema (~2 µs a rule), not per case. The cache

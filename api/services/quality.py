@@ -27,7 +27,7 @@ from sqlalchemy import case as sql_case
 from sqlmodel import Session, col, select
 
 from api.db import Database
-from api.errors import InvalidInput, ServiceError
+from api.errors import InvalidInput
 from api.live import LiveModel, ModelStore
 from api.schemas import (
     AgreementPublic,
@@ -353,31 +353,23 @@ def pick_gold(
 
 
 def as_served(
-    task: Task, live: LiveModel | None, case: Case, routing: Routing, now: float
+    task: Task, live: LiveModel | None, case: Case, routing: Routing, created_at: float
 ) -> tuple[Any, Any]:
-    """A gold case as a reviewer sees it: scored by today's model and created just now,
-    like the cases around it (the scoring stored when it was added, a model version of
-    long ago and "cold start" among its reasons, would give it away). A case the model
-    would decide is shown as an audit, as such a case reaches a reviewer. Nothing is
-    stored."""
-    from api.services.cases import score
+    """A gold case as a reviewer sees it: scored by today's model like every case handed
+    out (:func:`api.services.cases.as_claimed`) and shown as created at ``created_at`` (the
+    scoring stored when it was added, a model version of long ago and "cold start" among
+    its reasons, would give it away). A case the model would decide is shown as an audit,
+    as such a case reaches a reviewer. Nothing is stored."""
+    from api.services.cases import rescored
 
-    if live is None:
+    routed = rescored(task, live, case.features, case.id, draw=0.0)  # decided: an audit
+    if routed is None:  # no model yet, or features that no longer fit the schema
         return case, routing
-    try:  # its features were checked when it was added: no length limit to apply again
-        _, d, version = score(task, live, case.features, case.id, 10**9, ["features"], draw=0.0)
-    except ServiceError:  # features no longer fit the schema: as stored
-        return case, routing
-    audit = d.route == "auto"
+    audit = routed.audit = routed.audit or routed.route == "auto"
     shown = SimpleNamespace(
-        id=case.id, external_id=None, features=case.features, created_at=now,
-        status="decided" if audit else "pending", decision=d.suggestion if audit else None,
+        id=case.id, external_id=None, features=case.features, created_at=created_at,
+        status="decided" if audit else "pending", decision=routed.suggestion if audit else None,
         label=None, labelled_by=None, labelled_at=None,
-    )  # fmt: skip
-    routed = SimpleNamespace(
-        route=d.route, suggestion=d.suggestion, confidence=d.confidence, proba=d.proba,
-        threshold=d.threshold, audit=audit or d.audit, reasons=list(d.reasons),
-        propensity=d.propensity, model_version=version,
     )  # fmt: skip
     return shown, routed
 

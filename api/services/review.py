@@ -25,7 +25,7 @@ from api.live import ModelStore
 from api.schemas import CaseDetail, Claim, Correction, LabelCreate, OpinionShown, iso
 from api.security import Principal
 from api.services import audit, quality, webhooks
-from api.services.cases import case_detail, load_case
+from api.services.cases import as_claimed, case_detail, load_case
 from api.services.metrics import record_progress
 from api.tables import Case, Label, Lease, Opinion, Routing, Task
 from learner import held_by_rule
@@ -162,7 +162,10 @@ def claim_next(
                 after={"lease_id": lease_id, "lease_expires_at": iso(expires)},
             )  # fmt: skip
             live = store.get(task)
-            shown, routed = quality.as_served(task, live, case, routing, now)
+            # created when a real case of the queue might have been: between its oldest and now
+            oldest = store.oldest_queued.get(task.id) or now  # type: ignore[arg-type]
+            created = _gold_draws.uniform(min(oldest, now), now)
+            shown, routed = quality.as_served(task, live, case, routing, created)
             return Claim(
                 case=case_detail(task, shown, routed, live),
                 lease_id=lease_id,
@@ -193,8 +196,9 @@ def claim_next(
             after={"lease_id": lease_id, "lease_expires_at": iso(expires)},
         )  # fmt: skip
         disagreement = _opinions_shown(session, case_id) if case.escalated else None
+    live = store.get(task)
     return Claim(
-        case=case_detail(task, case, routing, store.get(task)),
+        case=case_detail(task, case, as_claimed(task, live, case, routing), live),
         lease_id=lease_id,
         lease_expires_at=iso(expires),
         disagreement=disagreement,

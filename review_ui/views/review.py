@@ -179,8 +179,7 @@ def suggestion_panel(case: dict[str, Any]) -> None:
             "This case was decided automatically. Label it as you see it: your label "
             "measures how often automated decisions are right."
         )
-        reasons_list(case)
-        return
+        return  # not even the reasons: they quote the model's confidence
     suggestion = case.get("suggestion")
     confidence = case.get("confidence")
     threshold = case.get("threshold")
@@ -370,27 +369,28 @@ def pending_banner(tl: TierlineClient, state: Any) -> None:
 
 
 def empty_queue(tl: TierlineClient, state: Any, task: str) -> None:
-    """Nothing to review: say so and look again every few seconds."""
+    """Nothing to review (or only cases you skipped): say so and look again every few
+    seconds."""
     if state[rv.ONLY_SKIPPED]:
-        st.info("Only cases you skipped are waiting.")
+        st.info("Only cases you skipped are waiting. New cases will appear here by themselves.")
         st.button(
             "Review skipped cases",
             key="rv_review_skipped",
             on_click=rv.review_skipped,
             args=(tl, state),
         )
-        return
-    st.success(f"Nothing is waiting in “{task}”. New cases will appear here by themselves.")
-    try:
-        held = tl.queue(task).get("queue_depth") or 0
-    except TierlineError:
-        held = 0
-    if held:  # the queue counts them, but none can be yours now
-        st.caption(
-            f"The {held:,} in the queue are held by other reviewers, or are cases you "
-            "already gave an opinion on; a held case comes back when its lease expires."
-        )
-    st.button("Check again", key="rv_check_again", on_click=rv.retry_claim, args=(tl, state))
+    else:
+        st.success(f"Nothing is waiting in “{task}”. New cases will appear here by themselves.")
+        try:
+            held = tl.queue(task).get("queue_depth") or 0
+        except TierlineError:
+            held = 0
+        if held:  # the queue counts them, but none can be yours now
+            st.caption(
+                f"The {held:,} in the queue are held by other reviewers, or are cases you "
+                "already gave an opinion on; a held case comes back when its lease expires."
+            )
+        st.button("Check again", key="rv_check_again", on_click=rv.retry_claim, args=(tl, state))
     state.setdefault(EMPTY_AT, time.time())
 
     @st.fragment(run_every=POLL_EMPTY)
@@ -494,8 +494,7 @@ def main() -> None:
         else ""
     )
     st.markdown(
-        f":{colour}-badge[{badge}] &nbsp; `{case['id']}`"
-        + (f" · {escape_markdown(str(case['external_id']))}" if case.get("external_id") else "")
+        f":{colour}-badge[{badge}] &nbsp; `{case['id']}`"  # no external id: gold has none
         + suspended
     )
     left, right = st.columns([3, 2], gap="large")

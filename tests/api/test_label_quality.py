@@ -333,6 +333,18 @@ def test_a_gold_case_is_served_scored_by_todays_model(api, monkeypatch):
     assert listed["answers"] == 1 and listed["correct"] == 1
 
 
+def test_gold_is_shown_created_within_the_queues_age(api, monkeypatch):
+    """Served out of a backlog of hour-old cases, gold shown as created just now stood out."""
+    gold = _gold_served_at_every_claim(api, monkeypatch)
+    backlog = [api.send("claims", CASE) for _ in range(2)]
+    api.client.app.state.tierline.store.oldest_queued.forget()  # read at most 30 s late
+    claim = api.claim("claims", "alice")["case"]
+    assert claim["id"] == gold["case_id"]
+    served = datetime.fromisoformat(claim["created_at"])
+    first, second = (datetime.fromisoformat(case["created_at"]) for case in backlog)
+    assert first <= served < second  # drawn as 0: the oldest waiting case's time
+
+
 def test_an_erased_gold_case_is_served_no_more(api, monkeypatch):
     """A probe erased a gold case and was handed it with no features, its answer scored."""
     gold = _gold_served_at_every_claim(api, monkeypatch)

@@ -46,6 +46,48 @@ def test_cases_sent_before_the_model_learned_anything_wait_behind_scored_ones(ap
     assert api.claim("claims")["case"]["id"] == scored["id"]
 
 
+def test_a_claimed_case_carries_todays_scores_and_the_case_keeps_its_routing(api):
+    """A probe fed a queue during the cold start: every case still read "no suggestion
+    yet" and "cold start: 0 of 5 labels" after 19 labels, while gold cases (scored when
+    served) showed a suggestion and stood out."""
+    import random
+
+    api.create_task(min_labels=5)
+    rng = random.Random(3)
+    backlog = [api.send("claims", claims_case(rng)[0]) for _ in range(8)]
+    for _ in range(4):
+        assert api.label(api.claim("claims"), "approve").status_code == 200
+    claim = api.claim("claims")["case"]
+    stored = api.client.get(f"/v1/cases/{claim['id']}", headers=api.admin).json()
+    assert stored["suggestion"] is None and stored["model_version"] == 0  # as routed
+    assert any("cold start: 0 of 5" in reason for reason in stored["reasons"])
+    assert claim["model_version"] == 4 and claim["suggestion"] in ("approve", "reject")
+    assert claim["proba"] != stored["proba"]
+    assert any("cold start: 4 of 5" in reason for reason in claim["reasons"])
+    assert claim["route"] == stored["route"] and claim["created_at"] == stored["created_at"]
+    assert claim["id"] in {case["id"] for case in backlog}
+
+
+def test_a_claimed_case_todays_model_would_decide_keeps_the_reasons_it_was_queued_for(api):
+    """Today's reasons would read "confidence 0.7 >= threshold 0.5", which is no reason to
+    be with a reviewer; an audit is shown as routed (the decision it checks was then)."""
+    from api.services.cases import as_claimed
+
+    api.create_task(min_labels=2, threshold=0.5)  # past the cold start, everything is decided
+    queued = [api.send("claims", CASE) for _ in range(3)]
+    for _ in range(2):
+        assert api.label(api.claim("claims"), "approve").status_code == 200
+    assert api.send("claims", CASE)["route"] == "auto"
+    claim = api.claim("claims")["case"]
+    assert claim["id"] == queued[2]["id"] and claim["reasons"] == queued[2]["reasons"]
+    assert claim["suggestion"] == "approve" and claim["model_version"] == 2
+    state = api.client.app.state.tierline
+    with state.db.read() as session:
+        task, case, routing = load_case(session, claim["id"])
+    audit = routing.model_copy(update={"audit": True})
+    assert as_claimed(task, state.store.get(task), case, audit) is audit
+
+
 def test_empty_queue_claim_is_204(api):
     api.create_task()
     response = api.client.post("/v1/tasks/claims/queue/claim", headers=api.as_("reviewer"))

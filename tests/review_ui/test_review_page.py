@@ -8,6 +8,7 @@ import pytest
 
 from api.client import Unauthorized, Unavailable
 from review_ui import reviewing as rv
+from review_ui.views import review as view
 from review_ui.views.review import buttons_per_row
 
 
@@ -81,7 +82,7 @@ def test_an_audit_is_labelled_blind_and_a_missing_feature_shows_as_missing(
     shown = texts(at)
     assert "Spot check: the model's suggestion is hidden" in shown
     assert "Model suggests" not in shown and not at.dataframe  # no pick, no probabilities
-    assert "confidence 0\\.62" in shown  # the reasons stay
+    assert "confidence 0\\.62" not in shown  # nor reasons, which quote the confidence
     assert all(b.proto.type != "primary" for b in at.button if re.match(r"^\d+ · ", b.label))
     vip = next(i for i, c in enumerate(at.caption) if c.value == "vip")
     assert vip >= 0 and '">—<' in shown
@@ -181,6 +182,20 @@ def test_skip_releases_and_does_not_bring_the_case_straight_back(app, fake_api) 
     assert "Only cases you skipped are waiting." in at.info[0].value
     button(at, "Review skipped cases").click().run()
     assert on_screen(at) == "c_1"
+
+
+def test_with_only_skipped_cases_left_a_new_case_appears_by_itself(app, fake_api) -> None:
+    """A probe skipped the last case and posted a new one: "Only cases you skipped are
+    waiting" stayed on screen, where an empty queue looks again every few seconds."""
+    fake_api.add_cases(1)
+    at = app("reviewer").run()
+    button(at, "s · Skip").click().run()
+    assert any("Only cases you skipped are waiting." in info.value for info in at.info)
+    fake_api.add_cases(1)
+    at.session_state[view.EMPTY_AT] = 0.0  # the poll's interval has passed
+    at.run()
+    assert not at.exception
+    assert on_screen(at) == "c_2"
 
 
 def test_not_sure_releases_the_case(reviewer, fake_api) -> None:
