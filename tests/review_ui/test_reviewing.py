@@ -140,7 +140,7 @@ def test_label_is_kept_while_the_api_cannot_take_it(loop, error: TierlineError) 
     assert api.called("label")[-1][-1] == "photo attached"
 
 
-def test_a_label_held_for_a_second_opinion_says_so(loop) -> None:
+def test_a_label_held_for_other_answers_says_so(loop) -> None:
     """The first reviewer was not told that their label waits for another's (a probe)."""
     api, client, state = loop
     api.add_cases(2)
@@ -148,6 +148,6 @@ def test_a_label_held_for_a_second_opinion_says_so(loop) -> None:
     rv.ensure_case(client, state)
     rv.submit_label(client, state, "approve")
     level, text = state[rv.NOTICE]
-    assert level == "info" and "c_1" in text and "second opinion" in text
+    assert level == "info" and "c_1" in text and "other answers" in text
     rv.submit_label(client, state, "approve")  # c_2 counts at once: no such notice
     assert state[rv.NOTICE] is None
