@@ -41,7 +41,10 @@ def _checked_settings() -> Settings:
         settings = get_settings()
         _ = settings.signing_secret
     except ValidationError as exc:
-        typer.echo(f"error: {exc.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)
+        error = exc.errors()[0]
+        names = [str(part).upper() for part in error["loc"] if part != "__root__"]
+        where = f"TIERLINE_{names[0]}: " if names else ""  # the variable, not pydantic's path
+        typer.echo(f"error: {where}{error['msg'].removeprefix('Value error, ')}", err=True)
         raise typer.Exit(2) from None
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -111,6 +114,7 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    _migrate(url, create=True)  # as the app does at start, but a bad URL is one line here
     if workers == 1:
         _exit_cleanly_on_signals()  # with workers, uvicorn's supervisor handles the signals
     uvicorn.run(

@@ -67,6 +67,28 @@ def test_serve_refuses_workers_on_sqlite(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("TIERLINE_DATABASE_URL", "garbage", "error: cannot open the database garbage: "),
+        ("TIERLINE_LEASE_SECONDS", "abc", "error: TIERLINE_LEASE_SECONDS: Input should be"),
+        ("TIERLINE_RATE_LIMIT_PER_SECOND", "-1", "error: TIERLINE_RATE_LIMIT_PER_SECOND: "),
+    ],
+)
+def test_serve_names_a_bad_setting_in_one_line(monkeypatch, variable, value, said):
+    """A probe got 106 lines of traceback for a bad database URL, and "Input should be a
+    valid number" without the variable's name."""
+    monkeypatch.setenv("TIERLINE_ENV", "dev")
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["serve", "--port", "8799"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert result.output.startswith(said) and result.output.count("\n") == 1, result.output
+
+
+@pytest.mark.parametrize(
     "command",
     [["audit", "verify"], ["export", "labels", "--task", "t"], ["keys", "rotate", "k_1"]],
 )
