@@ -336,8 +336,14 @@ def predict(
         max_string_length=max_string_length,
         persist=False,
     )
+    return _predicted(task, live, features, max_string_length)
+
+
+def _predicted(task: Task, live: LiveModel, features: dict, max_string_length: int) -> Prediction:
+    """The route a case would take, without the draws a sent case gets (an audit or a
+    review sample): a prediction stores nothing, so it is audited by nobody."""
     _, decision, version = score(
-        task, live, features, new_case_id(), max_string_length, ["features"]
+        task, live, features, "predict", max_string_length, ["features"], draw=1.0
     )
     return _prediction(task, decision, version)
 
@@ -351,10 +357,7 @@ def predict_ready(
     if ready is None:
         return None
     task, live = ready
-    _, decision, version = score(
-        task, live, features, new_case_id(), max_string_length, ["features"]
-    )
-    return _prediction(task, decision, version)
+    return _predicted(task, live, features, max_string_length)
 
 
 async def submit_case_ready(

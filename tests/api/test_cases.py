@@ -120,6 +120,22 @@ def test_predict_stores_nothing(api):
     assert api.client.get("/v1/tasks/claims/metrics", headers=api.admin).json()["cases"] == 0
 
 
+def test_predict_draws_no_audit(api):
+    """A probe's predictions said "audit sample" for 17 of 183 feature sets, sent cases for
+    8, overlapping in 1: nobody audits a prediction, which stores nothing."""
+    api.create_task(min_labels=2, threshold=0.5, audit_rate=1.0)
+    for _ in range(2):
+        api.send("claims", CASE)
+        assert api.label(api.claim("claims"), "approve").status_code == 200
+    predicted = api.client.post(
+        "/v1/tasks/claims/predict", json={"features": CASE}, headers=api.as_("service")
+    ).json()
+    assert predicted["route"] == "auto" and predicted["audit"] is False
+    assert not any("sample" in reason for reason in predicted["reasons"])
+    sent = api.send("claims", CASE)
+    assert sent["route"] == "auto" and sent["audit"] is True  # every one, at rate 1
+
+
 def test_after_cold_start_confident_cases_are_automated_and_audits_sampled(api):
     api.create_task(min_labels=10, threshold=0.6, audit_rate=0.3)
     api.teach("claims", 60)
