@@ -25,6 +25,7 @@ Two PostgreSQL advisory locks keep the model lineage single:
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
@@ -284,8 +285,12 @@ class Database:
         if self.is_postgres:
             session.execute(text("SET LOCAL synchronous_commit = off"))
 
-    def leader_lock(self) -> LeaderLock:
-        """The election of the model leader among the processes sharing this database."""
+    def leader_lock(self) -> LeaderLock | FileLock:
+        """The election of the model leader among the processes sharing this database; on
+        an SQLite file, a lock on a file beside it (held by the one serving process, so
+        that ``tierline model rollback`` can tell it is running)."""
+        if self.is_sqlite:
+            return FileLock(self.url.split("///", 1)[-1] + ".leader")
         return LeaderLock(self.url, self.connect_args)
 
     def dispose(self) -> None:
@@ -351,6 +356,50 @@ def _commit_or_roll_back(session: Session) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file, the SQLite counterpart of :class:`LeaderLock`:
+    the kernel frees it when the holder's process ends, however it ends.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.db.leader"
+    >>> one, two = FileLock(str(path)), FileLock(str(path))
+    >>> one.try_acquire(), two.try_acquire()
+    (True, False)
+    >>> one.release(); two.try_acquire()
+    True
+    >>> two.dispose()
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def try_acquire(self) -> bool:
+        if self._file is not None:
+            return True
+        if self.path.startswith(":memory:") or not self.path:
+            return True  # nobody else can open an in-memory database
+        handle = open(self.path, "a")  # noqa: SIM115 - held open while the lock is
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def held(self) -> bool:
+        return self._file is not None
+
+    def release(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.close()  # closing the file frees the lock
+
+    def dispose(self) -> None:
+        self.release()
 
 
 class LeaderLock:

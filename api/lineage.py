@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from sqlmodel import select
 
-from api.db import Database, LeaderLock
+from api.db import Database, FileLock, LeaderLock
 from api.live import LiveModel, ModelStore
 from api.services.metrics import curve_due
 from api.tables import Task
@@ -63,7 +63,7 @@ class ModelSync:
         self.store = store
         self.record_progress = record_progress
         self.interval = interval
-        self.lock: LeaderLock = db.leader_lock()
+        self.lock: LeaderLock | FileLock = db.leader_lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error = 0.0
@@ -185,16 +185,17 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
     only labels logged after the rollback; the labels in between stay in the log (and in
     exports) but this lineage skips them. The task's mode and threshold follow the
     restored governor at once, with a history entry. Run it with the API processes
-    stopped: on PostgreSQL it refuses while one of them holds the leader lock.
+    stopped: it refuses while one of them holds the leader lock (on SQLite, the serving
+    process's lock on the file beside the database).
     Returns a one-line summary.
     """
     from api.services import audit
     from api.services.models import restore_snapshot
     from api.services.tasks import get_task
 
-    lock = db.leader_lock() if db.shares_models else None
+    lock = db.leader_lock()
     try:
-        if lock is not None and not lock.try_acquire():
+        if not lock.try_acquire():
             raise RollbackError(
                 "API processes are running on this database (one holds the leader lock): "
                 "stop them, roll back, then start them again"
@@ -211,6 +212,5 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
                 )
             _, reason = restored
     finally:
-        if lock is not None:
-            lock.dispose()
+        lock.dispose()
     return reason

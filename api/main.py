@@ -65,9 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = database(settings)
         store = ModelStore(db, secret, snapshot_every=settings.snapshot_every)
         sync = None
+        sqlite_lock = None
         if db.shares_models:  # several processes may serve this database: one model lineage
             sync = ModelSync(db, store, record_progress, interval=settings.sync_seconds)
             sync.start()
+        else:  # the one process on an SQLite file says so (`tierline model rollback` asks)
+            sqlite_lock = db.leader_lock()
+            if not sqlite_lock.try_acquire():
+                log.warning("another process serves %s: run one", safe_url(settings.database_url))
         store.load_all()
         instruments.watch_tasks(db, store)
         keys = TTLCache(KEY_TTL_SECONDS, partial(_principal_of, db))
@@ -92,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 if sync is not None:
                     sync.release()
+                if sqlite_lock is not None:
+                    sqlite_lock.dispose()
                 db.dispose()
 
     app = FastAPI(

@@ -48,11 +48,11 @@ def test_rollback_restores_a_kept_snapshot_and_learning_goes_on_from_it(settings
             if served(api)[0] == 25:
                 at_25 = served(api)
         assert at_25 is not None and served(api)[0] == 60
-        if settings.database_url.startswith("postgresql"):  # refused while a process runs
-            result = CliRunner().invoke(
-                cli, ["model", "rollback", "-t", "claims", "--version", "30"]
-            )
-            assert result.exit_code == 2 and "stop them" in result.output
+        # refused while a process runs (a probe rolled back under a running SQLite API: the
+        # task said assist while the API went on automating, and its snapshot at shutdown
+        # undid the rollback)
+        result = CliRunner().invoke(cli, ["model", "rollback", "-t", "claims", "--version", "30"])
+        assert result.exit_code == 2 and "stop them" in result.output
 
     result = CliRunner().invoke(cli, ["model", "rollback", "-t", "claims", "--version", "30"])
     assert result.exit_code == 0, result.output
