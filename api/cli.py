@@ -52,6 +52,11 @@ def _checked_settings() -> Settings:
     return settings
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: "1 row", "2,000 rows"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -293,12 +298,13 @@ def audit_verify(
     for problem in result.problems[:100]:
         typer.echo(f"TAMPERED {problem}")
     if len(result.problems) > 100:
-        typer.echo(f"... and {len(result.problems) - 100} more problems")
+        typer.echo(f"... and {len(result.problems) - 100:,} more problems")
     for chain, (length, head) in sorted(result.chains.items()):
         typer.echo(f"chain {chain}: {length} rows, head {head} (--expect {chain}:{length}:{head})")
-    verdict = "ok" if result.ok else f"FAILED ({len(result.problems)} problems)"
+    verdict = "ok" if result.ok else f"FAILED ({_count(len(result.problems), 'problem')})"
     typer.echo(
-        f"audit trail {verdict}: {result.rows:,} rows in {len(result.chains)} chains, "
+        f"audit trail {verdict}: {_count(result.rows, 'row')} in "
+        f"{_count(len(result.chains), 'chain')}, "
         f"{result.redacted:,} redacted"
     )
     if not result.ok:
@@ -416,7 +422,14 @@ def _import(
             err=True,
         )
         raise typer.Exit(1)
-    skipped = f", {report.bad:,} bad rows skipped" if report.bad else ""
+    if report.bad and not report.imported and not report.existing:
+        typer.echo(
+            f"nothing imported: all {_count(report.bad, 'row')} are bad "
+            "(is it the right file, task and --format?)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    skipped = f", {_count(report.bad, 'bad row')} skipped" if report.bad else ""
     noun = what.removesuffix("s") if report.imported == 1 else what
     typer.echo(
         f"imported {report.imported:,} {noun} into {report.task} ({report.existing:,} already "

@@ -81,9 +81,7 @@ def where(fmt: str, line: int) -> str:
 def total_size(path: str | Path, fmt: str) -> int:
     """What progress counts to: bytes for text formats, rows for Parquet."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(_parquet_file(Path(path)).metadata.num_rows)
     return Path(path).stat().st_size
 
 
@@ -157,13 +155,17 @@ def _read_jsonl(path: Path, progress: Callable[[int], None] | None) -> Iterator[
             progress(raw.tell())
 
 
-def _read_parquet(path: Path, progress: Callable[[int], None] | None) -> Iterator[Record]:
+def _parquet_file(path: Path) -> Any:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises its own errors for a file that is not Parquet
         raise FileFormatError(f"cannot read {path.name} as Parquet ({exc})") from exc
+
+
+def _read_parquet(path: Path, progress: Callable[[int], None] | None) -> Iterator[Record]:
+    parquet = _parquet_file(path)
     number = 0
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH):
         for row in batch.to_pylist():

@@ -271,7 +271,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"row {self.row_id} (chain {self.chain}, seq {self.seq})"
+        place = f"chain {self.chain}, seq {self.seq}"
+        where = f"row {self.row_id} ({place})" if self.row_id is not None else place
         return f"{where}: {self.kind}: {self.message}"
 
 

@@ -302,6 +302,23 @@ def test_bad_rows_are_reported_by_line_and_skipped_or_rejected(
     assert code == 2 and "task 'nope' not found" in output
 
 
+def test_a_file_of_bad_rows_only_or_not_parquet_is_an_error_not_a_success(
+    api: Api, cli_env: None, tmp_path: Path
+) -> None:
+    """A probe imported a JSON Lines file as CSV (every row bad: "imported 0 cases", exit
+    0) and a corrupt Parquet file (a pyarrow traceback)."""
+    api.create_task()
+    wrong = tmp_path / "h.csv"
+    wrong.write_text("foo,bar\n1,2\n3,4\n")
+    code, output = run("import", "cases", wrong, "--task", "claims", "--no-progress")
+    assert code == 1 and "nothing imported: all 2 rows are bad" in output, output
+    broken = tmp_path / "h.parquet"
+    broken.write_bytes(b"not parquet at all")
+    code, output = run("import", "cases", broken, "--task", "claims")
+    assert code == 2 and "error: cannot read h.parquet as Parquet (" in output, output
+    assert "Traceback" not in output
+
+
 def test_rows_with_unstorable_text_or_null_features_are_bad_rows(
     api: Api, cli_env: None, tmp_path: Path
 ) -> None:
