@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from learner.errors import InvalidFeatures, InvalidSchema
@@ -20,6 +20,7 @@ __all__ = [
     "MAX_FEATURES",
     "FeatureSpec",
     "infer_schema",
+    "label_of",
     "parse_schema",
     "schema_to_json",
     "validate_features",
@@ -83,6 +84,20 @@ def screen_form(text: str) -> str:
     (True, True)
     """
     return unicodedata.normalize("NFKC", text).translate(_LATIN_LOOKS)
+
+
+def label_of(labels: Sequence[str], given: str) -> str | None:
+    """The label of ``labels`` that ``given`` is, written as the task writes it: the same
+    text in another Unicode encoding is the same label ("é" as one code point or as "e"
+    and a combining accent, as macOS writes it); a look-alike is not. ``None``: none.
+
+    >>> label_of(["refusé", "ok"], "refuse\u0301"), label_of(["ok"], "оk")
+    ('refusé', None)
+    """
+    if given in labels:
+        return given
+    form = unicodedata.normalize("NFC", given)
+    return next((label for label in labels if unicodedata.normalize("NFC", label) == form), None)
 
 
 def look_alike(names: Iterable[str]) -> tuple[str, str] | None:

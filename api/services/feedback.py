@@ -26,6 +26,7 @@ from api.services import audit, webhooks
 from api.services.cases import load_case
 from api.services.review import append_label
 from api.tables import Feedback, Task
+from learner.schema import label_of
 
 
 def _public(task: Task, row: Feedback, model_version: int) -> FeedbackPublic:
@@ -63,12 +64,14 @@ def record_feedback(
     """
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
-        if body.label not in task.labels:
+        label = label_of(task.labels, body.label)
+        if label is None:
             raise InvalidInput(
                 ["label"],
                 f"{body.label!r} is not a label of task {task.name!r}; expected one of "
                 f"{task.labels}",
             )
+        body = body.model_copy(update={"label": label})
         if case.status != "decided":
             raise Conflict(
                 f"case {case_id} is still pending: a person decides it through review; "

@@ -76,6 +76,7 @@ from learner import (
     route_case,
     validate_features,
 )
+from learner.schema import label_of
 
 What = Literal["labels", "cases"]
 OnError = Literal["skip", "reject"]
@@ -279,9 +280,9 @@ class RowParser:
             label = self._text(data, "label", MAX_NAME)
             if label is None:
                 raise RowError("label: missing; every row of labelled history needs its label")
-            if label not in self.labels:
+            row.label = label_of(self.label_list, label)
+            if row.label is None:
                 raise RowError(f"label: {label!r} is not one of {self.label_list}")
-            row.label = label
             row.labelled_by = self._text(data, "labelled_by", MAX_NAME)
             row.comment = self._text(data, "comment", self.max_comment_length)
         return row

@@ -44,6 +44,7 @@ from api.security import Principal
 from api.services.keys import BOOTSTRAP_ADMIN
 from api.tables import ApiKey, Case, GoldCase, Label, Lease, Opinion, Routing, Task
 from learner.agreement import cohen_kappa, majority, summarize
+from learner.schema import label_of
 
 RECENT_ANSWERS = 50  # a reviewer's "recent agreement" looks at this many checked answers
 MIN_RECENT = 10  # ... and needs at least this many before it may trigger second opinions
@@ -239,10 +240,12 @@ def create_gold(db: Database, store: ModelStore, task_name: str, body: GoldBatch
 
     labels = store.tasks.get(task_name).labels  # checked first: a rejected call fixes no schema
     for i, item in enumerate(body.cases):
-        if item.label not in labels:
+        label = label_of(labels, item.label)
+        if label is None:
             raise InvalidInput(
                 ["cases", i, "label"], f"{item.label!r} is not a label of task {task_name!r}"
             )
+        item.label = label
     task, live = prepare(db, store, task_name, body.cases, batch=True)  # type: ignore[arg-type]
     now = time.time()
     rows: list[GoldPublic] = []

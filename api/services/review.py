@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row, Update, and_, bindparam, insert, update
 from sqlalchemy import select as sa_select
@@ -29,6 +29,7 @@ from api.services.cases import as_claimed, case_detail, load_case
 from api.services.metrics import record_progress
 from api.tables import Case, Label, Lease, Opinion, Routing, Task
 from learner import held_by_rule
+from learner.schema import label_of
 
 _gold_draws = random.Random()  # gold cases are mixed in at random (not reproducible on purpose)
 
@@ -215,12 +216,19 @@ def _opinions_shown(session: Session, case_id: str) -> list[OpinionShown]:
     return [OpinionShown(reviewer=o.reviewer, label=o.label) for o in rows]
 
 
-def _check_label(task: Task, label: str) -> None:
-    if label not in task.labels:
+B = TypeVar("B", LabelCreate, Correction)
+
+
+def _checked(task: Task, body: B) -> B:
+    """``body`` with its label as the task writes it (:func:`learner.schema.label_of`), or
+    a 422 for a label the task does not have."""
+    label = label_of(task.labels, body.label)
+    if label is None:
         raise InvalidInput(
             ["label"],
-            f"{label!r} is not a label of task {task.name!r}; expected one of {task.labels}",
+            f"{body.label!r} is not a label of task {task.name!r}; expected one of {task.labels}",
         )
+    return body if label == body.label else body.model_copy(update={"label": label})
 
 
 def _replay_of(session: Session, case: Case, body: LabelCreate, who: Principal) -> bool:
@@ -285,7 +293,7 @@ def _label_case(
 ) -> CaseDetail:
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
-        _check_label(task, body.label)
+        body = _checked(task, body)
         if case.label is not None or case.opinions:
             mine = _own_opinion(session, case_id, who)
             if mine is not None:
@@ -543,7 +551,7 @@ def correct_label(
     """Append a correction of a case's label; the model and the evidence follow it."""
     with db.read() as session:
         task, case, routing = load_case(session, case_id)
-        _check_label(task, body.label)
+        body = _checked(task, body)
         if case.label_id is None and case.opinions:
             _change_answer(db, task, case, body, who, gold=None)
             return case_detail(task, case, routing, store.get(task))

@@ -135,6 +135,22 @@ def test_label_not_in_task_is_422_and_changes_nothing(api):
     assert api.label(claim, "approve").status_code == 200
 
 
+def test_a_label_in_another_unicode_encoding_is_the_same_label(api):
+    """A probe's "refusé" written as "e" and a combining accent (as macOS writes it) was
+    refused as not a label of the task; a look-alike still is."""
+    api.create_task(labels=["refusé", "ok"])
+    api.send("claims", CASE)
+    claim = api.claim("claims")
+    look_alike = {"label": "оk", "lease_id": claim["lease_id"]}  # a Cyrillic "о"
+    url = f"/v1/cases/{claim['case']['id']}/label"
+    headers = api.as_("reviewer", "test-reviewer")
+    assert api.client.post(url, json=look_alike, headers=headers).status_code == 422
+    decomposed = {"label": "refuse\u0301", "lease_id": claim["lease_id"]}
+    answer = api.client.post(url, json=decomposed, headers=headers)
+    assert answer.status_code == 200 and answer.json()["label"] == "refusé"
+    assert api.client.post(url, json=decomposed, headers=headers).status_code == 200  # a repeat
+
+
 def test_label_without_holding_lease_is_409(api):
     api.create_task()
     api.send("claims", CASE)
