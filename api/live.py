@@ -19,7 +19,7 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,12 +293,15 @@ class ModelStore:
         *,
         snapshots: bool = True,
         pause: Callable[[LiveModel], bool] | None = None,
+        skipped: Sequence[Sequence[int]] = (),
     ) -> int:
         """Apply every logged label after ``live.last_label_id``, in log order (the leader
         then snapshots the model when one is due, unless ``snapshots=False``). ``pause``:
         stop after the label that makes it true (the caller records that state, then
-        calls again for the rest)."""
+        calls again for the rest). ``skipped``: ``[after, upto]`` label-id ranges left out
+        (a task's ``skipped_labels``, for a rebuild from the first label)."""
         applied = 0
+        outside = [~col(Label.id).between(after + 1, upto) for after, upto in skipped]
         with live.lock:
             while True:
                 with self.db.read() as session:
@@ -306,6 +309,7 @@ class ModelStore:
                         select(Label, Case.features)
                         .join(Case, col(Case.id) == Label.case_id)
                         .where(Label.task_id == live.task_id, col(Label.id) > live.last_label_id)
+                        .where(*outside)
                         .order_by(col(Label.id))
                         .limit(REPLAY_CHUNK)
                     ).all()
@@ -470,8 +474,11 @@ class ModelStore:
             return False
         fresh = self.new_live(task)
         fresh.erasures = task.erasures
+        skipped = task.skipped_labels  # as the lineage's rollbacks left them out
         while True:  # labels may arrive meanwhile: fold them too, then swap under the lock
-            self.catch_up(fresh, snapshots=False)
+            self.catch_up(fresh, snapshots=False, skipped=skipped)
+            if skipped:  # every label up to the last range's end is folded or left out
+                fresh.last_label_id = max(fresh.last_label_id, max(u for _, u in skipped))
             self.align_settings(fresh, task)
             with live.lock:
                 if fresh.last_label_id >= live.last_label_id:

@@ -131,6 +131,8 @@ def restore_snapshot(
             created_at=time.time(),
         )
     )
+    if fresh.last_label_id > chosen.last_label_id:  # a rebuild from the log skips them too
+        task.skipped_labels = [*task.skipped_labels, [chosen.last_label_id, fresh.last_label_id]]
     reason = (
         f"model rolled back to version {chosen.version} by {(actor or audit.SYSTEM).name} "
         f"(labels after #{chosen.last_label_id} up to #{fresh.last_label_id} are not in "

@@ -240,6 +240,27 @@ def test_an_erasure_rebuilds_the_model_without_the_values_only_that_case_carried
     assert not _holds_pii(again.model.to_bytes()) and again.version == version
 
 
+def test_an_erasure_after_a_rollback_rebuilds_the_rolled_back_lineage(api):
+    """A probe rolled back to version 400, erased a case, and was served version 538: the
+    rebuild had folded the labels the rollback left out."""
+    seen = taught(api)  # snapshot_every=25
+    activated = api.client.post("/v1/tasks/claims/models/25/activate", headers=api.admin)
+    assert activated.json()["active_version"] == 25
+    rng = random.Random(5)
+    labelled = 0
+    while labelled < 3:  # learning goes on from version 25 (confident cases are decided)
+        api.send("claims", claims_case(rng)[0])
+        if (claim := api.claim("claims")) is not None:
+            assert api.label(claim, "approve").status_code == 200
+            labelled += 1
+    assert served(api)[0] == 28 and served(api)[1] != seen[25][1]
+    erased = api.client.delete(f"/v1/cases/{claim['case']['id']}", headers=api.admin)
+    assert erased.status_code == 204
+    assert served(api)[0] == 28  # the lineage as rolled back: 25 labels, then 3 (not 63)
+    store = api.client.app.state.tierline.store
+    assert store.get(store.tasks.get("claims")).labelled == 28
+
+
 def test_an_erasure_taken_by_a_follower_is_rebuilt_by_the_leader_and_followers_load_it(api):
     from api.lineage import ModelSync
     from api.live import ModelStore
