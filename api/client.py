@@ -465,12 +465,17 @@ class TierlineClient:
         return self._get(f"/v1/cases/{_p(case_id)}")
 
     # -- review
-    def claim(self, task: str, exclude: Sequence[str] = ()) -> Claim | None:
+    def claim(
+        self, task: str, exclude: Sequence[str] = (), *, resume: bool = False
+    ) -> Claim | None:
         """Lease the next case to review, or ``None`` when nothing is waiting.
 
-        ``exclude`` names cases to pass over (say, ones this reviewer skipped).
+        ``exclude`` names cases to pass over (say, ones this reviewer skipped);
+        ``resume``: a case this key already holds (and is not excluded) comes first.
         """
-        body = {"exclude": list(exclude)} if exclude else None
+        body: JSON | None = {"exclude": list(exclude)} if exclude else None
+        if resume:
+            body = {**(body or {}), "resume": True}
         return self._post(f"/v1/tasks/{_p(task)}/queue/claim", body)
 
     def label(self, case_id: str, label: str, lease_id: str, comment: str | None = None) -> JSON:

@@ -358,11 +358,14 @@ class QueueStatus(BaseModel):
 
 
 class ClaimRequest(StrictModel):
-    """Optional claim body: cases to pass over (the reviewer skipped them)."""
+    """Optional claim body: cases to pass over (the reviewer skipped them), and whether a
+    case this key already holds comes first (``resume``: a reviewer whose page reloaded
+    gets back the cases it held, with their leases, instead of finding them locked)."""
 
     exclude: Annotated[
         list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=1000)
     ] = []
+    resume: bool = False
 
 
 class LabelCreate(StrictModel):

@@ -117,7 +117,10 @@ def _claim_unseen(client: TierlineClient, state: State) -> Claim | None:
     ``None`` if there is none. When nothing else waits, one claim without them tells
     whether skipped cases do (that case is given straight back)."""
     task, skipped = state[TASK], state[SKIPPED]
-    found = client.claim(task, exclude=sorted(skipped)[:MAX_EXCLUDED])
+    # resume: a case this key holds that the page does not show (it reloaded) comes first
+    shown = [claim["case"]["id"] for claim in (state[CURRENT], state[PREFETCHED]) if claim]
+    passed_over = shown + sorted(skipped)[: MAX_EXCLUDED - len(shown)]
+    found = client.claim(task, exclude=passed_over, resume=True)
     state[ONLY_SKIPPED] = 0
     if found is None and skipped:
         left = client.claim(task)

@@ -37,7 +37,11 @@ async def claim(
     # async with one explicit threadpool hop: a sync route pays a second one to
     # validate its response
     claimed = await run_in_threadpool(
-        partial(service.claim_next, exclude=body.exclude if body else ()),
+        partial(
+            service.claim_next,
+            exclude=body.exclude if body else (),
+            resume=body.resume if body else False,
+        ),
         state.db,
         state.store,
         task,

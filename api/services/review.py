@@ -134,15 +134,21 @@ def claim_next(
     who: Principal,
     lease_seconds: float,
     exclude: Sequence[str] = (),
+    resume: bool = False,
 ) -> Claim | None:
     """Lease the most useful waiting case to ``who``; ``None`` when nothing waits.
 
     ``exclude`` names cases the reviewer skipped, so they are passed over. A case is
     never handed to a reviewer who already gave an opinion on it, and cases whose
     reviewers disagreed only to leads. At the task's gold rate a gold case is served
-    instead (leased to ``who`` alone: others may answer it at the same time).
+    instead (leased to ``who`` alone: others may answer it at the same time). With
+    ``resume``, a case ``who`` holds under a lease that has not expired comes first,
+    with that lease (the oldest such, outside ``exclude``): a page that reloaded lost
+    track of it.
     """
     now = time.time()
+    if resume and (held := _held(db, store, task_name, who, exclude, now)) is not None:
+        return held
     lease_id = "l_" + secrets.token_hex(12)
     expires = now + lease_seconds
     task = store.tasks.get(task_name)  # 404 for an unknown task (settings cached for 1 s)
@@ -202,6 +208,42 @@ def claim_next(
         case=case_detail(task, case, as_claimed(task, live, case, routing), live),
         lease_id=lease_id,
         lease_expires_at=iso(expires),
+        disagreement=disagreement,
+    )
+
+
+def _held(
+    db: Database,
+    store: ModelStore,
+    task_name: str,
+    who: Principal,
+    exclude: Sequence[str],
+    now: float,
+) -> Claim | None:
+    """The case ``who`` holds longest on the task under a live lease, with that lease."""
+    task = store.tasks.get(task_name)
+    with db.read() as session:
+        case_id = session.exec(
+            select(Case.id)
+            .where(
+                Case.task_id == task.id,
+                col(Case.queued),
+                col(Case.leased_by) == who.id,
+                col(Case.lease_expires_at) > now,
+                col(Case.id).not_in(list(exclude)),
+            )
+            .order_by(col(Case.lease_expires_at))
+            .limit(1)
+        ).first()
+        if case_id is None:
+            return None
+        task, case, routing = load_case(session, case_id)
+        disagreement = _opinions_shown(session, case_id) if case.escalated else None
+    live = store.get(task)
+    return Claim(
+        case=case_detail(task, case, as_claimed(task, live, case, routing), live),
+        lease_id=case.lease_id,  # type: ignore[arg-type]
+        lease_expires_at=iso(case.lease_expires_at),
         disagreement=disagreement,
     )
 

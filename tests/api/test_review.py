@@ -88,6 +88,31 @@ def test_a_claimed_case_todays_model_would_decide_keeps_the_reasons_it_was_queue
     assert as_claimed(task, state.store.get(task), case, audit) is audit
 
 
+def test_a_reviewer_resumes_the_cases_it_holds(api):
+    """A probe reloaded the review page: the case on screen and the prefetched one stayed
+    leased to it for ten minutes, and the queue read "held by other reviewers"."""
+    api.create_task()
+    for _ in range(3):
+        api.send("claims", CASE)
+    first, second = api.claim("claims"), api.claim("claims")
+    url, headers = "/v1/tasks/claims/queue/claim", api.as_("reviewer", "test-reviewer")
+
+    def claim(**body):  # type: ignore[no-untyped-def]
+        answer = api.client.post(url, json=body, headers=headers)
+        return answer.json() if answer.status_code == 200 else None
+
+    again = claim(resume=True)
+    assert (again["case"]["id"], again["lease_id"]) == (first["case"]["id"], first["lease_id"])
+    assert again["lease_expires_at"] == first["lease_expires_at"]
+    assert claim(resume=True, exclude=[first["case"]["id"]])["lease_id"] == second["lease_id"]
+    held = [first["case"]["id"], second["case"]["id"]]
+    third = claim(resume=True, exclude=held)
+    assert third["case"]["id"] not in held  # nothing else held: the queue as usual
+    other = api.client.post(url, json={"resume": True}, headers=api.as_("reviewer", "bob"))
+    assert other.status_code == 204  # another key's cases are not its to resume
+    assert api.label(again, "approve").status_code == 200  # the resumed lease labels
+
+
 def test_empty_queue_claim_is_204(api):
     api.create_task()
     response = api.client.post("/v1/tasks/claims/queue/claim", headers=api.as_("reviewer"))

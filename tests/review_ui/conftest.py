@@ -180,8 +180,19 @@ class FakeClient:
         task.update(changes)
         return dict(task)
 
-    def claim(self, task: str, exclude: Sequence[str] = ()) -> dict[str, Any] | None:
+    def claim(
+        self, task: str, exclude: Sequence[str] = (), *, resume: bool = False
+    ) -> dict[str, Any] | None:
         self._enter("claim", task)
+        held = [c for c in self.api.leases if c not in exclude and c not in self.api.labels]
+        if resume and held:  # one reviewer: every lease is this key's
+            expires = datetime.now(UTC) + timedelta(seconds=self.api.lease_seconds)
+            return {
+                "case": dict(self.api.cases[held[0]]),
+                "lease_id": self.api.leases[held[0]],
+                "lease_expires_at": expires.isoformat(),
+                "disagreement": self.api.disagreements.get(held[0]),
+            }
         for case_id in self.api.waiting():
             if case_id in exclude:
                 continue

@@ -37,6 +37,26 @@ def test_prefetched_case_with_a_lapsing_lease_is_claimed_afresh(loop) -> None:
     assert left is not None and left > rv.MIN_LEASE_SECONDS
 
 
+def test_a_reloaded_page_resumes_the_cases_it_held(loop) -> None:
+    """A probe reloaded the page: the case on screen and the prefetched one stayed leased
+    to the reviewer, locked for ten minutes, and the queue read "held by others"."""
+    api, client, state = loop
+    api.add_cases(3)
+    rv.ensure_case(client, state)
+    rv.prefetch(client, state)
+    held = dict(api.leases)
+    reloaded: dict = {}  # a new browser session: nothing on screen
+    rv.setup(reloaded)
+    rv.switch_task(client, reloaded, "claims")
+    rv.ensure_case(client, reloaded)
+    rv.prefetch(client, reloaded)
+    assert {reloaded[rv.CURRENT]["case"]["id"], reloaded[rv.PREFETCHED]["case"]["id"]} == set(held)
+    assert reloaded[rv.CURRENT]["lease_id"] == held[reloaded[rv.CURRENT]["case"]["id"]]
+    rv.submit_label(client, reloaded, "approve")  # the next one: the case that waited
+    rv.prefetch(client, reloaded)
+    assert reloaded[rv.PREFETCHED]["case"]["id"] == "c_3"
+
+
 def test_the_api_passes_over_skipped_cases_however_many(loop) -> None:
     """The claim names the skipped cases; claiming past them one by one gave up after five
     and said "only cases you skipped are waiting" with 73 others in the queue (a probe)."""
