@@ -45,8 +45,8 @@ def load_tasks(tl: TierlineClient, state: Any, force: bool = False) -> list[dict
     return state[TASKS]
 
 
-#: Label buttons per row: more and their text no longer fits (ten labels in one row
-#: showed only "1 …", "2 …").
+#: Short label buttons per row (quarters of a row, see :func:`label_rows`): more and their
+#: text no longer fits (ten labels in one row showed only "1 …", "2 …").
 BUTTONS_PER_ROW = 4
 
 
@@ -59,19 +59,46 @@ def label_button_text(index: int, label: str) -> str:
     return f"{index + 1} · {escape_markdown(label)}"
 
 
-def buttons_per_row(labels: list[str]) -> int:
-    """Label buttons to a row: fewer where labels are long, so that each reads whole.
+def label_rows(labels: list[str]) -> list[list[int]]:
+    """The label buttons' rows, in order: a short label takes a quarter of a row, one of up
+    to 24 characters half, a longer one the whole row, so each reads whole without one
+    long label putting every other on a row of its own.
 
-    >>> buttons_per_row(["yes", "no", "unsure"]), buttons_per_row(["refund", "request info"])
-    (3, 2)
-    >>> buttons_per_row(["approve", "reject", "escalate", "wait"])
-    4
-    >>> buttons_per_row(["Approve, but ask for the receipt first", "Reject"])
-    1
+    >>> label_rows(["yes", "no", "unsure"]), label_rows(["refund", "request info"])
+    ([[0, 1, 2]], [[0, 1]])
+    >>> label_rows(["approve", "reject", "escalate", "wait", "duplicate"])
+    [[0, 1, 2, 3], [4]]
+    >>> label_rows(["Approve, but ask for the receipt first", "Reject", "Wait"])
+    [[0], [1, 2]]
     """
-    longest = max((len(label) for label in labels), default=0)
-    most = BUTTONS_PER_ROW if longest <= 8 else 2 if longest <= 24 else 1
-    return max(1, min(len(labels), most))
+    rows: list[list[int]] = []
+    room = 0
+    for index, label in enumerate(labels):
+        size = _button_size(label)
+        if size > room:
+            rows.append([])
+            room = BUTTONS_PER_ROW
+        rows[-1].append(index)
+        room -= size
+    return rows
+
+
+def _button_size(label: str) -> int:
+    """Quarters of a row a label's button takes (see :func:`label_rows`)."""
+    return 1 if len(label) <= 8 else 2 if len(label) <= 24 else BUTTONS_PER_ROW
+
+
+def label_columns(labels: list[str]) -> list[Any]:
+    """One column per label, in order, rows as :func:`label_rows` packs them, each as wide
+    as its label needs (a row's room left over stays empty, so that rows line up; labels
+    that fit on one row share it whole)."""
+    rows = label_rows(labels)
+    columns = []
+    for row in rows:
+        sizes = [_button_size(labels[i]) for i in row]
+        left = BUTTONS_PER_ROW - sum(sizes) if len(rows) > 1 else 0
+        columns += st.columns(sizes + [left] if left else sizes)[: len(row)]
+    return columns
 
 
 def button_columns(n: int, per_row: int = BUTTONS_PER_ROW) -> list[Any]:
@@ -115,31 +142,36 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
 #: The feature card's tallest height in pixels: a taller case scrolls inside its card, so
 #: the label buttons below stay in view (a case of 200 features put them 10,000 px down).
 CARD_MAX_HEIGHT = 460
+CARD_MIN_HEIGHT = 220
+BUTTON_ROW_HEIGHT = 45
 
 
-def card_height(short: int, long: list[str]) -> int | None:
+def card_height(short: int, long: list[str], button_rows: int = 1) -> int | None:
     """Pixels to cap the feature card at, or ``None`` when it fits: an estimate from the
-    grid's rows (``short`` values, three a row) and the long texts' wrapped lines.
+    grid's rows (``short`` values, three a row) and the long texts' wrapped lines. Each
+    row of label buttons past the first takes :data:`BUTTON_ROW_HEIGHT` from the cap, so
+    the buttons stay on the first screen (down to :data:`CARD_MIN_HEIGHT`).
 
     >>> card_height(9, []) is None
     True
-    >>> card_height(200, []), card_height(3, ["x" * 10_000])
-    (460, 460)
+    >>> card_height(200, []), card_height(3, ["x" * 10_000]), card_height(200, [], 4)
+    (460, 460, 325)
     """
     lines = sum(1 + len(text) // 90 for text in long)
     estimate = 40 + 90 * -(-short // 3) + 28 * (len(long) + lines)
-    return CARD_MAX_HEIGHT if estimate > CARD_MAX_HEIGHT else None
+    cap = max(CARD_MIN_HEIGHT, CARD_MAX_HEIGHT - BUTTON_ROW_HEIGHT * (button_rows - 1))
+    return cap if estimate > cap else None
 
 
-def feature_card(case: dict[str, Any], schema: dict[str, Any] | None) -> None:
+def feature_card(case: dict[str, Any], schema: dict[str, Any] | None, button_rows: int) -> None:
     """The case's features: short values in a grid, long text full width (the card scrolls
-    past :data:`CARD_MAX_HEIGHT`)."""
+    past :func:`card_height`, lower the more rows of label buttons follow it)."""
     schema = schema or {}
     # a feature the case lacks shows as a dash: "missing" is not "not part of this task"
     features = {**dict.fromkeys(schema), **(case.get("features") or {})}
     short = [(k, v) for k, v in features.items() if not is_long(v, _kind(schema, k))]
     long = [(k, v) for k, v in features.items() if is_long(v, _kind(schema, k))]
-    height = card_height(len(short), [format_value(v) for _, v in long])
+    height = card_height(len(short), [format_value(v) for _, v in long], button_rows)
     with st.container(border=True, height=height or "content"):
         if not features:
             st.caption("This case has no features.")
@@ -272,19 +304,13 @@ def _correcting(state: Any) -> bool:
 
 
 def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, Any]) -> None:
-    """Comment, one button per label (keys 1–9), Skip, Not sure and Undo/correct last.
+    """One button per label (keys 1–9), Skip, Not sure, Undo/correct last, and a comment.
 
     While the correction panel is open its buttons own the number keys: the case on
     screen waits (it has not been read yet), and only ``u`` (close the panel) acts here.
     """
     busy = bool(state[rv.PENDING]) or _correcting(state)
-    st.text_input(
-        "Comment (optional)",
-        key=rv.COMMENT,
-        placeholder="Optional note for this label",
-        max_chars=2000,
-    )
-    columns = button_columns(len(labels), buttons_per_row(labels))
+    columns = label_columns(labels)
     suggested = None if blind(case) else case.get("suggestion")
     for index, (column, label) in enumerate(zip(columns, labels, strict=False)):
         column.button(
@@ -327,6 +353,12 @@ def actions(tl: TierlineClient, state: Any, labels: list[str], case: dict[str, A
         args=(state,),
         disabled=bool(state[rv.PENDING]) or not state[rv.DONE],
         width="stretch",
+    )
+    st.text_input(  # under the buttons: a comment is rare, a label is every case
+        "Comment (optional, type it before the label)",
+        key=rv.COMMENT,
+        placeholder="Optional note for this label",
+        max_chars=2000,
     )
 
 
@@ -499,8 +531,9 @@ def main() -> None:
     )
     left, right = st.columns([3, 2], gap="large")
     with left:  # the buttons under the case, on the first screen (the right side runs long)
-        feature_card(case, task.get("features"))
-        actions(tl, state, task.get("labels") or [], case)
+        labels = task.get("labels") or []
+        feature_card(case, task.get("features"), len(label_rows(labels)))
+        actions(tl, state, labels, case)
         lease_clock(state)
     with right:
         disagreement_note(claim.get("disagreement"))

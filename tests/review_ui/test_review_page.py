@@ -9,7 +9,7 @@ import pytest
 from api.client import Unauthorized, Unavailable
 from review_ui import reviewing as rv
 from review_ui.views import review as view
-from review_ui.views.review import buttons_per_row
+from review_ui.views.review import label_rows
 
 
 @pytest.fixture
@@ -296,10 +296,10 @@ def test_many_labels_are_laid_out_in_rows_and_shown_literally(app, fake_api) -> 
     shown = [b.label for b in at.button if re.match(r"^\d+ · ", b.label)]
     assert shown[:3] == ["1 · \\*a\\*", "2 · \\$x\\$", "3 · \\[l\\]\\(http\u2060\\://e\\.com\\)"]
     assert len(shown) == 10 and shown[9] == "10 · topic\\-6"
-    per_row = buttons_per_row(labels)  # 2: the longest label needs the room
-    assert per_row == 2
-    rows = [block for block in at.columns if block.proto.weight == 1 / per_row]
-    assert len(rows) >= len(labels)
+    # the long label takes half a row, the short ones a quarter each: three rows, not ten
+    assert label_rows(labels) == [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
+    halves = [block for block in at.columns if block.proto.weight == 0.5]
+    assert len(halves) == 1
 
 
 def test_a_label_whose_sending_was_interrupted_is_sent_again_without_a_banner(
