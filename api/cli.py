@@ -378,7 +378,8 @@ def _import(
     from api.services.imports import run_import
 
     _logging()
-    logging.getLogger("api").setLevel(logging.WARNING)
+    for name in ("api", "learner"):  # replayed history's migrations are not news
+        logging.getLogger(name).setLevel(logging.WARNING)
     settings, db, store = _open_store()
     console = Console(stderr=True)
     bar = Progress(

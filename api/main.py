@@ -122,7 +122,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own answer, except that a NaN or Infinity the client sent (Python's
         # JSON parser reads them) is echoed as text: as a number it made the answer a 500
-        return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
+        # and the reason a validator gives reads as given, without pydantic's "Value error, "
+        errors = [
+            {**e, "msg": e["msg"].removeprefix("Value error, ")} if "msg" in e else e
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": json_safe(jsonable_encoder(errors))}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
