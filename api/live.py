@@ -77,6 +77,8 @@ class LiveModel:
     snapshot_id: int = 0
     # the task's erasures this model was built without (ModelStore.forget_erased)
     erasures: int = 0
+    # the label ranges its lineage's rollbacks left out (ModelSnapshot.skipped_labels)
+    skipped: list[list[int]] = field(default_factory=list)
 
     def fold(
         self, label_id: int, row: Label | Row, features: dict, *, logged: bool = True
@@ -131,7 +133,9 @@ class LiveModel:
         self.model, self.governor, self.challenger = fresh.model, fresh.governor, fresh.challenger
         self.last_label_id, self.mode_reason = fresh.last_label_id, fresh.mode_reason
         self.labelled = fresh.labelled
-        self.snapshot_id, self.erasures = fresh.snapshot_id, fresh.erasures
+        self.snapshot_id, self.erasures, self.skipped = (
+            fresh.snapshot_id, fresh.erasures, fresh.skipped
+        )
         self.last_snapshot_version = self.published_version = fresh.version
         self.migrations.clear()
 
@@ -284,6 +288,7 @@ class ModelStore:
             challenger=state.get("challenger"),
             snapshot_id=snap.id,  # type: ignore[arg-type]
             erasures=state.get("erasures", 0),
+            skipped=list(snap.skipped_labels or []),
         )
 
     # --- learning ---------------------------------------------------------------------
@@ -299,7 +304,7 @@ class ModelStore:
         then snapshots the model when one is due, unless ``snapshots=False``). ``pause``:
         stop after the label that makes it true (the caller records that state, then
         calls again for the rest). ``skipped``: ``[after, upto]`` label-id ranges left out
-        (a task's ``skipped_labels``, for a rebuild from the first label)."""
+        (a lineage's rollbacks, for a rebuild from the first label)."""
         applied = 0
         outside = [~col(Label.id).between(after + 1, upto) for after, upto in skipped]
         with live.lock:
@@ -474,7 +479,7 @@ class ModelStore:
             return False
         fresh = self.new_live(task)
         fresh.erasures = task.erasures
-        skipped = task.skipped_labels  # as the lineage's rollbacks left them out
+        fresh.skipped = skipped = live.skipped  # as the lineage's rollbacks left them out
         while True:  # labels may arrive meanwhile: fold them too, then swap under the lock
             self.catch_up(fresh, snapshots=False, skipped=skipped)
             if skipped:  # every label up to the last range's end is folded or left out
@@ -541,6 +546,7 @@ class ModelStore:
             signature=sign(blob, self.secret),
             created_at=time.time(),
             kept=kept,
+            skipped_labels=live.skipped,
         )
         session.add(snap)
         session.flush()

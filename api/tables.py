@@ -71,11 +71,6 @@ class Task(SQLModel, table=True):
     # counts erasures of labelled cases: the model is rebuilt without their values
     # (api.live.ModelStore.forget_erased)
     erasures: int = 0
-    # [after, upto] label-id ranges a rollback left out of the lineage (labels after #after
-    # up to #upto): a rebuild from the log leaves them out too
-    skipped_labels: list = Field(
-        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
-    )
     # label quality (see api/services/quality.py)
     labels_per_case: int = 1  # distinct reviewers whose opinions a case needs
     second_opinion_confidence: float = 0.98  # contradicting a model this sure asks again
@@ -199,6 +194,11 @@ class ModelSnapshot(SQLModel, table=True):
     # a restart point one can roll back to; False: published for the other processes only
     # (each is deleted when the next snapshot of the task is written)
     kept: bool = True
+    # [after, upto] label-id ranges the rollbacks of this lineage left out (the labels after
+    # #after up to #upto): a rebuild from the label log leaves them out too
+    skipped_labels: list = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
 
 
 class TaskHistory(SQLModel, table=True):

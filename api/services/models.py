@@ -120,6 +120,8 @@ def restore_snapshot(
     else:
         return None
     fresh.last_label_id = max(newest_label or 0, keep_label_id)
+    if fresh.last_label_id > chosen.last_label_id:  # a rebuild from the log skips them too
+        fresh.skipped = [*fresh.skipped, [chosen.last_label_id, fresh.last_label_id]]
     session.add(
         ModelSnapshot(
             task_id=chosen.task_id,
@@ -129,10 +131,9 @@ def restore_snapshot(
             blob=chosen.blob,
             signature=chosen.signature,
             created_at=time.time(),
+            skipped_labels=fresh.skipped,
         )
     )
-    if fresh.last_label_id > chosen.last_label_id:  # a rebuild from the log skips them too
-        task.skipped_labels = [*task.skipped_labels, [chosen.last_label_id, fresh.last_label_id]]
     reason = (
         f"model rolled back to version {chosen.version} by {(actor or audit.SYSTEM).name} "
         f"(labels after #{chosen.last_label_id} up to #{fresh.last_label_id} are not in "

@@ -240,25 +240,43 @@ def test_an_erasure_rebuilds_the_model_without_the_values_only_that_case_carried
     assert not _holds_pii(again.model.to_bytes()) and again.version == version
 
 
-def test_an_erasure_after_a_rollback_rebuilds_the_rolled_back_lineage(api):
-    """A probe rolled back to version 400, erased a case, and was served version 538: the
-    rebuild had folded the labels the rollback left out."""
-    seen = taught(api)  # snapshot_every=25
+def _rolled_back_to_25_and_taught_3(api: Api) -> dict:
+    """A task rolled back to version 25 that learned 3 labels since (version 28); the last
+    case labelled."""
+    seen = taught(api)  # snapshot_every=25: kept at 25 and 50
     activated = api.client.post("/v1/tasks/claims/models/25/activate", headers=api.admin)
     assert activated.json()["active_version"] == 25
     rng = random.Random(5)
     labelled = 0
-    while labelled < 3:  # learning goes on from version 25 (confident cases are decided)
+    while labelled < 3:  # confident cases are decided: send until 3 came to a reviewer
         api.send("claims", claims_case(rng)[0])
         if (claim := api.claim("claims")) is not None:
             assert api.label(claim, "approve").status_code == 200
             labelled += 1
     assert served(api)[0] == 28 and served(api)[1] != seen[25][1]
-    erased = api.client.delete(f"/v1/cases/{claim['case']['id']}", headers=api.admin)
+    return claim["case"]
+
+
+def test_an_erasure_after_a_rollback_rebuilds_the_rolled_back_lineage(api):
+    """A probe rolled back to version 400, erased a case, and was served version 538: the
+    rebuild had folded the labels the rollback left out."""
+    case = _rolled_back_to_25_and_taught_3(api)
+    erased = api.client.delete(f"/v1/cases/{case['id']}", headers=api.admin)
     assert erased.status_code == 204
     assert served(api)[0] == 28  # the lineage as rolled back: 25 labels, then 3 (not 63)
     store = api.client.app.state.tierline.store
     assert store.get(store.tasks.get("claims")).labelled == 28
+
+
+def test_an_erasure_after_rolling_forward_rebuilds_that_lineage(api):
+    """Back to the kept version 50 of the first lineage: its 50 labels are in it again, the
+    3 of the rolled-back lineage are not (each lineage keeps its own left-out ranges)."""
+    case = _rolled_back_to_25_and_taught_3(api)
+    activated = api.client.post("/v1/tasks/claims/models/50/activate", headers=api.admin)
+    assert activated.json()["active_version"] == 50
+    erased = api.client.delete(f"/v1/cases/{case['id']}", headers=api.admin)
+    assert erased.status_code == 204
+    assert served(api)[0] == 50
 
 
 def test_an_erasure_taken_by_a_follower_is_rebuilt_by_the_leader_and_followers_load_it(api):
