@@ -203,6 +203,19 @@ def claim_next(
             after={"lease_id": lease_id, "lease_expires_at": iso(expires)},
         )  # fmt: skip
         disagreement = _opinions_shown(session, case_id) if case.escalated else None
+    return _handed(store, task, case, routing, lease_id, expires, disagreement)
+
+
+def _handed(
+    store: ModelStore,
+    task: Task,
+    case: Case,
+    routing: Routing,
+    lease_id: str,
+    expires: float | None,
+    disagreement: list[OpinionShown] | None,
+) -> Claim:
+    """A leased case as the reviewer is handed it (:func:`~api.services.cases.as_claimed`)."""
     live = store.get(task)
     return Claim(
         case=case_detail(task, case, as_claimed(task, live, case, routing), live),
@@ -239,13 +252,9 @@ def _held(
             return None
         task, case, routing = load_case(session, case_id)
         disagreement = _opinions_shown(session, case_id) if case.escalated else None
-    live = store.get(task)
-    return Claim(
-        case=case_detail(task, case, as_claimed(task, live, case, routing), live),
-        lease_id=case.lease_id,  # type: ignore[arg-type]
-        lease_expires_at=iso(case.lease_expires_at),
-        disagreement=disagreement,
-    )
+    lease_id = case.lease_id
+    assert lease_id is not None  # held: selected on its lease
+    return _handed(store, task, case, routing, lease_id, case.lease_expires_at, disagreement)
 
 
 def _opinions_shown(session: Session, case_id: str) -> list[OpinionShown]:
