@@ -17,9 +17,19 @@ venv: $(STAMP)
 demo: venv  ## migrate, start the API (:8000) and review UI (:8501), feed a demo task
 	TIERLINE_ENV=dev $(BIN)/tierline demo
 
-test: venv chromium postgres  ## the whole test suite, on SQLite and then on PostgreSQL
-	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest --backend postgresql
+# The two phases run side by side (two cores; each pytest is one process), the PostgreSQL
+# phase's report printed after the SQLite phase's; either failing (exit 5, no tests,
+# included) fails the target.
+PG_LOG := tests/artifacts/pytest-postgresql.log
+
+test: venv chromium postgres  ## the whole test suite, on SQLite and on PostgreSQL (side by side)
+	@mkdir -p tests/artifacts
+	@$(BIN)/python -m pytest --backend postgresql > $(PG_LOG) 2>&1 & pg=$$!; \
+	$(BIN)/python -m pytest; sqlite=$$?; \
+	wait $$pg; postgresql=$$?; \
+	echo "=== PostgreSQL phase ($(PG_LOG)) ==="; cat $(PG_LOG); \
+	echo "=== SQLite phase: exit $$sqlite; PostgreSQL phase: exit $$postgresql ==="; \
+	test $$sqlite -eq 0 && test $$postgresql -eq 0
 
 # PostgreSQL for the second test phase and bench-scale: 127.0.0.1:5432, user postgres (trust).
 # Each test run creates databases of its own (tierline_test_*) and drops them at the end.
