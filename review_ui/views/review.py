@@ -90,13 +90,15 @@ def _button_size(label: str) -> int:
 
 def label_columns(labels: list[str]) -> list[Any]:
     """One column per label, in order, rows as :func:`label_rows` packs them, each as wide
-    as its label needs (a row's room left over stays empty, so that rows line up; labels
-    that fit on one row share it whole)."""
+    as its label needs (a row's room left over stays empty, so that rows line up); labels
+    that fit on one row share it in equal parts."""
     rows = label_rows(labels)
+    if len(rows) == 1:
+        return list(st.columns(len(labels)))
     columns = []
     for row in rows:
         sizes = [_button_size(labels[i]) for i in row]
-        left = BUTTONS_PER_ROW - sum(sizes) if len(rows) > 1 else 0
+        left = BUTTONS_PER_ROW - sum(sizes)
         columns += st.columns(sizes + [left] if left else sizes)[: len(row)]
     return columns
 
