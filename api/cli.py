@@ -282,7 +282,7 @@ def audit_verify(
     Exit status 0 when every chain verifies, 1 when not. Keep the heads printed at the end
     outside the database: whoever can write the database can also compute a chain again
     after editing it, or cut its newest rows, which only a head recorded earlier reveals
-    (``--expect CHAIN:SEQ:HASH``).
+    (--expect CHAIN:SEQ:HASH).
     """
     from api.db import Database
     from api.services.audit import verify
