@@ -81,7 +81,9 @@ def account_box() -> None:
 
 #: Less empty space above the page, so the label buttons are on a laptop's first screen;
 #: button and figure names wrap instead of ending in "…" (a label must read whole); a
-#: narrow window gives the sidebar (a name and a button) less room.
+#: narrow window gives the sidebar (a name and a button) less room; on a phone, where the
+#: columns stack, the model's view comes before the case and its buttons (read top to
+#: bottom, then press, instead of scrolling past the buttons to read and back up).
 STYLE = """<style>
 [data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
 [data-testid="stMain"] button p, [data-testid="stMain"] button div,
@@ -90,6 +92,9 @@ STYLE = """<style>
 }
 @media (max-width: 1000px) {
   section[data-testid="stSidebar"] { width: 200px !important; min-width: 200px !important; }
+}
+@media (max-width: 640px) {
+  [data-testid="stColumn"]:has(.st-key-rv_model) { order: -1; }
 }
 </style>"""
 

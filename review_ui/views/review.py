@@ -537,7 +537,7 @@ def main() -> None:
         feature_card(case, task.get("features"), len(label_rows(labels)))
         actions(tl, state, labels, case)
         lease_clock(state)
-    with right:
+    with right, st.container(key="rv_model"):  # first on a phone (review_ui.app.STYLE)
         disagreement_note(claim.get("disagreement"))
         suggestion_panel(case)
     rv.prefetch(tl, state)
