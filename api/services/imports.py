@@ -198,7 +198,6 @@ class RowParser:
         max_comment_length: int,
     ) -> None:
         self.what = what
-        self.labels = set(labels)
         self.label_list = list(labels)
         self.schema = schema
         self.max_string_length = max_string_length
