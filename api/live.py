@@ -34,6 +34,7 @@ from api.tables import Case, Label, ModelSnapshot, Task
 from learner import LearnerError, Rule, TaskModel, parse_schema
 from learner.challenger import Challenger, challenger_for, starts_challenger
 from learner.controller import AuditTally, Evidence, Migration, TaskGovernor
+from learner.inputs import InputMonitor
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK = 1000
@@ -79,6 +80,19 @@ class LiveModel:
     erasures: int = 0
     # the label ranges its lineage's rollbacks left out (ModelSnapshot.skipped_labels)
     skipped: list[list[int]] = field(default_factory=list)
+    # the inputs of the cases this process routed and stored (made on first use)
+    inputs: InputMonitor | None = None
+
+    def watch(self, features: dict) -> None:
+        """Show the input monitor a case routed to be stored; the caller holds the lock."""
+        if self.inputs is None:
+            self.inputs = InputMonitor(self.model.schema)
+        self.inputs.observe(features)
+
+    @property
+    def inputs_moved(self) -> str | None:
+        """The feature whose move raises the audit rate now, else ``None``."""
+        return None if self.inputs is None else self.inputs.moved
 
     def fold(
         self, label_id: int, row: Label | Row, features: dict, *, logged: bool = True

@@ -1452,28 +1452,39 @@ class TaskGovernor:
     def delta(self) -> float:
         return self.controller.delta
 
-    def audit_rate(self, base: float) -> float:
+    def audit_rate(self, base: float, inputs_moved: str | None = None) -> float:
         """The audit rate to route with: ``base``, or ``audit_boost`` times it (at most 1)
-        while automated and the audit monitor warns that errors may be rising, so that a
-        drift is confirmed (or dismissed) after fewer automated cases. Audits carry the
-        rate they were drawn at as their propensity, so the evidence stays unbiased. A
-        false warning ends after a few right audits, so the boost costs few labels on a
-        stable stream; the default (20: every automated case at the usual 5%) confirmed
-        SEA's drift after about a quarter fewer automated cases than 8 did, at no cost
-        measured on stationary streams (BENCHMARKS.md, "Drift").
+        while automated and the audit monitor warns that errors may be rising, or the
+        inputs moved (``inputs_moved``: the feature a :class:`learner.inputs.InputMonitor`
+        saw move), so that a drift is confirmed (or dismissed) after fewer automated
+        cases, and the evidence catches up with inputs unlike those it was drawn from.
+        Audits carry the rate they were drawn at as their propensity, so the evidence
+        stays unbiased. A false warning ends after a few right audits, so the boost costs
+        few labels on a stable stream; the default (20: every automated case at the usual
+        5%) confirmed SEA's drift after about a quarter fewer automated cases than 8 did,
+        at no cost measured on stationary streams (BENCHMARKS.md, "Drift").
 
         Examples
         --------
         >>> gov = TaskGovernor(target_error=0.05)
-        >>> gov.audit_rate(0.05)
-        0.05
+        >>> gov.audit_rate(0.05), gov.audit_rate(0.05, inputs_moved="amount")
+        (0.05, 0.05)
+        >>> gov.mode = "automated"
+        >>> gov.audit_rate(0.05, inputs_moved="amount"), gov.raised_audits("amount")
+        (1.0, 'inputs moved (amount)')
         """
-        if self.mode == "automated" and self.audit_monitor.warning:
+        if self.mode == "automated" and (self.audit_monitor.warning or inputs_moved):
             return min(1.0, base * self.audit_boost)
         return base
 
     #: Why audits run above the task's rate (``audit_rate``), as reasons say it
     RAISED_AUDITS = "audited errors may be rising"
+
+    def raised_audits(self, inputs_moved: str | None = None) -> str:
+        """Why :meth:`audit_rate` raised the rate, as reasons say it."""
+        if self.audit_monitor.warning or not inputs_moved:
+            return self.RAISED_AUDITS
+        return f"inputs moved ({inputs_moved})"
 
     @property
     def fresh_labels(self) -> int:

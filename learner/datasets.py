@@ -9,6 +9,7 @@ to valid schema names, labels are strings, and rows are ready for
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -148,7 +149,28 @@ def _sources() -> dict[str, Callable]:
         ),
         "sea": _synth(lambda s: synth.SEA(seed=s), ["False", "True"]),
         "tickets": _tickets_source,
+        "sweep": lambda s: _Source(
+            ["0", "1"], _sweep(s), finite=False, schema={x: FeatureSpec("number") for x in SWEEP_X}
+        ),
     }
+
+
+SWEEP_X = ("x1", "x2", "x3")
+#: Cases a sweep of ``sweep``'s x1 across [-3, 3] takes (then it starts over at -3).
+SWEEP_CASES = 10_000
+
+
+def _sweep(seed: int) -> Iterator[tuple[dict, str]]:
+    """Inputs that move: x1 swept across [-3, 3] in order, label ``x2 > sin(2 x1)``
+    (2% flipped). A linear model fits each stretch of the sweep, and is confidently wrong
+    where the boundary bends away from what it learned: a shift of the inputs, not of
+    the concept."""
+    rng = random.Random(seed)
+    for i in itertools.count():
+        x1 = -3.0 + 6.0 * (i % SWEEP_CASES) / SWEEP_CASES
+        x2, x3 = rng.uniform(-1.5, 1.5), rng.gauss(0.0, 1.0)
+        positive = (x2 > math.sin(2.0 * x1)) != (rng.random() < 0.02)
+        yield {"x1": x1, "x2": x2, "x3": x3}, "1" if positive else "0"
 
 
 def _tickets_source(seed: int) -> _Source:
@@ -173,6 +195,7 @@ STREAM_NAMES = (
     "randomrbf",
     "sea",
     "tickets",
+    "sweep",
 )
 
 
@@ -199,7 +222,8 @@ def load_stream(name: str, *, seed: int = 0, n: int | None = None, shuffle: bool
         files), ``digits`` (scikit-learn), the synthetic ``hyperplane``, ``agrawal``,
         ``randomrbf`` (3 classes), ``sea`` (river's seeded generators), or ``tickets``
         (synthetic support tickets with number, category, text and boolean features,
-        some optional and absent; labels refund, replace, reject).
+        some optional and absent; labels refund, replace, reject), or ``sweep`` (inputs
+        that move: x1 swept across [-3, 3] once every 10,000 cases).
     seed
         Seeds the shuffle of file data sets and the synthetic generators.
     n

@@ -43,6 +43,7 @@ from learner.controller import (
 )
 from learner.datasets import STREAM_NAMES, SYNTHETIC_DEFAULT_N, load_stream
 from learner.errors import LearnerError
+from learner.inputs import InputMonitor
 from learner.model import MODEL_FAMILIES, TaskModel
 from learner.panel import QualityPolicy, ReviewPanel, SimulatedReviewer
 from learner.routing import (
@@ -120,6 +121,9 @@ class SimulationConfig:
     challenger
         On a drift alarm, race a fresh model trained on later labels only against the
         live one (:class:`~learner.challenger.Challenger`), as the service does.
+    watch_inputs
+        Raise the audit rate for a while when the numeric inputs move
+        (:class:`~learner.inputs.InputMonitor`), as the service does.
     window, ageing_seconds, curve_points, tuning
         Controller window (labels; default: the controller's windows, 3,000 labels for the
         point-estimate baseline), queue ageing (one case arrives per second), rows in
@@ -142,6 +146,7 @@ class SimulationConfig:
     drift_kind: str = "auto"
     window: int | None = None
     challenger: bool = True
+    watch_inputs: bool = True
     bounded_ageing: bool = True
     review_sample: bool = True
     ageing_seconds: float = 3600.0
@@ -219,6 +224,7 @@ class SimulationResult:
     auto_errors: int
     accuracy: float
     drift_detections: list[int] = field(default_factory=list)  # case index of each
+    input_moves: int = 0  # moves of the inputs that raised the audit rate (InputMonitor)
     review: dict[str, Any] = field(default_factory=dict)  # ReviewPanel.stats() (noisy reviewers)
 
     @property
@@ -321,6 +327,7 @@ class SimulationResult:
             "migrations": len(self.migrations),
             "suspensions": sum(m.mode == "suspended" for m in self.migrations),
             "drift_detections": len(self.drift_detections),
+            "input_moves": self.input_moves,
         }
         row.update(self.drift_summary())
         return row
@@ -504,7 +511,8 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     task = f"sim-{config.dataset}-{config.seed}"
     # the certified policy's audits carry the exact count of cases they stand for, as in
     # the service; the point-estimate baseline keeps the plain importance weights
-    tally = AuditTally(governor.controller.grid) if config.policy == "certified" else None
+    certified = config.policy == "certified"
+    tally = AuditTally(governor.controller.grid) if certified else None
     rng = random.Random(config.seed)
     panel = _review_panel(config, labels)
     suggested: dict[int, str | None] = {}  # the suggestion at routing time (noisy reviewers)
@@ -528,10 +536,13 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     n_labels = auto_cases = auto_errors = n_correct = 0
     curve: list[dict[str, Any]] = []
 
+    inputs = InputMonitor(schema) if config.watch_inputs and certified else None
     for i, (x, y) in enumerate(rows):
         # --- route ------------------------------------------------------------------------
+        if inputs is not None:
+            inputs.observe(x)
         proba = model.predict_proba_one(x)
-        if config.policy == "certified":
+        if certified:
             on = governor.mode == "automated"
             threshold = governor.threshold if on else None
         elif config.policy == "fixed":
@@ -545,8 +556,8 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         policy = RoutingPolicy(
             threshold=threshold if threshold is not None else 1.0,
             min_labels=config.min_labels,
-            audit_rate=governor.audit_rate(config.audit_rate)
-            if config.policy == "certified"
+            audit_rate=governor.audit_rate(config.audit_rate, inputs.moved if inputs else None)
+            if certified
             else config.audit_rate,
             automation_on=on,
             threshold_note="certified threshold",
@@ -628,7 +639,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             detected = governor.n_detections > before
             if detected:
                 drift_cases.append(i)
-            racing = config.challenger and config.policy == "certified"
+            racing = config.challenger and certified
             if racing and starts_challenger(detected, challenger, observed):
                 challenger = challenger_for(model, detected)
 
@@ -650,7 +661,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
                     "estimated_error": cert.estimate if cert.estimate is not None else math.nan,
                     "bound": cert.upper if cert.upper is not None else math.nan,
                     "threshold": threshold if on and threshold is not None else math.nan,
-                    "mode": governor.mode if config.policy == "certified" else config.policy,
+                    "mode": governor.mode if certified else config.policy,
                     "accuracy": n_correct / done,
                     "recent_accuracy": float(correct[recent].mean()),
                 }
@@ -672,6 +683,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         auto_errors=auto_errors,
         accuracy=n_correct / n_cases if n_cases else 0.0,
         drift_detections=drift_cases,
+        input_moves=inputs.n_moves if inputs is not None else 0,
         review=panel.stats() if panel is not None else {},
     )
 

@@ -30,7 +30,6 @@ from learner import (
     RoutingDecision,
     RoutingPolicy,
     Rule,
-    TaskGovernor,
     apply_guardrails,
     format_bound,
     id_draw,
@@ -125,8 +124,10 @@ def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> 
     if mode == "suspended":  # why, and what it waits for today (not only what suspended it)
         reason = f"{reason}; {to_resume(live.governor)}"
     certified = task.threshold_policy == "certified"
-    # while drift is suspected the governor audits more (propensity recorded as drawn)
-    audit_rate = live.governor.audit_rate(task.audit_rate) if certified else task.audit_rate
+    # while drift is suspected, or the inputs moved, the governor audits more (propensity
+    # recorded as drawn)
+    moved = live.inputs_moved
+    audit_rate = live.governor.audit_rate(task.audit_rate, moved) if certified else task.audit_rate
     raised = audit_rate > task.audit_rate
     return RoutingPolicy(
         threshold=1.0 if threshold is None else threshold,  # unused: nothing automates then
@@ -136,7 +137,7 @@ def routing_policy(task: Task, live: LiveModel, oldest: float | None = None) -> 
         threshold_note="certified threshold" if certified else "threshold",
         hold_reason=None if mode == "automated" else reason,
         sample_rate=review_sample_rate(task.audit_rate, oldest, time.time()),
-        audit_note=f"raised: {TaskGovernor.RAISED_AUDITS}" if raised else None,
+        audit_note=f"raised: {live.governor.raised_audits(moved)}" if raised else None,
     )
 
 
@@ -217,13 +218,17 @@ def score(
     policy: RoutingPolicy | None = None,
     oldest: float | None = None,
     draw: float | None = None,
+    watch: bool = False,
 ) -> tuple[dict, RoutingDecision, int]:
     """Validate features against the task's schema, then score and route them (under
     ``policy``, else the policy in force now, given the queue's ``oldest`` case).
     ``case_id`` is a :func:`new_case_id`: its random tail is the case's audit draw
-    (unless ``draw`` is given)."""
+    (unless ``draw`` is given). ``watch``: the case will be stored, so the task's input
+    monitor sees it (:meth:`LiveModel.watch`)."""
     clean = _validated(live.model.schema, features, max_string_length, loc)
     with live.lock:
+        if watch:
+            live.watch(clean)
         proba = live.model.predict_proba_one(clean)
         version, labelled = live.version, live.labelled
         if policy is None:
@@ -377,8 +382,9 @@ async def submit_case_ready(
         return None
     case_id = new_case_id()
     clean, decision, version = score(
-        task, live, item.features, case_id, max_string_length, ["features"], oldest=oldest
-    )
+        task, live, item.features, case_id, max_string_length, ["features"], oldest=oldest,
+        watch=True,
+    )  # fmt: skip
     scored = [Scored(case_id, item, clean, decision, version)]
     publics, write = _case_writes(task, live, scored, oldest)
     await asyncio.wrap_future(db.group.submit(write))
@@ -408,9 +414,18 @@ def submit_cases(
     scored: list[Scored | dict[str, Any]] = []
     first_of: dict[str, int] = {}
     oldest = store.oldest_queued.get(task.id)  # type: ignore[arg-type]
-    with live.lock:  # one policy for the whole call (~10 us a case otherwise, in a batch)
-        policy = routing_policy(task, live, oldest)
-    boost_left = MAX_CASES_AT_RAISED_AUDIT_RATE if policy.audit_rate > task.audit_rate else None
+
+    def policy_now() -> tuple[RoutingPolicy, str | None, int | None]:
+        """The policy in force, the moved input it follows, and how many automated cases
+        may take a rate raised on a drift warning (a raise for moved inputs lasts as the
+        input monitor says)."""
+        with live.lock:
+            policy, moved = routing_policy(task, live, oldest), live.inputs_moved
+        warned = policy.audit_rate > task.audit_rate and moved is None
+        return policy, moved, MAX_CASES_AT_RAISED_AUDIT_RATE if warned else None
+
+    # one policy for the call (~10 us a case otherwise, in a batch) until the inputs move
+    policy, moved, boost_left = policy_now()
     for i, item in enumerate(items):
         if item.external_id in existing:
             scored.append(existing[item.external_id])
@@ -422,9 +437,12 @@ def submit_cases(
             first_of[item.external_id] = i
         case_id = new_case_id()
         clean, decision, version = score(
-            task, live, item.features, case_id, max_string_length, _loc(i, batch), policy
-        )
-        if boost_left is not None and decision.route == "auto":
+            task, live, item.features, case_id, max_string_length, _loc(i, batch), policy,
+            watch=True,
+        )  # fmt: skip
+        if live.inputs_moved != moved:  # a raise for moved inputs began or ended here
+            policy, moved, boost_left = policy_now()
+        elif boost_left is not None and decision.route == "auto":
             boost_left -= 1
             if not boost_left:  # the rest of the call at the task's own rate
                 policy = replace(policy, audit_rate=task.audit_rate, audit_note=None)

@@ -201,10 +201,10 @@ def current_reason(task: Task, live: LiveModel | None) -> str | None:
     if mode == "suspended" and live is not None:  # why, and what it waits for now
         return f"{reason}; {to_resume(live.governor)}"
     if mode == "automated" and live is not None and task.threshold_policy == "certified":
-        governor = live.governor
-        raised = governor.audit_rate(task.audit_rate)
+        governor, moved = live.governor, live.inputs_moved
+        raised = governor.audit_rate(task.audit_rate, moved)
         if raised > task.audit_rate:  # the drift warning's audits: say why so many
-            return f"{reason}; audits raised to rate {raised:g}: {governor.RAISED_AUDITS}"
+            return f"{reason}; audits raised to rate {raised:g}: {governor.raised_audits(moved)}"
     return reason
 
 

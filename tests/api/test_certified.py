@@ -146,7 +146,7 @@ def test_a_batch_takes_the_raised_audit_rate_for_its_first_automated_cases_only(
     teach_until_automated(api)
     store = api.client.app.state.tierline.store
     governor = store.get(store.tasks.get("claims")).governor
-    governor.audit_rate = lambda base: 1.0  # as while the audit monitor warns
+    governor.audit_rate = lambda base, inputs_moved=None: 1.0  # as while the monitor warns
     rng = random.Random(11)
     batch = [{"features": claims_case(rng)[0]} for _ in range(300)]
     results = api.client.post(
@@ -164,6 +164,35 @@ def test_a_batch_takes_the_raised_audit_rate_for_its_first_automated_cases_only(
     assert single["route"] != "auto" or single["propensity"] == 1.0
     reason = api.client.get("/v1/tasks/claims", headers=api.admin).json()["mode_reason"]
     assert reason.endswith("; audits raised to rate 1: audited errors may be rising"), reason
+
+
+def test_inputs_that_move_raise_the_audits_and_the_task_says_why(api):
+    """Claims ten times larger than any reviewed: the model rejects them with confidence,
+    but no label vouches for it there, so every automated one is audited for a while."""
+    certified_task(api)  # audit rate 0.2
+    teach_until_automated(api)
+    rng = random.Random(12)
+
+    def larger_claims(n):
+        batch = [claims_case(rng)[0] for _ in range(n)]
+        batch = [{"features": {**case, "amount": case["amount"] * 10}} for case in batch]
+        return api.client.post(
+            "/v1/tasks/claims/cases/batch", json={"cases": batch}, headers=api.as_("service")
+        ).json()["results"]
+
+    results = larger_claims(150)
+    task = api.client.get("/v1/tasks/claims", headers=api.admin).json()
+    assert task["mode_reason"].endswith("; audits raised to rate 1: inputs moved (amount)")
+    results += larger_claims(300)
+    raised = "audit sample (rate 1; raised: inputs moved (amount))"
+    first = next(i for i, r in enumerate(results) if raised in r["reasons"])
+    assert 10 < first < 100  # some cases first: a move is told from noise
+    assert not any("inputs moved" in " ".join(r["reasons"]) for r in results[:first])
+    # no cap of a batch's raised audits here: the raise lasts 300 cases (InputMonitor)
+    auto = [r for r in results[first : first + 300] if r["route"] == "auto"]
+    assert len(auto) > 100 and all(r["audit"] and r["propensity"] == 1.0 for r in auto)
+    after = [r for r in results[first + 300 :] if r["route"] == "auto"]  # the raise ran out
+    assert after and {r["propensity"] for r in after} == {0.2}
 
 
 def test_a_new_target_is_in_the_history_even_when_mode_and_threshold_stay(api):

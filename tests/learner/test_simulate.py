@@ -123,6 +123,19 @@ def test_drift_suspends_and_reports():
     assert any("drift detected" in m.reason for m in suspended)
 
 
+def test_moving_inputs_raise_the_audits_of_automated_cases():
+    """On the sweep the evidence always lags the inputs: the input monitor keeps the
+    audits raised (every automated case at 5% and a boost of 20), so the evidence keeps
+    up; without it, only the audit monitor's warnings raise them."""
+    watched = simulate(SimulationConfig("sweep", n=5000, target_error=0.05))
+    blind = simulate(SimulationConfig("sweep", n=5000, target_error=0.05, watch_inputs=False))
+    assert watched.input_moves >= 10 and blind.input_moves == 0
+    assert watched.automated.sum() > 1000 and blind.automated.sum() > 1000
+    assert watched.audited.sum() > 0.8 * watched.automated.sum()
+    assert blind.audited.sum() < 0.3 * blind.automated.sum()
+    assert watched.summary()["input_moves"] == watched.input_moves
+
+
 def test_drifting_streams_switch_at_the_drift_point():
     _, _, plain = load_drifting_stream("tickets", n=50)
     _, _, rotated = load_drifting_stream("tickets", n=50, drift_at=20)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -170,9 +172,12 @@ class TestDatabases:
         return self._create(f"{self.prefix}_{self._count}")
 
     def shared(self, directory: Path) -> str:
-        """A migrated, empty database for one test (SQLite: a new file in ``directory``)."""
+        """A migrated, empty database for one test (SQLite: a copy of a template file
+        migrated once a session, in ``directory``: migrating each test's file took ~0.4 s)."""
         if not self.is_postgres:
-            return f"sqlite:///{directory / 'tierline.db'}"
+            path = directory / "tierline.db"
+            shutil.copyfile(self._sqlite_template(), path)
+            return f"sqlite:///{path}"
         if self._shared is None:
             from api import migrate
 
@@ -181,6 +186,17 @@ class TestDatabases:
             self._shared_engine = create_engine(self._shared, poolclass=NullPool)
         self._empty(self._shared_engine)  # type: ignore[arg-type]
         return self._shared
+
+    def _sqlite_template(self) -> Path:
+        """A migrated, empty SQLite file, its WAL folded in, so one file copy is a database."""
+        template = self.base_dir / "template.db"
+        if not template.exists():
+            from api import migrate
+
+            migrate.upgrade(f"sqlite:///{template}")
+            with sqlite3.connect(template) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return template
 
     def _empty(self, engine: Engine) -> None:
         """End connections left by earlier tests, then empty every table but Alembic's.
