@@ -124,6 +124,7 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"section": section, "family": task.get("family", "linear")}
     row.update(result.summary())
     row["audit_rate"] = task.get("audit_rate", 0.05)
+    row["watch_inputs"] = task.get("watch_inputs", True)
     row["seconds"] = time.perf_counter() - started
     if section == "active":
         # Prequential accuracy over the trailing tenth of the stream, at 100 points.

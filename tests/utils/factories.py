@@ -98,13 +98,23 @@ class Api:
             headers=self.as_("reviewer", reviewer),
         )
 
+    def _send_batch(self, task: str, cases: list[tuple[dict[str, Any], str]]) -> dict[str, str]:
+        """Send cases in one batch; their true labels by case id."""
+        response = self.client.post(
+            f"/v1/tasks/{task}/cases/batch",
+            json={"cases": [{"features": x} for x, _ in cases]},
+            headers=self.as_("service"),
+        )
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        return {r["id"]: y for r, (_, y) in zip(results, cases, strict=True)}
+
     def teach(self, task: str, n: int, seed: int = 0) -> None:
-        """Send ``n`` synthetic claims and label every case that reaches the queue."""
+        """Send ``n`` synthetic claims (in one batch: a call a case made the suite's
+        PostgreSQL phase minutes slower) and label every case that reaches the queue."""
         rng = random.Random(seed)
-        truth = {}
-        for _ in range(n):
-            x, y = claims_case(rng)
-            truth[self.send(task, x)["id"]] = y
+        cases = [claims_case(rng) for _ in range(n)]
+        truth = self._send_batch(task, cases) if cases else {}
         while (claim := self.claim(task)) is not None:
             case_id = claim["case"]["id"]
             response = self.label(claim, truth.get(case_id, "approve"))
