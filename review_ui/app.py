@@ -83,7 +83,9 @@ def account_box() -> None:
 #: button and figure names wrap instead of ending in "…" (a label must read whole); a
 #: narrow window gives the sidebar (a name and a button) less room; on a phone, where the
 #: columns stack, the model's view comes before the case and its buttons (read top to
-#: bottom, then press, instead of scrolling past the buttons to read and back up).
+#: bottom, then press, instead of scrolling past the buttons to read and back up), the
+#: page starts below the header bar (which hid the task picker's name) and the review
+#: counter's three figures share one row (stacked they took a third of the screen).
 STYLE = """<style>
 [data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
 [data-testid="stMain"] button p, [data-testid="stMain"] button div,
@@ -95,6 +97,12 @@ STYLE = """<style>
 }
 @media (max-width: 640px) {
   [data-testid="stColumn"]:has(.st-key-rv_model) { order: -1; }
+  [data-testid="stMainBlockContainer"] { padding-top: 4rem; }
+  .st-key-rv_counter [data-testid="stHorizontalBlock"] { flex-wrap: nowrap; }
+  .st-key-rv_counter [data-testid="stColumn"] {
+    min-width: 0 !important; width: auto !important; flex: 1 1 0 !important;
+  }
+  .st-key-rv_counter [data-testid="stMetricValue"] { font-size: 1.5rem; }
 }
 </style>"""
 

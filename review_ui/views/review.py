@@ -127,7 +127,8 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
             status = tl.queue(task)
         except TierlineError:
             status = {}
-        first, second, third = st.columns(3)
+        # keyed for the phone layout (review_ui/app.py: one row, not three stacked)
+        first, second, third = st.container(key="rv_counter").columns(3)
         first.metric("Labelled this session", f"{state[rv.COUNT]:,}")
         depth = status.get("queue_depth")
         second.metric("Waiting in queue", "—" if depth is None else f"{depth:,}")

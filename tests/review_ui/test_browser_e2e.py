@@ -178,6 +178,28 @@ def test_addresses_in_a_case_are_shown_as_text_not_links(stack, browser) -> None
         assert admin.get(f"/v1/cases/{sent.json()['id']}").json()["label"] == "phish"
 
 
+def test_on_a_phone_the_page_reads_top_down_below_the_header(stack, browser) -> None:
+    """At 390 px Streamlit stacks the columns: the task picker's name was under the
+    header bar, the three counter figures took a third of the screen, and the model's
+    view came after the buttons."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        sign_in(page, stack.ui.url, stack.make_key("reviewer", "phil-e2e"))
+        wait_for_case(page)
+        wait_until_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "review-phone.png"))
+        header = page.get_by_test_id("stHeader").bounding_box()
+        name = page.get_by_test_id("stWidgetLabel").filter(has_text="Task").bounding_box()
+        assert name["y"] >= header["y"] + header["height"], (name, header)
+        tops = {round(m.bounding_box()["y"]) for m in page.get_by_test_id("stMetric").all()}
+        assert len(tops) == 1, tops  # one row
+        model = page.locator(".st-key-rv_model").bounding_box()
+        assert model["y"] < page.get_by_role("button", name="1 · approve").bounding_box()["y"]
+    finally:
+        context.close()
+
+
 @contextmanager
 def first_case_of(browser, stack: Stack, task: str, reviewer: str, label: str) -> Iterator:
     """A new reviewer signed in at 1280 × 900, with ``task``'s first case on screen (its
