@@ -391,6 +391,7 @@ def _import(
         disable=not progress,
     )
     try:
+        store.tasks.get(task)  # a task that does not exist: one line, no progress bar first
         with bar:
             tracked = bar.add_task(f"importing {what} from {path.name}", total=None)
             report = run_import(
