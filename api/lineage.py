@@ -190,7 +190,7 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
     Returns a one-line summary.
     """
     from api.services import audit
-    from api.services.models import restore_snapshot
+    from api.services.models import keep_head, restore_snapshot
     from api.services.tasks import get_task
 
     lock = db.leader_lock()
@@ -201,6 +201,10 @@ def rollback_model(db: Database, secret: bytes, task_name: str, version: int) ->
                 "stop them, roll back, then start them again"
             )
         store = ModelStore(db, secret)
+        with db.read() as session:
+            head = store.get(get_task(session, task_name))
+        if head is not None:
+            keep_head(store, head)
         with db.write() as session:
             task = get_task(session, task_name)
             restored = restore_snapshot(

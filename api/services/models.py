@@ -66,6 +66,7 @@ def activate(
     live = store.get(task)
     if live is None:
         raise NotFound(f"task {task_name!r} has no model yet")
+    keep_head(store, live)
     with db.write() as session:
         task = get_task(session, task_name)
         restored = restore_snapshot(
@@ -84,6 +85,14 @@ def activate(
     store.tasks.forget(task_name)
     with db.read() as session:
         return list_models(session, store, task_name)
+
+
+def keep_head(store: ModelStore, live: LiveModel) -> None:
+    """Keep the model as it stands before a rollback replaces it (most labels only publish
+    a snapshot that the next one deletes), so that activating its version undoes the
+    rollback."""
+    if live.version != live.last_snapshot_version:
+        store.save_snapshot(live)
 
 
 def restore_snapshot(
@@ -134,11 +143,12 @@ def restore_snapshot(
             skipped_labels=fresh.skipped,
         )
     )
-    reason = (
-        f"model rolled back to version {chosen.version} by {(actor or audit.SYSTEM).name} "
-        f"(labels after #{chosen.last_label_id} up to #{fresh.last_label_id} are not in "
-        "this lineage)"
-    )
+    reason = f"model rolled back to version {chosen.version} by {(actor or audit.SYSTEM).name}"
+    if fresh.last_label_id > chosen.last_label_id:
+        reason += (
+            f" (labels after #{chosen.last_label_id} up to #{fresh.last_label_id} are not in "
+            "this lineage)"
+        )
     record_history(session, task, reason)
     sync_task(session, task, fresh, reason)
     audit.record(

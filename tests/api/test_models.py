@@ -78,6 +78,19 @@ def test_models_are_listed_and_an_older_one_activated(api):  # snapshot_every=25
     assert 25 < version < 60
 
 
+def test_a_rollback_can_be_undone_the_head_it_replaced_is_kept(api):
+    """A probe rolled back by mistake: the head of 60 labels had no kept snapshot (one
+    every 25 labels), so nothing could bring it back."""
+    seen = taught(api)
+    before = [m["version"] for m in api.client.get("/v1/tasks/claims/models", headers=api.admin)
+              .json()["data"]]  # fmt: skip
+    assert 60 not in before
+    api.client.post("/v1/tasks/claims/models/25/activate", headers=api.admin).raise_for_status()
+    undone = api.client.post("/v1/tasks/claims/models/60/activate", headers=api.admin)
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["active_version"] == 60 and served(api) == seen[60]
+
+
 def test_activating_a_version_without_a_snapshot_is_404(api):
     taught(api, 30)
     response = api.client.post("/v1/tasks/claims/models/7/activate", headers=api.admin)

@@ -81,3 +81,25 @@ def test_rollback_to_a_version_without_snapshot_is_refused(settings, cli_env):
     assert result.exit_code == 2 and "no signed snapshot" in result.output
     result = CliRunner().invoke(cli, ["model", "rollback", "-t", "nope", "--version", "3"])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_after_a_crash_the_rollback_keeps_the_head_it_replaces(settings, cli_env, monkeypatch):
+    """The API died before its shutdown snapshot: the head of 40 labels is only in the log.
+    The rollback rebuilds and keeps it first, so rolling back to 40 undoes the rollback."""
+    from api.live import ModelStore
+
+    with monkeypatch.context() as crash, TestClient(create_app(settings)) as client:
+        api = Api(client)
+        api.create_task(min_labels=10, threshold=0.6)
+        api.teach("claims", 40)
+        head = served(api)
+        assert head[0] == 40
+        crash.setattr(ModelStore, "snapshot_all", lambda self: None)  # no shutdown snapshot
+    for version, restored in (("30", 25), ("40", 40)):
+        rollback = ["model", "rollback", "-t", "claims", "--version", version]
+        result = CliRunner().invoke(cli, rollback)
+        assert result.exit_code == 0 and f"rolled back to version {restored}" in result.output
+    # nothing left out: the reason names no labels
+    assert result.output.strip().endswith("rolled back to version 40 by tierline CLI (root)")
+    with TestClient(create_app(settings)) as client:
+        assert served(Api(client)) == head
