@@ -31,9 +31,9 @@ class InputMonitor:
     on a normal feature: a shift by 3 standard deviations is reported after 26 cases
     (median of 50 runs), by 1 after 63, by 0.5 after 275, by 0.25 rarely; on unchanged
     inputs (uniform, lognormal, binary and tied values) never in 8 million cases. On a
-    move the feature takes a new reference (its next ``warmup`` values), so inputs that
-    keep moving keep being reported, and a *raise* starts that lasts ``raise_cases``
-    routed cases (a later move restarts it).
+    move the feature takes a new reference (its next ``warmup`` values; also every
+    ``renew`` values without one), so inputs that keep moving keep being reported, and a
+    *raise* starts that lasts ``raise_cases`` routed cases (a later move restarts it).
 
     Categories, texts and booleans are not watched; missing values are skipped. A feature
     watched on a case costs a binary search or two and a few additions (about a
@@ -54,6 +54,10 @@ class InputMonitor:
         Routed cases a raise lasts after the last move.
     budget
         Features watched per case at most.
+    renew
+        Values a reference serves for at most, when nothing moved: a reference drawn
+        across a jump (half its values before, half after) ranks every value between its
+        two parts alike, and would hide a later sweep across them.
 
     Examples
     --------
@@ -78,8 +82,10 @@ class InputMonitor:
         threshold: float = 10.0,
         raise_cases: int = 300,
         budget: int = 4,
+        renew: int = 2_000,
     ) -> None:
         self.warmup = warmup
+        self.renew = renew
         self.allowance = allowance
         self.threshold = threshold
         self.raise_cases = raise_cases
@@ -93,6 +99,7 @@ class InputMonitor:
         self._filling: list[list[float]] = [[] for _ in self.names]
         self._up = [0.0] * len(self.names)
         self._down = [0.0] * len(self.names)
+        self._age = [0] * len(self.names)  # values compared with the reference so far
         self.n_moves = 0
         #: The feature whose move started the raise in force (``None``: no raise).
         self.moved: str | None = None
@@ -124,9 +131,13 @@ class InputMonitor:
             at_most = bisect_right(reference, value, below) if tied else below
             step = (below + at_most) / (2 * n) - 0.5
             u, d = up[i] + step - k, down[i] - step - k
+            self._age[i] += 1
             if u > h or d > h:
                 moved = moved or name
-                references[i], u, d = None, 0.0, 0.0  # a new reference from the values to come
+            if u > h or d > h or self._age[i] >= self.renew:
+                # a new reference from the values to come: after a move, or when this one
+                # is old (one that straddles a jump hides what moves between its parts)
+                references[i], u, d, self._age[i] = None, 0.0, 0.0, 0
             up[i], down[i] = max(u, 0.0), max(d, 0.0)
         if moved is not None:
             self.n_moves += 1
