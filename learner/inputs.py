@@ -29,8 +29,9 @@ class InputMonitor:
     a spread of at most 1/12; the CUSUM (Page 1954) sums them less an ``allowance`` (one
     way and the other) and reports a move when either sum passes ``threshold``. Measured
     on a normal feature: a shift by 3 standard deviations is reported after 26 cases
-    (median of 50 runs), by 1 after 63, by 0.5 after 275, by 0.25 rarely; on unchanged
-    inputs (uniform, lognormal, binary and tied values) never in 8 million cases. On a
+    (median of 50 runs), by 1 after 63, by 0.5 after 266 (in 46 runs of 50), by 0.25
+    rarely; on unchanged inputs (uniform, lognormal, binary and tied values) never in 8
+    million cases. On a
     move the feature takes a new reference (its next ``warmup`` values; also every
     ``renew`` values without one), so inputs that keep moving keep being reported, and a
     *raise* starts that lasts ``raise_cases`` routed cases (a later move restarts it).
