@@ -88,10 +88,22 @@ def activate(
 
 
 def keep_head(store: ModelStore, live: LiveModel) -> None:
-    """Keep the model as it stands before a rollback replaces it (most labels only publish
-    a snapshot that the next one deletes), so that activating its version undoes the
-    rollback."""
-    if live.version != live.last_snapshot_version:
+    """Keep the model as it stands before a rollback replaces it, unless a kept snapshot
+    already holds it (most labels only publish a snapshot that the next one deletes), so
+    that activating its version undoes the rollback. A model that learned nothing has
+    nothing to keep."""
+    if live.version == 0:
+        return
+    with store.db.read() as session:
+        kept = session.exec(
+            select(ModelSnapshot.id).where(
+                ModelSnapshot.task_id == live.task_id,
+                col(ModelSnapshot.kept),
+                ModelSnapshot.version == live.version,
+                ModelSnapshot.last_label_id == live.last_label_id,
+            )
+        ).first()
+    if kept is None:
         store.save_snapshot(live)
 
 
