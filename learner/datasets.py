@@ -149,13 +149,10 @@ def _sources() -> dict[str, Callable]:
         ),
         "sea": _synth(lambda s: synth.SEA(seed=s), ["False", "True"]),
         "tickets": _tickets_source,
-        "sweep": lambda s: _Source(
-            ["0", "1"], _sweep(s), finite=False, schema={x: FeatureSpec("number") for x in SWEEP_X}
-        ),
+        "sweep": _sweep_source,
     }
 
 
-SWEEP_X = ("x1", "x2", "x3")
 #: Cases a sweep of ``sweep``'s x1 across [-3, 3] takes (then it starts over at -3).
 SWEEP_CASES = 10_000
 
@@ -171,6 +168,11 @@ def _sweep(seed: int) -> Iterator[tuple[dict, str]]:
         x2, x3 = rng.uniform(-1.5, 1.5), rng.gauss(0.0, 1.0)
         positive = (x2 > math.sin(2.0 * x1)) != (rng.random() < 0.02)
         yield {"x1": x1, "x2": x2, "x3": x3}, "1" if positive else "0"
+
+
+def _sweep_source(seed: int) -> _Source:
+    schema = {x: FeatureSpec("number") for x in ("x1", "x2", "x3")}
+    return _Source(["0", "1"], _sweep(seed), finite=False, schema=schema)
 
 
 def _tickets_source(seed: int) -> _Source:

@@ -223,11 +223,12 @@ def score(
     """Validate features against the task's schema, then score and route them (under
     ``policy``, else the policy in force now, given the queue's ``oldest`` case).
     ``case_id`` is a :func:`new_case_id`: its random tail is the case's audit draw
-    (unless ``draw`` is given). ``watch``: the case will be stored, so the task's input
-    monitor sees it (:meth:`LiveModel.watch`)."""
+    (unless ``draw`` is given). ``watch``: the case will be stored, so the input monitor
+    of a certified task sees it (:meth:`LiveModel.watch`; a fixed rule's audit rate never
+    follows it)."""
     clean = _validated(live.model.schema, features, max_string_length, loc)
     with live.lock:
-        if watch:
+        if watch and task.threshold_policy == "certified":
             live.watch(clean)
         proba = live.model.predict_proba_one(clean)
         version, labelled = live.version, live.labelled
