@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import streamlit as st
-from streamlit.components.v1 import html as run_script
 
 from api.client import TierlineClient, TierlineError
 from review_ui import reviewing as rv
@@ -444,15 +443,19 @@ def empty_queue(tl: TierlineClient, state: Any, task: str) -> None:
 #: Set when the task was switched: the dropdown keeps the keyboard focus, where number keys
 #: would type into it instead of labelling, so the page gives the focus back once.
 RELEASE_FOCUS = "rv_release_focus"
-_BLUR = "<script>const a = window.parent.document.activeElement; if (a) a.blur();</script>"
+_BLUR = "<script>document.activeElement?.blur();</script>"
 # While a label waits to be sent, reloading or closing the tab would lose it (the session
-# lives in the page): the browser asks first. The handler is made in the page's own realm
-# (this script's frame is replaced on the next rerun, and its functions die with it).
+# lives in the page): the browser asks first.
 _GUARD_PENDING = (
-    "<script>window.parent.onbeforeunload = new window.parent.Function("
-    "'e', \"e.preventDefault(); e.returnValue = ''; return '';\");</script>"
+    "<script>window.onbeforeunload = (e) => { e.preventDefault(); e.returnValue = ''; "
+    "return ''; };</script>"
 )
-_UNGUARD = "<script>window.parent.onbeforeunload = null;</script>"
+_UNGUARD = "<script>window.onbeforeunload = null;</script>"
+
+
+def run_script(script: str) -> None:
+    """Run ``script`` in the page (Streamlit runs it again only when it changes)."""
+    st.html(script, unsafe_allow_javascript=True)
 
 
 def _on_task_change(tl: TierlineClient, state: Any) -> None:
@@ -492,11 +495,11 @@ def main() -> None:
     with counter:
         session_counter(tl, state, task["name"])
     if state.pop(RELEASE_FOCUS, False):
-        run_script(_BLUR, height=0)
+        run_script(_BLUR)
 
     rv.resume_interrupted(tl, state)
     show_notice(state)
-    run_script(_GUARD_PENDING if state[rv.PENDING] else _UNGUARD, height=0)
+    run_script(_GUARD_PENDING if state[rv.PENDING] else _UNGUARD)
     if state[rv.PENDING]:
         pending_banner(tl, state)
     if _correcting(state):

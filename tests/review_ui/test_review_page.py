@@ -140,7 +140,7 @@ def test_conflict_shows_a_plain_message_and_the_next_case(reviewer, fake_api) ->
 
 def _unload_guard(at) -> str:
     """Whether the page asks before a reload or close: the script the page last ran."""
-    last = [str(e.proto) for e in at.get("iframe") if "onbeforeunload" in str(e.proto)]
+    last = [str(e.proto) for e in at.get("html") if "onbeforeunload" in str(e.proto)]
     assert last, "no unload guard on the page"
     return "off" if "onbeforeunload = null" in last[-1] else "on"
 
