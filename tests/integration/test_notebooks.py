@@ -91,3 +91,39 @@ def test_learning_curves_on_a_live_task_with_no_labels_says_so_and_still_draws(
         assert server.stop() == 0
     printed = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert "task 'fresh' has no labels yet: showing the simulator's run" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_learning_curves_on_a_live_task_labelled_only_at_the_cold_start_says_why_charts_are_empty(
+    fresh_database_url, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every label came before any model: labels, but no suggestion to judge and nothing
+    automated. The reliability cell failed on NaN axis limits, the others drew blank axes."""
+    env = {
+        "TIERLINE_DATABASE_URL": fresh_database_url(),
+        "TIERLINE_ADMIN_KEY": ADMIN_KEY,
+        "TIERLINE_ENV": "dev",
+    }
+    server = ServerProcess(env, log=tmp_path / "server.log").start()
+    try:
+        admin = TierlineClient(server.url, ADMIN_KEY)
+        admin.create_task("early", ["approve", "reject"], features=CLAIMS_FEATURES)
+        case = {"amount": 120.0, "country": "de", "note": "water damage", "vip": False}
+        admin.send_cases("early", [{"features": case}] * 3)
+        claims = [admin.claim("early") for _ in range(3)]  # all before any model
+        for claimed, label in zip(claims, ("approve", "reject", "approve"), strict=True):
+            assert claimed is not None and claimed["case"]["suggestion"] is None
+            admin.label(claimed["case"]["id"], label, claimed["lease_id"])
+        monkeypatch.setenv("TIERLINE_API_URL", server.url)
+        monkeypatch.setenv("TIERLINE_API_KEY", ADMIN_KEY)
+        monkeypatch.setenv("TIERLINE_TASK", "early")
+        notebook = executed("learning_curves.ipynb", monkeypatch)
+    finally:
+        assert server.stop() == 0
+    outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    printed = "".join(o.get("text", "") for o in outputs)
+    assert "showing the simulator's run" not in printed
+    assert "nothing automated yet: no region to bound" in printed
+    assert printed.count("no labels with a suggestion yet") == 2
