@@ -783,7 +783,7 @@ def write_outputs(result: SimulationResult, out_dir: Path) -> tuple[Path, Path]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="simulate", description="Replay a labelled stream through tierline's loop."
+        prog="tierline simulate", description="Replay a labelled stream through tierline's loop."
     )
     parser.add_argument("--dataset", required=True, choices=STREAM_NAMES, help="the stream")
     parser.add_argument(
