@@ -201,6 +201,7 @@ class TaskCreate(TaskSettings):
     features: dict[str, Any] | None = None
     model: Literal["linear", "forest"] = "linear"
     rules: Annotated[list[Rule], Field(max_length=100)] = []
+    automation: Literal["on", "off"] = "on"  # "off": people decide every case until PATCHed
 
     @field_validator("labels")
     @classmethod
@@ -365,7 +366,7 @@ class ClaimRequest(StrictModel):
     exclude: Annotated[
         list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=1000)
     ] = []
-    resume: bool = False
+    resume: StrictBool = False  # JSON true/false, not "yes" or 1
 
 
 class LabelCreate(StrictModel):
@@ -451,7 +452,7 @@ class WebhookSet(StrictModel):
 
     url: Annotated[str, StringConstraints(max_length=2048)]  # the scheme and host: below
     events: Annotated[list[WebhookEventType], Field(min_length=1)] | None = None
-    rotate_secret: bool = Field(False, description="replace the webhook's own secret")
+    rotate_secret: StrictBool = Field(False, description="replace the webhook's own secret")
 
     @field_validator("url")
     @classmethod

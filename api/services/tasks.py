@@ -82,6 +82,7 @@ def create_task(session: Session, body: TaskCreate, actor: Principal | None = No
         second_opinion_agreement=body.second_opinion_agreement,
         second_opinion_share=body.second_opinion_share,
         gold_rate=body.gold_rate,
+        automation=body.automation,
     )
     task.mode_reason = f"cold start: 0 of {task.min_labels} labels"
     session.add(task)

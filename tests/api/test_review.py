@@ -1,5 +1,6 @@
 import time
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -114,6 +115,18 @@ def test_a_reviewer_resumes_the_cases_it_holds(api):
     other = api.client.post(url, json={"resume": True}, headers=api.as_("reviewer", "bob"))
     assert other.status_code == 204  # another key's cases are not its to resume
     assert api.label(again, "approve").status_code == 200  # the resumed lease labels
+
+
+@pytest.mark.parametrize("resume", ["yes", 1, "on", "true", None])
+def test_a_claim_whose_resume_is_not_a_json_boolean_is_422(api, resume):
+    """A probe sent "yes", 1 and "on": each was taken as true."""
+    api.create_task()
+    api.send("claims", CASE)
+    response = api.client.post(
+        "/v1/tasks/claims/queue/claim", json={"resume": resume}, headers=api.as_("reviewer")
+    )
+    assert response.status_code == 422
+    assert "resume" in str(response.json()["detail"])
 
 
 def test_empty_queue_claim_is_204(api):

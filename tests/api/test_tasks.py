@@ -1,6 +1,9 @@
+import random
 import time
 
 import pytest
+
+from tests.utils.factories import claims_case
 
 
 def test_create_task_returns_settings_mode_and_automation(api):
@@ -10,6 +13,18 @@ def test_create_task_returns_settings_mode_and_automation(api):
     assert task["target_error"] == 0.02
     assert task["mode"] == "assist" and task["automation"] == "on"
     assert task["features"]["amount"] == "number"
+
+
+def test_a_task_created_with_automation_off_sends_every_case_to_people(api):
+    """A task sent back as it was read (``automation`` included) was a 422."""
+    task = api.create_task(automation="off", min_labels=0)
+    assert task["automation"] == "off" and task["mode"] == "assist"
+    case = api.send("claims", claims_case(random.Random(0))[0])
+    assert case["route"] == "assist" and case["threshold"] is None
+    assert "automation switched off by an admin" in case["reasons"]
+    body = {"name": "bad", "labels": ["a", "b"], "automation": "maybe"}
+    response = api.client.post("/v1/tasks", json=body, headers=api.admin)
+    assert response.status_code == 422 and "automation" in response.text
 
 
 def test_create_task_twice_is_409(api):
