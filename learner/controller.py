@@ -663,7 +663,7 @@ class RiskController:
         self._wins = [_Window(size, len(self.grid)) for size in self.windows]
         self._version = getattr(self, "_version", 0) + 1
         self._cache: tuple[int, list[int], list[list[tuple]], list[_Scan], int] | None = None
-        self._certificate: tuple[int, Certificate] | None = None
+        self._certificate: tuple[int, dict[int, Certificate]] | None = None
 
     # --- settings -------------------------------------------------------------------------
     def set_target(self, target_error: float, delta: float) -> None:
@@ -859,6 +859,13 @@ class RiskController:
         regions = self._regions(self._wins[-1])
         return RegionStats(*regions[max(self._bin(threshold), 0)])
 
+    def _survives(self, stats: tuple, level: float, errors: int) -> bool:
+        """:meth:`Certificate.survives` for a region's statistics tested at ``level``."""
+        estimate, n = stats[5], stats[6]
+        return estimate is not None and _upper_at_most(
+            estimate * n + errors, n + errors, level, self.target_error
+        )
+
     @staticmethod
     def _upper(stats: tuple, level: float) -> float | None:
         if stats[5] is None:
@@ -997,16 +1004,34 @@ class RiskController:
                 carry = 0.0
         return _Scan(tuple(tests), passed)
 
-    def certify(self) -> Certificate:
+    def certify(self, margin_errors: int = 0) -> Certificate:
         """The lowest certified threshold, its estimate, bound and evidence.
 
-        Recomputed only when evidence or settings changed since the last call.
+        With ``margin_errors``: the lowest certified threshold whose bound would stay
+        within the target after that many more errors (:meth:`Certificate.survives`), or
+        the lowest certified one when none would. Every threshold a scan passed is
+        certified (a fixed sequence rejects all of its passed regions at once), so
+        choosing among them keeps the guarantee; the lowest one is where the scan stopped,
+        most often just within the target. Recomputed only when evidence or settings
+        changed since the last call.
+
+        Examples
+        --------
+        >>> c = RiskController(target_error=0.05, window=1000)
+        >>> for i in range(800):  # 600 sure cases, 8 wrong; 200 middling ones, 21 wrong
+        ...     sure = i % 4 != 0
+        ...     c.observe(f"c{i}", Evidence(0.99 if sure else 0.8,
+        ...                                 i % 100 != 1 if sure else i // 4 >= 21,
+        ...                                 propensity=1.0, audit=False, route="review"))
+        >>> [(x.threshold, round(x.upper, 3)) for x in (c.certify(), c.certify(margin_errors=1))]
+        [(0.8, 0.049), (0.99, 0.024)]
         """
         cached = self._certificate
-        if cached is not None and cached[0] == self._version:
-            return cached[1]
-        certificate = self._certificate_now()
-        self._certificate = (self._version, certificate)
+        if cached is None or cached[0] != self._version:
+            cached = self._certificate = (self._version, {})
+        certificate = cached[1].get(margin_errors)
+        if certificate is None:
+            certificate = cached[1][margin_errors] = self._certificate_now(margin_errors)
         return certificate
 
     def _span(self, j: int, m: int) -> str:
@@ -1014,30 +1039,38 @@ class RiskController:
         win = self._wins[j]
         return "" if m == 1 else f", last {win.count:,} labels"
 
-    def _certificate_now(self) -> Certificate:
+    def _certificate_now(self, margin_errors: int) -> Certificate:
         active, regions, scans, m = self._stats()
         target = _fmt(self.target_error)
-        passing = [(min(scan.passed), i) for i, scan in enumerate(scans) if scan.passed]
-        if passing:
-            b = min(passing)[0]
-            best: tuple[float, int] | None = None
-            for i, scan in enumerate(scans):  # the window with the lowest bound there
-                if b in scan.passed:
-                    upper = self._upper(regions[i][b], scan.passed[b])
-                    assert upper is not None
-                    if best is None or upper < best[0]:
-                        best = (upper, i)
-            assert best is not None
-            upper, i = best
-            stats = regions[i][b]
-            shown = format_bound(upper, self.target_error)
+        lowest: tuple[float, int, int] | None = None
+        chosen: tuple[float, int, int] | None = None
+        for b in sorted({b for scan in scans for b in scan.passed}):  # lowest threshold first
+            passed = sorted(  # (bound, window, b) where b passed, lowest bound first
+                (self._upper(regions[i][b], scan.passed[b]) or 0.0, i, b)
+                for i, scan in enumerate(scans)
+                if b in scan.passed
+            )
+            lowest = lowest or passed[0]
+            chosen = next(
+                (
+                    p
+                    for p in passed
+                    if self._survives(regions[p[1]][b], scans[p[1]].passed[b], margin_errors)
+                ),
+                None,
+            )
+            if chosen is not None:
+                break
+        if lowest is not None:
+            bound, i, b = chosen or lowest
+            stats, level = regions[i][b], scans[i].passed[b]
             reason = (
-                f"certified threshold {_fmt(stats[0])} (bound {shown} <= {target}, "
+                f"certified threshold {_fmt(stats[0])} (bound "
+                f"{format_bound(bound, self.target_error)} <= {target}, "
                 f"{_counts(stats[1], stats[2], stats[6])}{self._span(active[i], m)})"
             )
-            level = scans[i].passed[b]
             return Certificate(
-                stats[0], stats[5], upper, stats[1], stats[2], reason, stats[6], level
+                stats[0], stats[5], bound, stats[1], stats[2], reason, stats[6], level
             )
         if not any(scan.tests for scan in scans):
             most = max((r[4] for window in regions for r in window), default=0.0)
@@ -1344,7 +1377,9 @@ class TaskGovernor:
     - Starts in ``assist``. With at least ``min_labels`` labels and a certified threshold
       whose bound would stay within the target after ``hysteresis_errors`` more errors
       (and is at most ``(1 - hysteresis) * target``: a margin, so that the next few
-      labels do not undo it) it becomes ``automated`` at that threshold.
+      labels do not undo it) it becomes ``automated`` at the lowest such threshold (the
+      lowest certified one is most often just within the target: a higher one with the
+      margin automates meanwhile).
     - While automated, the threshold in force is checked after every label: the bound
       of its own region (at level delta: one threshold fixed beforehand) must stay at
       or below the target. When it rises above, the governor moves to the lowest
@@ -1584,26 +1619,21 @@ class TaskGovernor:
         (the reason for this call)."""
         prefix = "" if retarget is None else f"{retarget}: "
         controller = self.controller
-        lowest = controller.certify()
+        # the lowest certified threshold that one more error would not undo (else the lowest)
+        certified = controller.certify(self.hysteresis_errors)
         target = _fmt(controller.target_error)
         if self.mode != "automated":
-            self.certificate = lowest
-            if (
-                lowest.threshold is None
-                or lowest.upper is None
-                or lowest.upper > (1.0 - self.hysteresis) * controller.target_error
-                or not lowest.survives(controller.target_error, self.hysteresis_errors)
-                or self.fresh_labels < self.min_labels
-            ):
+            self.certificate = certified
+            if not self._steady(certified) or self.fresh_labels < self.min_labels:
                 if retarget is not None and self.mode == "suspended":
                     # the reason quoted the old target: say where the new one leaves it
                     return self._migrate(
-                        "suspended", None, f"{prefix}still suspended ({lowest.reason})"
+                        "suspended", None, f"{prefix}still suspended ({certified.reason})"
                     )
                 return []
             word = "re-certified" if self.mode == "suspended" else "certified"
-            reason = prefix + lowest.reason.replace("certified", word, 1)
-            return self._migrate("automated", lowest.threshold, reason)
+            reason = prefix + certified.reason.replace("certified", word, 1)
+            return self._migrate("automated", certified.threshold, reason)
 
         threshold = self.threshold
         assert threshold is not None
@@ -1612,36 +1642,48 @@ class TaskGovernor:
             bound = in_force.upper if in_force.upper is not None else 1.0
             shown = format_bound(bound, controller.target_error)
             why = f"bound {shown} > target {target} at threshold {_fmt(threshold)}"
-            if lowest.threshold is None:
-                self.certificate = lowest
+            if certified.threshold is None:
+                self.certificate = certified
                 if retarget is None:  # the evidence failed (not the admin's bar): re-certify
                     self._fresh_since = self.n_labels  # on fresh labels only
                 counts = _counts(in_force.n, in_force.errors, in_force.n_effective)
                 reason = f"{prefix}suspended: {why} ({counts})"
                 return self._migrate("suspended", None, reason, in_force)
-            self.certificate = controller.certificate_at(lowest.threshold)
-            verb = "raised" if lowest.threshold > threshold else "moved"
+            self.certificate = controller.certificate_at(certified.threshold)
+            verb = "raised" if certified.threshold > threshold else "moved"
             reason = (
-                f"{prefix}threshold {verb} to {_fmt(lowest.threshold)} ({why}; "
-                f"{lowest.reason.replace('certified threshold', 'certified', 1)})"
+                f"{prefix}threshold {verb} to {_fmt(certified.threshold)} ({why}; "
+                f"{certified.reason.replace('certified threshold', 'certified', 1)})"
             )
-            return self._migrate("automated", lowest.threshold, reason, lowest)
+            return self._migrate("automated", certified.threshold, reason, certified)
+        lower, upper = certified.threshold, certified.upper
         if (
-            lowest.threshold is not None
-            and lowest.threshold < threshold
-            and lowest.upper is not None
-            and lowest.upper <= (1.0 - self.hysteresis) * controller.target_error
-            and lowest.survives(controller.target_error, self.hysteresis_errors)
+            lower is not None
+            and upper is not None
+            and lower < threshold
+            and self._steady(certified)
         ):
-            self.certificate = controller.certificate_at(lowest.threshold)
+            self.certificate = controller.certificate_at(lower)
             reason = (
-                f"{prefix}threshold lowered to {_fmt(lowest.threshold)} (bound "
-                f"{format_bound(lowest.upper, controller.target_error)} <= {target}, "
-                f"{_counts(lowest.n, lowest.errors, lowest.n_effective)})"
+                f"{prefix}threshold lowered to {_fmt(lower)} (bound "
+                f"{format_bound(upper, controller.target_error)} <= {target}, "
+                f"{_counts(certified.n, certified.errors, certified.n_effective)})"
             )
-            return self._migrate("automated", lowest.threshold, reason, lowest)
+            return self._migrate("automated", lower, reason, certified)
         self.certificate = in_force
         return []
+
+    def _steady(self, certificate: Certificate) -> bool:
+        """Whether ``certificate`` may start automation or lower the threshold: certified
+        with the hysteresis margin (its bound within ``(1 - hysteresis) * target`` and
+        within the target after ``hysteresis_errors`` more errors)."""
+        target = self.controller.target_error
+        return (
+            certificate.threshold is not None
+            and certificate.upper is not None
+            and certificate.upper <= (1.0 - self.hysteresis) * target
+            and certificate.survives(target, self.hysteresis_errors)
+        )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("audit_boost", 8.0)  # pickled before audit boosts existed

@@ -637,6 +637,44 @@ def test_set_target_recertifies_against_the_new_target():
     assert moves[0].reason.startswith("target changed to 0.05: re-certified")
 
 
+def marginal_and_steady(n: int) -> list[Evidence]:
+    """Sure cases (0.99) 1.3% wrong, middling ones (0.8) 10.5% wrong: the region of all
+    cases certifies just within 5%, the sure one with room to spare."""
+    return [
+        review(0.99, i % 100 != 1) if i % 4 else review(0.8, i // 4 % 200 >= 21)
+        for i in range(n)
+    ]
+
+
+def test_certify_with_a_margin_takes_the_lowest_threshold_one_more_error_would_not_undo():
+    controller = RiskController(target_error=0.05, window=1000)
+    feed(controller, marginal_and_steady(800))
+    lowest, steady = controller.certify(), controller.certify(margin_errors=1)
+    assert lowest.threshold == 0.8 and not lowest.survives(0.05, 1)
+    assert steady.threshold == 0.99 and steady.survives(0.05, 1)
+    assert steady.reason.startswith("certified threshold 0.99 (bound ")
+    # every threshold a scan passed is certified: the margin chooses among them only
+    assert controller.is_certified(0.99) and controller.is_certified(0.8)
+    assert controller.certify(margin_errors=1) is steady  # cached like the lowest
+    # no threshold with the margin: the lowest certified one
+    tight = RiskController(target_error=0.05, window=1000)
+    feed(tight, [review(0.8, i % 100 >= 3) for i in range(400)])
+    assert tight.certify(margin_errors=1) == tight.certify()
+
+
+def test_governor_automates_a_certified_threshold_with_room_while_the_lowest_is_marginal():
+    """A probe set a task's target to 0.001 and back to 0.05: it stayed suspended for 54
+    labels, its reason quoting a certified threshold ("must hold after one more error")
+    while a higher one, with room, had certified all along."""
+    gov = TaskGovernor(target_error=0.05, window=1000)
+    moves = feed(gov, marginal_and_steady(800))
+    assert gov.mode == "automated" and gov.threshold == 0.99, moves
+    assert moves[0].reason.startswith("certified threshold 0.99 (bound ")
+    gov.set_target(0.001, 0.05)
+    moves = gov.set_target(0.05, 0.05)
+    assert [(m.mode, m.threshold) for m in moves] == [("automated", 0.99)]
+
+
 def test_set_target_names_what_changed():
     """A probe: a delta-only change read "target changed to 0.05" with the target as it was."""
     gov = TaskGovernor(target_error=0.05)
