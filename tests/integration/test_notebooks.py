@@ -9,6 +9,8 @@ Notebooks are committed without outputs; here they run in a fresh kernel (nbclie
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -68,62 +70,67 @@ def test_notebook_runs_on_the_simulator_and_every_plot_cell_draws(
         assert not errors
 
 
+@pytest.fixture
+def live_task(fresh_database_url, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A server on a fresh database with a task ``name`` (made on first use), and the
+    notebooks' environment pointing at it: ``with live_task("name") as admin``."""
+
+    @contextmanager
+    def start(name: str) -> Iterator[TierlineClient]:
+        env = {
+            "TIERLINE_DATABASE_URL": fresh_database_url(),
+            "TIERLINE_ADMIN_KEY": ADMIN_KEY,
+            "TIERLINE_ENV": "dev",
+        }
+        server = ServerProcess(env, log=tmp_path / "server.log").start()
+        try:
+            admin = TierlineClient(server.url, ADMIN_KEY)
+            admin.create_task(name, ["approve", "reject"], features=CLAIMS_FEATURES)
+            monkeypatch.setenv("TIERLINE_API_URL", server.url)
+            monkeypatch.setenv("TIERLINE_API_KEY", ADMIN_KEY)
+            monkeypatch.setenv("TIERLINE_TASK", name)
+            yield admin
+        finally:
+            assert server.stop() == 0
+
+    return start
+
+
+def printed(notebook: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_learning_curves_on_a_live_task_with_no_labels_says_so_and_still_draws(
-    fresh_database_url, tmp_path, monkeypatch: pytest.MonkeyPatch
+    live_task, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A freshly created task has no labels: the notebook failed with a KeyError there."""
-    env = {
-        "TIERLINE_DATABASE_URL": fresh_database_url(),
-        "TIERLINE_ADMIN_KEY": ADMIN_KEY,
-        "TIERLINE_ENV": "dev",
-    }
-    server = ServerProcess(env, log=tmp_path / "server.log").start()
-    try:
-        admin = TierlineClient(server.url, ADMIN_KEY)
-        admin.create_task("fresh", ["approve", "reject"], features=CLAIMS_FEATURES)
-        monkeypatch.setenv("TIERLINE_API_URL", server.url)
-        monkeypatch.setenv("TIERLINE_API_KEY", ADMIN_KEY)
-        monkeypatch.setenv("TIERLINE_TASK", "fresh")
+    with live_task("fresh"):
         notebook = executed("learning_curves.ipynb", monkeypatch)
-    finally:
-        assert server.stop() == 0
-    printed = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
-    assert "task 'fresh' has no labels yet: showing the simulator's run" in printed
+    assert "task 'fresh' has no labels yet: showing the simulator's run" in printed(notebook)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_learning_curves_on_a_live_task_labelled_only_at_the_cold_start_says_why_charts_are_empty(
-    fresh_database_url, tmp_path, monkeypatch: pytest.MonkeyPatch
+    live_task, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every label came before any model: labels, but no suggestion to judge and nothing
     automated. The reliability cell failed on NaN axis limits, the others drew blank axes."""
-    env = {
-        "TIERLINE_DATABASE_URL": fresh_database_url(),
-        "TIERLINE_ADMIN_KEY": ADMIN_KEY,
-        "TIERLINE_ENV": "dev",
-    }
-    server = ServerProcess(env, log=tmp_path / "server.log").start()
-    try:
-        admin = TierlineClient(server.url, ADMIN_KEY)
-        admin.create_task("early", ["approve", "reject"], features=CLAIMS_FEATURES)
+    with live_task("early") as admin:
         case = {"amount": 120.0, "country": "de", "note": "water damage", "vip": False}
         admin.send_cases("early", [{"features": case}] * 3)
         claims = [admin.claim("early") for _ in range(3)]  # all before any model
         for claimed, label in zip(claims, ("approve", "reject", "approve"), strict=True):
             assert claimed is not None and claimed["case"]["suggestion"] is None
             admin.label(claimed["case"]["id"], label, claimed["lease_id"])
-        monkeypatch.setenv("TIERLINE_API_URL", server.url)
-        monkeypatch.setenv("TIERLINE_API_KEY", ADMIN_KEY)
-        monkeypatch.setenv("TIERLINE_TASK", "early")
         notebook = executed("learning_curves.ipynb", monkeypatch)
-    finally:
-        assert server.stop() == 0
-    outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    printed = "".join(o.get("text", "") for o in outputs)
-    assert "showing the simulator's run" not in printed
-    assert "nothing automated yet: no region to bound" in printed
-    assert printed.count("no labels with a suggestion yet") == 2
+    errors = [
+        o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
+    assert not errors
+    text = printed(notebook)
+    assert "showing the simulator's run" not in text
+    assert "nothing automated yet: no region to bound" in text
+    assert text.count("no labels with a suggestion yet") == 2
