@@ -84,7 +84,7 @@ def task_list(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
         }
         for t in tasks
     ]
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch", placeholder="—")
     st.markdown("**Automation** (switching it off sends every case to people)")
     for task in tasks:
         name = task["name"]
@@ -254,7 +254,7 @@ def key_list(tl: TierlineClient) -> None:
         st.caption("No keys yet.")
         return
     times = ("created_at", "last_used_at", "revoked_at", "expires_at")
-    st.dataframe(table_rows(keys, times), hide_index=True, width="stretch")
+    st.dataframe(table_rows(keys, times), hide_index=True, width="stretch", placeholder="—")
     active = {k["id"]: k for k in keys if not k.get("revoked")}
     if not active:
         return
@@ -302,7 +302,7 @@ def history_table(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
         st.error(session.describe(error))
         return
     if entries:
-        st.dataframe(table_rows(entries), hide_index=True, width="stretch")
+        st.dataframe(table_rows(entries), hide_index=True, width="stretch", placeholder="—")
     else:
         st.caption("No threshold or mode changes yet.")
 

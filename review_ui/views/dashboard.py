@@ -250,7 +250,7 @@ def label_quality(tl: TierlineClient, task: str, metrics: dict[str, Any]) -> Non
         left.dataframe(confusion, width="stretch")
         pairs = to_dataframe(agreement.get("reviewer_pairs", []))
         right.caption("Agreement per pair of reviewers")
-        right.dataframe(pairs, hide_index=True, width="stretch")
+        right.dataframe(pairs, hide_index=True, width="stretch", placeholder="—")
     else:
         st.caption("No case has two opinions yet (overlap, second opinions or a lead's decision).")
     try:
@@ -266,6 +266,7 @@ def label_quality(tl: TierlineClient, task: str, metrics: dict[str, Any]) -> Non
         to_dataframe(reviewers),
         hide_index=True,
         width="stretch",
+        placeholder="—",
         column_order=list(REVIEWER_COLUMNS),
         column_config=REVIEWER_COLUMNS,
     )
@@ -340,7 +341,7 @@ def main() -> None:
     if history.empty:
         st.caption("No threshold or mode changes yet.")
     else:
-        st.dataframe(table_rows(events), hide_index=True, width="stretch")
+        st.dataframe(table_rows(events), hide_index=True, width="stretch", placeholder="—")
     if not curve.empty:
         st.download_button(
             "Download curve (CSV)",

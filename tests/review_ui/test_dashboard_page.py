@@ -137,6 +137,9 @@ def test_dashboard_shows_label_quality(dashboard, fake_api) -> None:
     frames = [d.value for d in at.dataframe]
     assert any(list(f.get("reviewer", [])) == ["alice", "bob"] for f in frames)
     assert any(f.shape == (2, 2) and int(f.iloc[0, 0]) == 50 for f in frames)
+    # a figure a reviewer has none of (no gold answered) reads "—", not "None"
+    reviewers = next(d for d in at.dataframe if "reviewer" in d.value)
+    assert reviewers.proto.placeholder == "—"
 
 
 def test_dashboard_label_quality_without_opinions_or_rights(dashboard, fake_api) -> None:
