@@ -190,6 +190,12 @@ def create_task_form(tl: TierlineClient) -> None:
         )
         model = third.selectbox("Model", ["linear", "forest"])
         rules = st.text_area("Guardrail rules (JSON, optional)", help=RULES_HELP, height=100)
+        automation = st.toggle(
+            "Automation",
+            value=True,
+            key="ad_new_automation",
+            help="Off: people decide every case until it is switched on below.",
+        )
         submitted = st.form_submit_button("Create task", type="primary")
     if not submitted:
         return
@@ -199,6 +205,7 @@ def create_task_form(tl: TierlineClient) -> None:
             "threshold_policy": policy,
             "threshold": threshold,
             "model": model,
+            "automation": "on" if automation else "off",
         }
         parsed_rules = parse_json(rules, "rules", list)
         if parsed_rules is not None:

@@ -58,8 +58,19 @@ def test_admin_creates_a_task(admin, fake_api) -> None:
     assert features == {"subject": "text", "links": "number"}
     assert settings["rules"] == [{"feature": "links", "op": ">", "value": 5}]
     assert settings["target_error"] == pytest.approx(0.05) and settings["model"] == "linear"
+    assert settings["automation"] == "on"
     assert "Task “emails” created" in at.success[0].value
     assert list(at.dataframe[0].value["task"]) == ["claims", "emails"]
+
+
+def test_admin_creates_a_task_with_automation_off(admin, fake_api) -> None:
+    at = admin
+    next(t for t in at.text_input if t.label == "Name").input("manual")
+    next(t for t in at.text_input if t.label == "Labels").input("yes, no")
+    at.toggle(key="ad_new_automation").set_value(False)
+    form_button(at, "Create task").click().run()
+    assert not at.exception
+    assert fake_api.called("create_task")[0][3]["automation"] == "off"
 
 
 def test_bad_rules_json_names_the_field(admin, fake_api) -> None:
