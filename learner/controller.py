@@ -347,10 +347,9 @@ class Certificate:
     def survives(self, target: float, errors: int) -> bool:
         """Whether the certified bound would stay within ``target`` after ``errors`` more
         labelled errors in the region (the governor's hysteresis)."""
-        if self.threshold is None or self.estimate is None or not self.level:
+        if self.threshold is None or not self.level:
             return False
-        n = self.n_effective
-        return weighted_upper_at_most(self.estimate * n + errors, n + errors, self.level, target)
+        return _survives(self.estimate, self.n_effective, self.level, target, errors)
 
 
 @dataclass(frozen=True)
@@ -576,6 +575,12 @@ def _upper_at_most(errors: float, n: float, level: float, target: float) -> bool
     if errors >= ((table and table.get(k + 1)) or _bracket(level, target, k + 1))[1]:
         return False
     return weighted_upper_at_most(errors, n, level, target)
+
+
+def _survives(estimate: float | None, n: float, level: float, target: float, errors: int) -> bool:
+    """Whether a region's bound at ``level`` stays within ``target`` after ``errors`` more
+    errors among its effective ``n`` labels (the governor's hysteresis)."""
+    return estimate is not None and _upper_at_most(estimate * n + errors, n + errors, level, target)
 
 
 class RiskController:
@@ -859,13 +864,6 @@ class RiskController:
         regions = self._regions(self._wins[-1])
         return RegionStats(*regions[max(self._bin(threshold), 0)])
 
-    def _survives(self, stats: tuple, level: float, errors: int) -> bool:
-        """:meth:`Certificate.survives` for a region's statistics tested at ``level``."""
-        estimate, n = stats[5], stats[6]
-        return estimate is not None and _upper_at_most(
-            estimate * n + errors, n + errors, level, self.target_error
-        )
-
     @staticmethod
     def _upper(stats: tuple, level: float) -> float | None:
         if stats[5] is None:
@@ -1042,11 +1040,16 @@ class RiskController:
     def _certificate_now(self, margin_errors: int) -> Certificate:
         active, regions, scans, m = self._stats()
         target = _fmt(self.target_error)
-        lowest: tuple[float, int, int] | None = None
-        chosen: tuple[float, int, int] | None = None
+        lowest: tuple[float, int, tuple, float] | None = None
+        chosen: tuple[float, int, tuple, float] | None = None
         for b in sorted({b for scan in scans for b in scan.passed}):  # lowest threshold first
-            passed = sorted(  # (bound, window, b) where b passed, lowest bound first
-                (self._upper(regions[i][b], scan.passed[b]) or 0.0, i, b)
+            passed = sorted(  # (bound, window, region, level) where b passed, lowest bound first
+                (
+                    self._upper(regions[i][b], scan.passed[b]) or 0.0,
+                    i,
+                    regions[i][b],
+                    scan.passed[b],
+                )
                 for i, scan in enumerate(scans)
                 if b in scan.passed
             )
@@ -1055,15 +1058,14 @@ class RiskController:
                 (
                     p
                     for p in passed
-                    if self._survives(regions[p[1]][b], scans[p[1]].passed[b], margin_errors)
+                    if _survives(p[2][5], p[2][6], p[3], self.target_error, margin_errors)
                 ),
                 None,
             )
             if chosen is not None:
                 break
         if lowest is not None:
-            bound, i, b = chosen or lowest
-            stats, level = regions[i][b], scans[i].passed[b]
+            bound, i, stats, level = chosen or lowest
             reason = (
                 f"certified threshold {_fmt(stats[0])} (bound "
                 f"{format_bound(bound, self.target_error)} <= {target}, "

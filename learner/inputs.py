@@ -31,10 +31,10 @@ class InputMonitor:
     on a normal feature: a shift by 3 standard deviations is reported after 26 cases
     (median of 50 runs), by 1 after 63, by 0.5 after 266 (in 46 runs of 50), by 0.25
     rarely; on unchanged inputs (uniform, lognormal, binary and tied values) never in 8
-    million cases. On a
-    move the feature takes a new reference (its next ``warmup`` values; also every
-    ``renew`` values without one), so inputs that keep moving keep being reported, and a
-    *raise* starts that lasts ``raise_cases`` routed cases (a later move restarts it).
+    million cases. On a move the feature takes a new reference (its next ``warmup``
+    values; also every ``renew`` values without one), so inputs that keep moving keep
+    being reported, and a *raise* starts that lasts ``raise_cases`` routed cases (a later
+    move restarts it).
 
     Categories, texts and booleans are not watched; missing values are skipped. A feature
     watched on a case costs a binary search or two and a few additions (about a
@@ -133,9 +133,10 @@ class InputMonitor:
             step = (below + at_most) / (2 * n) - 0.5
             u, d = up[i] + step - k, down[i] - step - k
             self._age[i] += 1
-            if u > h or d > h:
+            shifted = u > h or d > h
+            if shifted:
                 moved = moved or name
-            if u > h or d > h or self._age[i] >= self.renew:
+            if shifted or self._age[i] >= self.renew:
                 # a new reference from the values to come: after a move, or when this one
                 # is old (one that straddles a jump hides what moves between its parts)
                 references[i], u, d, self._age[i] = None, 0.0, 0.0, 0
