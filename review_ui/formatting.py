@@ -30,6 +30,11 @@ def reveal_direction(text: str) -> str:
 
 
 LONG_TEXT = 80
+#: How a missing value reads, in text and in tables.
+MISSING = "—"
+#: How every table of rows is shown: no index column, the page's width, missing values
+#: as :data:`MISSING` (Streamlit writes "None"): ``st.dataframe(rows, **TABLE)``.
+TABLE: dict[str, Any] = {"hide_index": True, "width": "stretch", "placeholder": MISSING}
 
 
 def escape_markdown(text: str) -> str:
@@ -126,7 +131,7 @@ def format_value(value: Any) -> str:
     ['yes', '—', '1,500', '99,999.999', 'fr', '[1, 2]']
     """
     if value is None:
-        return "—"
+        return MISSING
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int | float):
@@ -147,7 +152,7 @@ def format_percent(value: float | None, digits: int = 1) -> str:
     >>> format_percent(0.1234), format_percent(None)
     ('12.3%', '—')
     """
-    return "—" if value is None else f"{value * 100:.{digits}f}%"
+    return MISSING if value is None else f"{value * 100:.{digits}f}%"
 
 
 def table_rows(rows: list[dict[str, Any]], times: tuple[str, ...] = ("at",)) -> list[dict]:

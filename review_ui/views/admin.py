@@ -10,7 +10,7 @@ import streamlit as st
 
 from api.client import TierlineClient, TierlineError
 from review_ui import session
-from review_ui.formatting import escape_markdown, table_rows
+from review_ui.formatting import TABLE, escape_markdown, table_rows
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def task_list(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
         }
         for t in tasks
     ]
-    st.dataframe(rows, hide_index=True, width="stretch", placeholder="—")
+    st.dataframe(rows, **TABLE)
     st.markdown("**Automation** (switching it off sends every case to people)")
     for task in tasks:
         name = task["name"]
@@ -261,7 +261,7 @@ def key_list(tl: TierlineClient) -> None:
         st.caption("No keys yet.")
         return
     times = ("created_at", "last_used_at", "revoked_at", "expires_at")
-    st.dataframe(table_rows(keys, times), hide_index=True, width="stretch", placeholder="—")
+    st.dataframe(table_rows(keys, times), **TABLE)
     active = {k["id"]: k for k in keys if not k.get("revoked")}
     if not active:
         return
@@ -309,7 +309,7 @@ def history_table(tl: TierlineClient, tasks: list[dict[str, Any]]) -> None:
         st.error(session.describe(error))
         return
     if entries:
-        st.dataframe(table_rows(entries), hide_index=True, width="stretch", placeholder="—")
+        st.dataframe(table_rows(entries), **TABLE)
     else:
         st.caption("No threshold or mode changes yet.")
 

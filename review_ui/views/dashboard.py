@@ -10,7 +10,14 @@ import streamlit as st
 
 from api.client import TierlineClient, TierlineError, curve_frame, to_dataframe
 from review_ui import session
-from review_ui.formatting import escape_markdown, format_number, format_percent, table_rows
+from review_ui.formatting import (
+    MISSING,
+    TABLE,
+    escape_markdown,
+    format_number,
+    format_percent,
+    table_rows,
+)
 
 MODE_COLOURS = {"assist": "violet", "automated": "green", "suspended": "red"}
 
@@ -38,9 +45,9 @@ def tiles(metrics: dict[str, Any], task: dict[str, Any]) -> None:
     )
     second = st.columns(4)
     second[0].metric("Waiting in queue", format_number(metrics.get("queue_depth", 0)))
-    mode = str(metrics.get("mode", task.get("mode", "—")))
+    mode = str(metrics.get("mode", task.get("mode", MISSING)))
     second[1].metric("Mode", mode, help=f"automation switch: {task.get('automation', '—')}")
-    second[2].metric("Model version", str(metrics.get("model_version", "—")))
+    second[2].metric("Model version", str(metrics.get("model_version", MISSING)))
     second[3].metric("Labels", format_number(metrics.get("labels", 0)))
     if upper is not None and target is not None:
         if upper <= target:
@@ -60,7 +67,7 @@ def tiles(metrics: dict[str, Any], task: dict[str, Any]) -> None:
 
 
 def _fixed(value: float | None, digits: int) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return MISSING if value is None else f"{value:.{digits}f}"
 
 
 def mode_changes(curve: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
@@ -250,7 +257,7 @@ def label_quality(tl: TierlineClient, task: str, metrics: dict[str, Any]) -> Non
         left.dataframe(confusion, width="stretch")
         pairs = to_dataframe(agreement.get("reviewer_pairs", []))
         right.caption("Agreement per pair of reviewers")
-        right.dataframe(pairs, hide_index=True, width="stretch", placeholder="—")
+        right.dataframe(pairs, **TABLE)
     else:
         st.caption("No case has two opinions yet (overlap, second opinions or a lead's decision).")
     try:
@@ -264,9 +271,7 @@ def label_quality(tl: TierlineClient, task: str, metrics: dict[str, Any]) -> Non
     st.caption("Reviewers")
     st.dataframe(
         to_dataframe(reviewers),
-        hide_index=True,
-        width="stretch",
-        placeholder="—",
+        **TABLE,
         column_order=list(REVIEWER_COLUMNS),
         column_config=REVIEWER_COLUMNS,
     )
@@ -341,7 +346,7 @@ def main() -> None:
     if history.empty:
         st.caption("No threshold or mode changes yet.")
     else:
-        st.dataframe(table_rows(events), hide_index=True, width="stretch", placeholder="—")
+        st.dataframe(table_rows(events), **TABLE)
     if not curve.empty:
         st.download_button(
             "Download curve (CSV)",

@@ -11,6 +11,7 @@ from api.client import TierlineClient, TierlineError
 from review_ui import reviewing as rv
 from review_ui import session
 from review_ui.formatting import (
+    MISSING,
     clip,
     escape_markdown,
     format_contribution,
@@ -130,7 +131,7 @@ def session_counter(tl: TierlineClient, state: Any, task: str) -> None:
         first, second, third = st.container(key="rv_counter").columns(3)
         first.metric("Labelled this session", f"{state[rv.COUNT]:,}")
         depth = status.get("queue_depth")
-        second.metric("Waiting in queue", "—" if depth is None else f"{depth:,}")
+        second.metric("Waiting in queue", MISSING if depth is None else f"{depth:,}")
         share = status.get("automation_rate") if status.get("cases") else None
         third.metric(
             "Decided automatically",
